@@ -1,0 +1,58 @@
+"""Helpers for benchmark scripts: machine description, result files, shared-data paths."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SHARED = Path(os.environ.get("RECGUARD_SHARED", HERE.parent.parent / "shared"))
+ML1M = SHARED / "data" / "ml-1m"
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_result(name: str, payload: dict) -> Path:
+    from recguard._io import atomic_write_json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    atomic_write_json(path, {"machine": machine(), **payload})
+    print(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def require_ml1m() -> Path:
+    if not (ML1M / "ml-1m.txt.gz").exists():
+        sys.exit(f"ML-1M not found at {ML1M}; set RECGUARD_SHARED to the folder holding data/ml-1m/")
+    return ML1M

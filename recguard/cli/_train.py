@@ -1,0 +1,96 @@
+"""``recguard train`` and ``recguard evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ArtifactError, ConfigError
+from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, PathOpt, dataset_spec, load_dataset, print_table
+
+
+def _parse_sets(items: List[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", param="--set")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for the trained victim (weights.safetensors + config.json)."),
+    dataset: str = DatasetOpt,
+    path: Optional[Path] = PathOpt,
+    min_rating: Optional[float] = MinRatingOpt,
+    k_core: Optional[int] = KCoreOpt,
+    model: str = typer.Option("sasrec", "--model", "-m", help="Victim architecture: sasrec, bert4rec or gru4rec."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on validation NDCG@10)."),
+    max_len: Optional[int] = typer.Option(None, "--max-len", help="Longest history the model reads."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model)."),
+    set_: List[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set loss=bce)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train a victim on a dataset and save it, then print its test metrics."""
+    from ..metrics import evaluate as run_eval
+    from ..victims import make_victim
+
+    cfg = _parse_sets(set_)
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    if max_len is not None:
+        cfg["max_len"] = max_len
+    cfg["device"] = device
+    victim = make_victim(model, **cfg)
+    data = load_dataset(dataset, path, min_rating, k_core)
+    typer.echo(f"training {model} on {data!r}", err=True)
+    victim.dataset_spec_ = dataset_spec(dataset, path, min_rating, k_core)
+    split = data.split()
+    victim.fit(split, rng=seed, progress=progress)
+    metrics = run_eval(victim, split, which="test", ks=(10, 20))
+    victim.fit_info_["test"] = metrics
+    victim.save(out)
+    info = victim.fit_info_
+    typer.echo(f"saved {out}  (best epoch {info['best_epoch']} of {info['epochs_run']}, {info['wall_time_s']:.1f} s)")
+    print_table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()])
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Directory of a saved victim (from `recguard train`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the victim was trained on)."),
+    path: Optional[Path] = PathOpt,
+    split: str = typer.Option("test", "--split", help="test or valid."),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+) -> None:
+    """Evaluate a saved victim with full-ranking HR@10/20, NDCG@10/20 and MRR."""
+    from ..metrics import evaluate as run_eval
+    from ..victims import load
+
+    if split not in ("test", "valid"):
+        raise ConfigError("must be 'test' or 'valid'", param="--split")
+    victim = load(run)
+    spec = victim.dataset_spec_ or {}
+    if dataset is None and not spec:
+        raise ArtifactError(f"{run}: no dataset recorded in config.json; pass --dataset (and --path)")
+    name = dataset or spec["name"]
+    data_path = path if path is not None else (spec.get("path") if dataset is None else None)
+    data = load_dataset(name, Path(data_path) if data_path else None, spec.get("min_rating") if dataset is None else None,
+                        spec.get("k_core") if dataset is None else None)
+    if victim.num_items != data.num_items:
+        raise ArtifactError(f"{run}: the victim knows {victim.num_items} items but the dataset has {data.num_items}; wrong dataset?")
+    if dataset is None and victim.data_fingerprint_ and victim.data_fingerprint_ != data.fingerprint():
+        typer.echo("warning: the dataset's fingerprint differs from the one the victim was trained on", err=True)
+    metrics = run_eval(victim, data.split(), which=split, ks=(10, 20))
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        typer.echo(f"{victim.architecture} on {data.name} ({split}, full ranking, seen items filtered)")
+        print_table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()])

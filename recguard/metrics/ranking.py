@@ -1,0 +1,94 @@
+"""Full-ranking metrics (PROTOCOLS §1): pure functions of ranks, plus a batched evaluator.
+
+A rank is 1 + the number of candidate items scored strictly higher than the target,
+where candidates are all items except padding and the items already in the user's
+input sequence ("filter seen"; the target itself is never filtered).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["hit_rate", "ndcg", "mrr", "ranks_from_scores", "evaluate", "summarize_ranks"]
+
+
+def hit_rate(ranks: np.ndarray | Sequence[float], k: int) -> float:
+    """HR@k = share of ranks ≤ k."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return float(np.mean(r <= k)) if len(r) else 0.0
+
+
+def ndcg(ranks: np.ndarray | Sequence[float], k: int) -> float:
+    """NDCG@k with one relevant item = mean of 1/log2(rank + 1) for rank ≤ k, else 0."""
+    r = np.asarray(ranks, dtype=np.float64)
+    if not len(r):
+        return 0.0
+    return float(np.mean(np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)))
+
+
+def mrr(ranks: np.ndarray | Sequence[float]) -> float:
+    """Mean reciprocal rank."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return float(np.mean(1.0 / r)) if len(r) else 0.0
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Rank of each target ([B]) among all items, given scores ``[B, N + 1]``.
+
+    ``seen`` ([B, L] item ids, 0 = padding) are excluded from the candidates except
+    the target itself. Column 0 (padding) is never a candidate. ``scores`` is not modified.
+    """
+    s = scores.detach().float().clone()
+    t = targets.view(-1, 1).to(s.device)
+    target_score = s.gather(1, t)
+    if seen is not None:
+        s.scatter_(1, seen.to(s.device), float("-inf"))
+    s[:, 0] = float("-inf")
+    s.scatter_(1, t, float("-inf"))  # the target does not outrank itself
+    return 1 + (s > target_score).sum(1)
+
+
+def summarize_ranks(ranks: np.ndarray, ks: Iterable[int] = (10, 20)) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"HR@{k}"] = hit_rate(ranks, k)
+        out[f"NDCG@{k}"] = ndcg(ranks, k)
+    out["MRR"] = mrr(ranks)
+    out["users"] = int(len(ranks))
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    victim,
+    split,
+    *,
+    which: str = "test",
+    ks: Iterable[int] = (10, 20),
+    users: np.ndarray | None = None,
+    batch_size: int = 512,
+    return_ranks: bool = False,
+):
+    """Full-ranking HR@k / NDCG@k / MRR of ``victim`` on a leave-one-out :class:`~recguard.data.Split`.
+
+    Args:
+        which: ``"valid"`` or ``"test"``.
+        users: optional subset of user indices (of ``split.full``) to evaluate, e.g. the
+            genuine users of a poisoned dataset; default: every user with a held-out item.
+        return_ranks: also return the per-user ranks.
+    """
+    x, y = split.inputs(which, victim.max_len)
+    if users is not None:
+        sel = np.isin(split.eval_users, np.asarray(users))
+        x, y = x[sel], y[sel]
+    ranks = np.zeros(len(y), dtype=np.int64)
+    for start in range(0, len(y), batch_size):
+        xb = torch.from_numpy(x[start : start + batch_size])
+        yb = torch.from_numpy(y[start : start + batch_size])
+        scores = victim.score(xb)
+        ranks[start : start + len(yb)] = ranks_from_scores(scores, yb, xb).cpu().numpy()
+    out = summarize_ranks(ranks, ks)
+    return (out, ranks) if return_ranks else out

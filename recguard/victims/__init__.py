@@ -1,0 +1,25 @@
+"""Victims: the protocol, SASRec / BERT4Rec / GRU4Rec, adapters and artifacts."""
+
+from ._adapters import BlackBoxVictim, TorchVictim
+from ._base import SequentialVictim, Victim, WhiteBoxVictim, architectures, as_batch, load, mask_seen_, resolve_device
+from ._config import BaseConfig
+from .bert4rec import BERT4Rec, BERT4RecConfig
+from .gru4rec import GRU4Rec, GRU4RecConfig
+from .sasrec import SASRec, SASRecConfig
+
+__all__ = [
+    "Victim", "WhiteBoxVictim", "SequentialVictim", "BaseConfig",
+    "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig",
+    "TorchVictim", "BlackBoxVictim", "load", "architectures", "as_batch", "mask_seen_", "resolve_device",
+    "make_victim",
+]
+
+
+def make_victim(architecture: str, **config) -> SequentialVictim:
+    """Build an untrained victim by name (``"sasrec"``, ``"bert4rec"``, ``"gru4rec"``) and config keys."""
+    from ..errors import ConfigError
+
+    archs = architectures()
+    if architecture not in archs:
+        raise ConfigError(f"unknown model {architecture!r}; choose one of {', '.join(sorted(archs))}", param="model")
+    return archs[architecture](**config)

@@ -1,0 +1,324 @@
+"""The victim protocol, the shared white-box base class, scoring helpers and artifacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from .._io import atomic_directory, to_json
+from .._rng import RNGLike
+from ..data import SequenceData, Split, pad_sequences
+from ..errors import ArtifactError, CapabilityError, ConfigError, NotFittedError
+from ._config import BaseConfig
+
+__all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "load", "register"]
+
+SeqsLike = Any  # np.ndarray | torch.Tensor | Sequence[Sequence[int]]
+
+
+@runtime_checkable
+class Victim(Protocol):
+    """What recguard needs from any recommender it audits.
+
+    ``score(seqs)`` takes left-padded item sequences ``[B, L]`` (0 = padding, most
+    recent item last) and returns ``[B, num_items + 1]`` scores whose column 0 is
+    ``-inf``. ``recommend`` returns the top-k item ids ``[B, k]``.
+    """
+
+    num_items: int
+    max_len: int
+
+    def score(self, seqs: SeqsLike) -> torch.Tensor: ...
+
+    def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray: ...
+
+    def fit(self, data: SequenceData | Split, *, user_weights: np.ndarray | None = None, rng: RNGLike = None) -> "Victim": ...
+
+
+@runtime_checkable
+class WhiteBoxVictim(Victim, Protocol):
+    """A victim whose internals are visible: representation, item embeddings, named layers."""
+
+    def representation(self, seqs: SeqsLike) -> torch.Tensor: ...
+
+    def item_embeddings(self) -> torch.Tensor: ...
+
+    def layers(self) -> dict[str, nn.Module]: ...
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when torch sees a GPU, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'", param="device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA was requested but torch sees no GPU; use device='auto' or 'cpu'", param="device")
+    return dev
+
+
+def as_batch(seqs: SeqsLike, max_len: int, num_items: int | None = None) -> torch.Tensor:
+    """Any sequence batch → left-padded int64 tensor ``[B, <= max_len]`` (most recent ``max_len`` items)."""
+    if isinstance(seqs, torch.Tensor):
+        t = seqs.to(torch.int64)
+    elif isinstance(seqs, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(seqs, dtype=np.int64))
+    else:
+        t = torch.from_numpy(pad_sequences(list(seqs), max_len))
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2:
+        raise ConfigError(f"sequences must be a [batch, length] matrix, got shape {tuple(t.shape)}", param="seqs")
+    if t.shape[1] > max_len:
+        t = t[:, -max_len:]
+    if num_items is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) > num_items):
+        raise ConfigError(f"item ids must be in 0..{num_items} (0 = padding)", param="seqs")
+    return t
+
+
+def mask_seen_(scores: torch.Tensor, seqs: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """In place: set the scores of items present in ``seqs`` (and padding) to ``-inf``.
+
+    ``keep`` ([B] item ids) are left unmasked (the held-out target when it repeats a seen item).
+    """
+    if keep is not None:
+        saved = scores.gather(1, keep.view(-1, 1))
+    scores.scatter_(1, seqs.to(scores.device), float("-inf"))
+    if keep is not None:
+        scores.scatter_(1, keep.view(-1, 1), saved)
+    scores[:, 0] = float("-inf")
+    return scores
+
+
+_REGISTRY: dict[str, type["SequentialVictim"]] = {}
+
+
+def register(cls: type["SequentialVictim"]) -> type["SequentialVictim"]:
+    _REGISTRY[cls.architecture] = cls
+    return cls
+
+
+class SequentialVictim:
+    """Base class of recguard's trainable white-box victims (SASRec, BERT4Rec, GRU4Rec).
+
+    ``__init__`` stores the config; ``fit`` learns ``module_`` (the torch model) and
+    ``num_items``. Subclasses define ``architecture``, ``Config``, ``_build(num_items)``,
+    ``_train_loss(batch)`` and ``_hidden_last(seqs)``.
+    """
+
+    architecture: ClassVar[str] = ""
+    Config: ClassVar[type[BaseConfig]] = BaseConfig
+
+    def __init__(self, config: BaseConfig | None = None, **overrides: Any):
+        if config is None:
+            config = self.Config.from_dict(overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}", param="config")
+        self.config = config
+        self.module_: nn.Module | None = None
+        self.num_items = 0
+        self.seed_: int | None = None
+        self.data_fingerprint_: str | None = None
+        self.history_: list[dict] = []
+        self.fit_info_: dict = {}
+        self.dataset_spec_: dict | None = None
+        self._device = resolve_device(config.device)
+
+    # ----------------------------------------------------------------- model hooks
+    def _build(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def max_len(self) -> int:
+        return self.config.max_len
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def _require_fitted(self) -> nn.Module:
+        if self.module_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not trained yet: call fit(data) or recguard.load(dir)")
+        return self.module_
+
+    def __repr__(self) -> str:
+        state = f"num_items={self.num_items}" if self.module_ is not None else "unfitted"
+        return f"{type(self).__name__}({state}, hidden={self.config.hidden}, max_len={self.config.max_len})"
+
+    # -------------------------------------------------------------------- training
+    def fit(
+        self,
+        data: SequenceData | Split,
+        *,
+        user_weights: np.ndarray | Sequence[float] | None = None,
+        rng: RNGLike = None,
+        progress: bool | None = None,
+        callback=None,
+    ) -> "SequentialVictim":
+        """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
+
+        Args:
+            data: a :class:`SequenceData` (split here) or a ready :class:`Split`.
+            user_weights: one weight ≥ 0 per user of ``data`` (or of ``split.train``), multiplying
+                that user's loss terms; a user with weight 0 has no influence at all.
+            rng: seed or ``numpy.random.Generator``; the same seed gives the same model.
+            progress: show a progress bar (default: when stderr is a terminal).
+            callback: ``callback(epoch, victim)`` after every epoch (e.g. logging).
+        """
+        from ._train import train
+
+        split = data if isinstance(data, Split) else data.split()
+        train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback)
+        self.data_fingerprint_ = split.full.fingerprint()
+        return self
+
+    # --------------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def representation(self, seqs: SeqsLike) -> torch.Tensor:
+        """User state ``[B, hidden]`` that is dotted with item embeddings (last position)."""
+        module = self._require_fitted()
+        x = as_batch(seqs, self.max_len, self.num_items).to(self.device)
+        was = module.training
+        module.eval()
+        try:
+            return module.represent(x)
+        finally:
+            module.train(was)
+
+    @torch.no_grad()
+    def score(self, seqs: SeqsLike) -> torch.Tensor:
+        """Scores ``[B, num_items + 1]`` for the next item; column 0 (padding) is ``-inf``."""
+        module = self._require_fitted()
+        rep = self.representation(seqs)
+        out = module.logits(rep)
+        out[:, 0] = float("-inf")
+        return out
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Output item embedding matrix ``[num_items + 1, hidden]`` (row 0 = padding)."""
+        return self._require_fitted().output_embeddings().detach()
+
+    def layers(self) -> dict[str, nn.Module]:
+        """Named sub-modules for hooks (``item_embedding``, ``block.0`` ..., ``final_norm``/``output``)."""
+        return dict(self._require_fitted().named_layers())
+
+    @property
+    def module(self) -> nn.Module:
+        return self._require_fitted()
+
+    def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
+        """Top-``k`` item ids ``[B, k]`` per sequence (seen items excluded by default)."""
+        from ._adapters import topk
+
+        self._require_fitted()
+        return topk(self, seqs, k, exclude_seen)
+
+    # ------------------------------------------------------------------- artifacts
+    def save(self, directory: str | Path) -> Path:
+        """Write ``weights.safetensors`` + ``config.json`` atomically to ``directory``."""
+        from safetensors.torch import save_file
+
+        module = self._require_fitted()
+        directory = Path(directory)
+        meta = {
+            "format": "recguard-victim",
+            "format_version": 1,
+            "architecture": self.architecture,
+            "recguard_version": __version__,
+            "torch_version": torch.__version__,
+            "config": self.config.to_dict(),
+            "num_items": self.num_items,
+            "seed": self.seed_,
+            "data_fingerprint": self.data_fingerprint_,
+            "dataset": self.dataset_spec_,
+            "training": self.fit_info_,
+            "history": self.history_,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+        with atomic_directory(directory) as tmp:
+            save_file(state, str(tmp / "weights.safetensors"))
+            (tmp / "config.json").write_text(to_json(meta))
+        return directory
+
+    @classmethod
+    def _from_artifact(cls, meta: dict, state: dict[str, torch.Tensor], device: str | None) -> "SequentialVictim":
+        cfg = dict(meta["config"])
+        if device is not None:
+            cfg["device"] = device
+        victim = cls(cls.Config.from_dict(cfg))
+        victim.num_items = int(meta["num_items"])
+        module = victim._build(victim.num_items)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"weights do not match a {cls.architecture} with this config: {exc}") from None
+        victim.module_ = module.to(victim.device).eval()
+        victim.seed_ = meta.get("seed")
+        victim.data_fingerprint_ = meta.get("data_fingerprint")
+        victim.dataset_spec_ = meta.get("dataset")
+        victim.fit_info_ = meta.get("training") or {}
+        victim.history_ = meta.get("history") or []
+        return victim
+
+
+def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(config.json contents, state dict)`` of an artifact directory, with clear errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    cfg_path, w_path = d / "config.json", d / "weights.safetensors"
+    if not d.is_dir():
+        raise ArtifactError(f"{d}: not a directory; expected a saved victim (weights.safetensors + config.json)")
+    for p in (cfg_path, w_path):
+        if not p.exists():
+            raise ArtifactError(f"{p}: missing; this directory is not a complete recguard artifact")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{cfg_path}: invalid JSON ({exc})") from None
+    try:
+        state = load_file(str(w_path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{w_path}: cannot read safetensors ({exc})") from None
+    return meta, state
+
+
+def load(directory: str | Path, *, device: str | None = None) -> SequentialVictim:
+    """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's."""
+    meta, state = read_artifact(directory)
+    if meta.get("format") != "recguard-victim":
+        raise ArtifactError(f"{directory}: config.json is not a recguard victim artifact")
+    arch = meta.get("architecture")
+    if arch == "torch":
+        raise ArtifactError(f"{directory}: a TorchVictim artifact; load it with TorchVictim.load(dir, module=YourModule(...))")
+    if arch not in _REGISTRY:
+        raise ArtifactError(f"{directory}: unknown architecture {arch!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[arch]._from_artifact(meta, state, device)
+
+
+def architectures() -> dict[str, type[SequentialVictim]]:
+    return dict(_REGISTRY)
+
+
+def _check_white_box(victim: object) -> None:
+    if not isinstance(victim, WhiteBoxVictim):
+        raise CapabilityError(f"{type(victim).__name__} is not white-box: it lacks representation/item_embeddings/layers")

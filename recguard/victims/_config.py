@@ -1,0 +1,69 @@
+"""Frozen configuration dataclasses for victims (``to_dict`` / ``from_dict``; unknown keys are an error)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+
+T = TypeVar("T", bound="BaseConfig")
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Fields shared by every trainable sequential victim.
+
+    Attributes:
+        hidden: embedding / hidden size.
+        max_len: longest history the model reads (older items are dropped).
+        dropout: dropout rate.
+        epochs: maximum training epochs.
+        batch_size: sequences per batch.
+        lr, weight_decay: AdamW optimiser settings.
+        patience: stop after this many validations without a better NDCG@10 (0 = never stop early).
+        eval_every: validate every this many epochs.
+        device: ``"auto"`` (GPU when torch sees one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    """
+
+    hidden: int = 64
+    max_len: int = 200
+    dropout: float = 0.2
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    eval_every: int = 2
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "max_len", "epochs", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"must be a positive integer, got {v!r}", param=name)
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.dropout!r}", param="dropout")
+        if not float(self.lr) > 0:
+            raise ConfigError(f"must be > 0, got {self.lr!r}", param="lr")
+        if int(self.patience) < 0:
+            raise ConfigError(f"must be >= 0, got {self.patience!r}", param="patience")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} for {cls.__name__}; valid keys: {', '.join(sorted(known))}",
+                param=unknown[0],
+            )
+        return cls(**d)
+
+    def replace(self: T, **changes: Any) -> T:
+        cls = type(self)
+        return cls.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,143 @@
+"""The one training loop shared by every recguard victim.
+
+Length-bucketed batches (little padding), per-user loss weights, AdamW, early
+stopping on validation NDCG@10 (full ranking, seen items filtered), a progress
+bar, and seeded randomness that never touches the caller's global RNG state.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
+from ..data import Split
+from ..data._core import _pad_from_csr
+from ..errors import ConfigError, DataError
+
+__all__ = ["train", "batches"]
+
+
+def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, bucket: int = 64) -> list[np.ndarray]:
+    """Shuffled user-index batches; users in a batch have similar lengths (sorted within
+    shuffled chunks of ``bucket`` batches), which keeps padding small."""
+    perm = gen.permutation(len(lengths))
+    out: list[np.ndarray] = []
+    chunk = batch_size * bucket
+    for start in range(0, len(perm), chunk):
+        part = perm[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        out.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    order = gen.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def _check_weights(user_weights, n_users: int) -> np.ndarray:
+    if user_weights is None:
+        return np.ones(n_users, dtype=np.float32)
+    w = np.asarray(user_weights, dtype=np.float64).reshape(-1)
+    if len(w) != n_users:
+        raise ConfigError(f"has {len(w)} entries but the training data has {n_users} users", param="user_weights")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ConfigError("must be finite and >= 0", param="user_weights")
+    return w.astype(np.float32)
+
+
+def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None, callback=None) -> None:
+    """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
+
+    ``callback(epoch, victim)`` runs after every epoch (model in eval mode); its time is not
+    counted in ``train_s``.
+    """
+    from ..metrics import evaluate
+
+    cfg = victim.config
+    data = split.train
+    if data.num_interactions == 0:
+        raise DataError("no training interactions")
+    weights = _check_weights(user_weights, data.num_users)
+    gen_np = as_generator(rng)
+    seed = derive_seed(gen_np)
+    victim.seed_ = seed
+    victim.num_items = data.num_items
+    lengths = data.lengths
+    window = cfg.max_len + 1  # inputs and next-item targets
+    take = np.minimum(lengths, window)
+    trainable = np.flatnonzero((lengths >= 2) & (weights > 0))
+    if len(trainable) == 0:
+        raise DataError("no user has >= 2 training items with a positive weight; nothing to train on")
+    device = victim.device
+    w_all = torch.from_numpy(weights)
+    show = sys.stderr.isatty() if progress is None else progress
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    with torch_seeded(seed):
+        gen_t = torch.Generator(device=device)
+        gen_t.manual_seed(seed % (2**63 - 1))
+        module = victim._build(data.num_items).to(device)
+        victim.module_ = module
+        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        best = (-1.0, 0, None)
+        bad_evals = 0
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.epochs, desc=f"train {victim.architecture}", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+        starts = data.offsets[:-1]
+        train_s = 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            t_ep = time.perf_counter()
+            module.train()
+            total, count = 0.0, 0
+            for idx in batches(take[trainable], cfg.batch_size, gen_np):
+                users = trainable[idx]
+                lb = int(take[users].max())
+                x = torch.from_numpy(_pad_from_csr(data.items, starts[users], lengths[users], lb)).to(device)
+                loss = victim._train_loss(module, x, w_all[users].to(device), gen_t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                count += 1
+            train_s += time.perf_counter() - t_ep
+            entry = {"epoch": epoch, "loss": total / max(1, count), "train_s": train_s, "time_s": time.perf_counter() - t0}
+            last = epoch == cfg.epochs
+            if len(split.eval_users) and (epoch % cfg.eval_every == 0 or last):
+                module.eval()
+                ndcg = evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]
+                entry["valid_ndcg@10"] = ndcg
+                if ndcg > best[0]:
+                    best = (ndcg, epoch, copy.deepcopy(module.state_dict()))
+                    bad_evals = 0
+                else:
+                    bad_evals += 1
+            history.append(entry)
+            if callback is not None:
+                module.eval()
+                callback(epoch, victim)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best[0], 0):.4f}")
+            if cfg.patience and bad_evals >= cfg.patience:
+                break
+        if bar is not None:
+            bar.close()
+        if best[2] is not None:
+            module.load_state_dict(best[2])
+        module.eval()
+    victim.history_ = history
+    victim.fit_info_ = {
+        "epochs_run": len(history),
+        "best_epoch": best[1] if best[2] is not None else len(history),
+        "best_valid_ndcg@10": best[0] if best[2] is not None else None,
+        "wall_time_s": time.perf_counter() - t0,
+        "train_time_s": train_s,
+        "train_users": int(len(trainable)),
+        "seed": seed,
+        "device": str(device),
+    }

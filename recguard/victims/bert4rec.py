@@ -1,0 +1,112 @@
+"""BERT4Rec (Sun et al., CIKM'19): bidirectional self-attention trained with cloze masking.
+
+Items are replaced by a ``[MASK]`` token (id ``num_items + 1``) with probability
+``mask_prob``; the model predicts them with a full softmax over the catalogue. At
+inference a ``[MASK]`` is appended after the history and its prediction ranks items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ._base import SequentialVictim, register
+from ._config import BaseConfig
+from ._layers import TransformerBlock, attention_mask, weighted_softmax_ce
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig(BaseConfig):
+    num_blocks: int = 2
+    num_heads: int = 2
+    mask_prob: float = 0.2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ConfigError(f"must be in (0, 1), got {self.mask_prob!r}", param="mask_prob")
+        if self.hidden % self.num_heads:
+            raise ConfigError(f"hidden ({self.hidden}) must be divisible by num_heads ({self.num_heads})", param="num_heads")
+
+
+class BERT4RecModule(nn.Module):
+    def __init__(self, num_items: int, cfg: BERT4RecConfig):
+        super().__init__()
+        self.num_items = num_items
+        self.mask_id = num_items + 1
+        self.max_len = cfg.max_len
+        self.item_emb = nn.Embedding(num_items + 2, cfg.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.emb_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.hidden, cfg.num_heads, cfg.dropout, 4 * cfg.hidden, activation="gelu") for _ in range(cfg.num_blocks)
+        )
+        self.final_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
+        self.out_proj = nn.Linear(cfg.hidden, cfg.hidden)
+        self.out_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
+        self.out_bias = nn.Parameter(torch.zeros(num_items + 1))
+        nn.init.trunc_normal_(self.item_emb.weight, std=0.02)
+        nn.init.trunc_normal_(self.pos_emb.weight, std=0.02)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` output-head states at every position of left-padded ``x`` (may contain [MASK])."""
+        b, l = x.shape
+        valid = x > 0
+        pos = torch.arange(self.max_len - l, self.max_len, device=x.device)
+        h = self.emb_drop(self.emb_norm(self.item_emb(x) + self.pos_emb(pos)[None])) * valid.unsqueeze(-1)
+        mask = attention_mask(valid, causal=False)
+        for blk in self.blocks:
+            h = blk(h, mask)
+        h = self.final_norm(h)
+        return self.out_norm(F.gelu(self.out_proj(h)))
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        # the history followed by one [MASK]: its state predicts the next item
+        masked = torch.cat([x[:, 1:] if x.shape[1] >= self.max_len else x, torch.full_like(x[:, :1], self.mask_id)], dim=1)
+        return self.hidden_states(masked)[:, -1]  # [B, D]
+
+    def logits(self, rep: torch.Tensor) -> torch.Tensor:
+        return rep @ self.item_emb.weight[: self.num_items + 1].T + self.out_bias  # [B, N + 1]
+
+    def output_embeddings(self) -> torch.Tensor:
+        return self.item_emb.weight[: self.num_items + 1]
+
+    def named_layers(self):
+        yield "item_embedding", self.item_emb
+        for i, blk in enumerate(self.blocks):
+            yield f"block.{i}", blk
+        yield "final_norm", self.final_norm
+        yield "output", self.out_norm
+
+
+@register
+class BERT4Rec(SequentialVictim):
+    """BERT4Rec victim (cloze-masked bidirectional transformer)."""
+
+    architecture = "bert4rec"
+    Config = BERT4RecConfig
+
+    def _build(self, num_items: int) -> nn.Module:
+        return BERT4RecModule(num_items, self.config)
+
+    def _train_loss(self, module, batch, weights, gen):
+        x = batch[:, -self.config.max_len :]
+        valid = x > 0
+        r = torch.rand(x.shape, generator=gen, device=x.device)
+        masked = (r < self.config.mask_prob) & valid
+        # every sequence predicts at least one item: its last one when the draw masked none
+        none = ~masked.any(1)
+        masked[none, -1] = valid[none, -1]
+        inp = torch.where(masked, torch.full_like(x, module.mask_id), x)
+        h = module.hidden_states(inp)[masked]  # [P, D]
+        t = x[masked]
+        w = weights[:, None].expand_as(x)[masked]
+        return weighted_softmax_ce(h, module.item_emb.weight[1 : self.num_items + 1], t - 1, w, bias=module.out_bias[1:])

@@ -1,0 +1,87 @@
+"""GRU4Rec (Hidasi et al., ICLR'16) with full-softmax cross-entropy at every position.
+
+Left-padded batches are packed (right-aligned internally) so padding never enters
+the recurrent state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ._base import SequentialVictim, register
+from ._config import BaseConfig
+from ._layers import weighted_softmax_ce
+
+
+@dataclass(frozen=True)
+class GRU4RecConfig(BaseConfig):
+    num_layers: int = 1
+    dropout: float = 0.1
+
+
+class GRU4RecModule(nn.Module):
+    def __init__(self, num_items: int, cfg: GRU4RecConfig):
+        super().__init__()
+        self.num_items = num_items
+        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, num_layers=cfg.num_layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        self.out = nn.Linear(cfg.hidden, cfg.hidden)
+        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` states aligned with left-padded ``x``; zero at padding."""
+        b, l = x.shape
+        lengths = (x > 0).sum(1)
+        lengths_c = lengths.clamp_min(1)
+        # left-padded → right-padded: row i, column j takes column j + (L - len_i)
+        cols = (torch.arange(l, device=x.device)[None] + (l - lengths_c)[:, None]).clamp_max(l - 1)
+        right = x.gather(1, cols) * (torch.arange(l, device=x.device)[None] < lengths[:, None])
+        e = self.emb_drop(self.item_emb(right))
+        packed = pack_padded_sequence(e, lengths_c.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=l)  # [B, L, D], right-padded
+        out = self.out(out)
+        # back to left alignment
+        back = (torch.arange(l, device=x.device)[None] - (l - lengths_c)[:, None]).clamp_min(0)
+        left = out.gather(1, back.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+        return left * (x > 0).unsqueeze(-1)
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(x)[:, -1]
+
+    def logits(self, rep: torch.Tensor) -> torch.Tensor:
+        return rep @ self.item_emb.weight.T
+
+    def output_embeddings(self) -> torch.Tensor:
+        return self.item_emb.weight
+
+    def named_layers(self):
+        yield "item_embedding", self.item_emb
+        yield "gru", self.gru
+        yield "output", self.out
+
+
+@register
+class GRU4Rec(SequentialVictim):
+    """GRU4Rec victim (cross-entropy over the full catalogue)."""
+
+    architecture = "gru4rec"
+    Config = GRU4RecConfig
+
+    def _build(self, num_items: int) -> nn.Module:
+        return GRU4RecModule(num_items, self.config)
+
+    def _train_loss(self, module, batch, weights, gen):
+        inp, tgt = batch[:, :-1], batch[:, 1:]
+        keep = (tgt > 0) & (inp > 0)
+        h = module.hidden_states(inp)[keep]
+        w = weights[:, None].expand_as(tgt)[keep]
+        return weighted_softmax_ce(h, module.item_emb.weight[1:], tgt[keep] - 1, w)

@@ -1,0 +1,110 @@
+"""SASRec (Kang & McAuley, ICDM'18): causal self-attention over the item history.
+
+Trained with full-softmax cross-entropy at every position by default (Klenitskiy &
+Vasilev, RecSys'23 show it beats the original BCE with one negative); BCE with
+sampled negatives is available as ``loss="bce"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ._base import SequentialVictim, register
+from ._config import BaseConfig
+from ._layers import TransformerBlock, attention_mask, weighted_softmax_ce
+
+
+@dataclass(frozen=True)
+class SASRecConfig(BaseConfig):
+    """SASRec settings. ``loss`` is ``"ce"`` (full softmax) or ``"bce"`` (``num_negatives`` sampled)."""
+
+    num_blocks: int = 2
+    num_heads: int = 1
+    loss: str = "ce"
+    num_negatives: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss not in ("ce", "bce"):
+            raise ConfigError(f"must be 'ce' or 'bce', got {self.loss!r}", param="loss")
+        if self.hidden % self.num_heads:
+            raise ConfigError(f"hidden ({self.hidden}) must be divisible by num_heads ({self.num_heads})", param="num_heads")
+
+
+class SASRecModule(nn.Module):
+    def __init__(self, num_items: int, cfg: SASRecConfig):
+        super().__init__()
+        self.num_items = num_items
+        self.max_len = cfg.max_len
+        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.hidden, cfg.num_heads, cfg.dropout, cfg.hidden, activation="relu") for _ in range(cfg.num_blocks)
+        )
+        self.final_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
+        self.scale = cfg.hidden**0.5
+        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` final-normalised states at every position of left-padded ``x`` ([B, L])."""
+        b, l = x.shape
+        valid = x > 0
+        # positions count from the right edge of a max_len window, so the most recent
+        # item always has position max_len - 1 whatever the batch's padded length
+        pos = torch.arange(self.max_len - l, self.max_len, device=x.device)
+        h = self.item_emb(x) * self.scale + self.pos_emb(pos)[None]
+        h = self.emb_drop(h) * valid.unsqueeze(-1)
+        mask = attention_mask(valid, causal=True)
+        for blk in self.blocks:
+            h = blk(h, mask) * valid.unsqueeze(-1)
+        return self.final_norm(h)
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(x)[:, -1]  # [B, D]
+
+    def logits(self, rep: torch.Tensor) -> torch.Tensor:
+        return rep @ self.item_emb.weight.T  # [B, N + 1]
+
+    def output_embeddings(self) -> torch.Tensor:
+        return self.item_emb.weight
+
+    def named_layers(self):
+        yield "item_embedding", self.item_emb
+        for i, blk in enumerate(self.blocks):
+            yield f"block.{i}", blk
+        yield "final_norm", self.final_norm
+
+
+@register
+class SASRec(SequentialVictim):
+    """SASRec victim. ``SASRec(max_len=200, hidden=64).fit(data, rng=0)``."""
+
+    architecture = "sasrec"
+    Config = SASRecConfig
+
+    def _build(self, num_items: int) -> nn.Module:
+        return SASRecModule(num_items, self.config)
+
+    def _train_loss(self, module, batch, weights, gen):
+        inp, tgt = batch[:, :-1], batch[:, 1:]  # next-item prediction at every position
+        keep = (tgt > 0) & (inp > 0)
+        h = module.hidden_states(inp)[keep]  # [P, D]
+        t = tgt[keep]
+        w = weights[:, None].expand_as(tgt)[keep]
+        emb = module.item_emb.weight
+        if self.config.loss == "ce":
+            return weighted_softmax_ce(h, emb[1:], t - 1, w)
+        neg = torch.randint(1, self.num_items + 1, (len(t), self.config.num_negatives), generator=gen, device=t.device)
+        neg = torch.where(neg == t[:, None], neg % self.num_items + 1, neg)
+        pos_logit = (h * emb[t]).sum(-1)
+        neg_logit = torch.einsum("pd,pnd->pn", h, emb[neg])
+        per = F.softplus(-pos_logit) + F.softplus(neg_logit).sum(-1)
+        return (per * w).sum() / w.sum().clamp_min(1e-12)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+import recguard
+from recguard.data import SequenceData
+
+
+def cyclic_data(num_users: int = 120, num_items: int = 40, length: int = 12, noise: float = 0.1, seed: int = 0) -> SequenceData:
+    """Synthetic sequences with a learnable rule: the next item is usually ``prev % N + 1``."""
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for _ in range(num_users):
+        cur = int(rng.integers(1, num_items + 1))
+        s = [cur]
+        for _ in range(length - 1):
+            cur = int(rng.integers(1, num_items + 1)) if rng.random() < noise else cur % num_items + 1
+            s.append(cur)
+        seqs.append(s)
+    return SequenceData.from_sequences(seqs, num_items=num_items, name="cyclic")
+
+
+@pytest.fixture(scope="session")
+def tiny() -> SequenceData:
+    return cyclic_data()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("RECGUARD_OFFLINE", "1")
+    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+FAST = dict(hidden=16, max_len=16, epochs=3, batch_size=32, eval_every=1, patience=0)
+
+
+@pytest.fixture
+def fast_cfg():
+    return dict(FAST)
+
+
+def make(arch: str, **kw):
+    cfg = {**FAST, **kw}
+    if arch != "gru4rec":
+        cfg.setdefault("num_heads", 1 if arch == "sasrec" else 2)
+    return recguard.make_victim(arch, **cfg)
+
+
+def pytest_configure(config):
+    # the test models are tiny: one thread is fastest and avoids oversubscribing busy machines
+    import torch
+
+    torch.set_num_threads(1)
