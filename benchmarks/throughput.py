@@ -1,0 +1,103 @@
+"""Distance to the machine's limit: SASRec training throughput vs the measured matmul peak.
+
+Measures, in one run and with the same thread count:
+1. float32 matmul peak: a large square ``A @ B`` (best of several sizes and repeats);
+2. SASRec (64-dim, 2 blocks, max length 200, full-softmax CE) training steps on ML-1M:
+   sequence positions per second and the FLOP rate they imply.
+
+FLOPs are counted analytically for the work the step performs (forward + backward =
+3× the forward matmul FLOPs): output layer 6·N·d per predicted position (the extra
+recompute matmul of the chunked loss is *not* counted, so the rate is conservative),
+the blocks' linear layers 6·(4d² + 2d·f) per position of the padded batch, and
+attention 12·L·d per position. Elementwise work (softmax, LayerNorm, dropout) is not
+counted.
+
+Usage: python benchmarks/throughput.py [--threads 2] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from _common import require_ml1m, write_result
+
+
+def matmul_peak(repeats: int = 5) -> dict:
+    best = {}
+    for n in (1024, 2048, 3072, 4096):
+        a = torch.randn(n, n)
+        b = torch.randn(n, n)
+        a @ b  # warm-up
+        rates = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            rates.append(2 * n**3 / (time.perf_counter() - t))
+        best[n] = max(rates)
+    n_best = max(best, key=best.get)
+    return {"gflops": best[n_best] / 1e9, "size": n_best, "by_size_gflops": {k: v / 1e9 for k, v in best.items()}}
+
+
+def sasrec_throughput(steps: int, seed: int = 0) -> dict:
+    import recguard
+    from recguard.data._core import _pad_from_csr
+    from recguard.victims._train import batches
+
+    data = recguard.data.load("ml-1m", path=require_ml1m())
+    train = data.split().train
+    victim = recguard.SASRec(hidden=64, num_blocks=2, max_len=200)
+    victim.num_items = data.num_items
+    module = victim._build(data.num_items)
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    lengths = train.lengths
+    take = np.minimum(lengths, 201)
+    order = batches(take, 128, np.random.default_rng(seed))
+    gen = torch.Generator().manual_seed(seed)
+    d, n_items, blocks, ffn = 64, data.num_items, 2, 64
+    flops = positions = 0.0
+    elapsed = 0.0
+    for i, users in enumerate(order[: steps + 2]):
+        lb = int(take[users].max())
+        x = torch.from_numpy(_pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
+        t = time.perf_counter()
+        loss = victim._train_loss(module, x, torch.ones(len(users)), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t
+        if i < 2:  # warm-up steps
+            continue
+        inp, tgt = x[:, :-1], x[:, 1:]
+        pred = int(((inp > 0) & (tgt > 0)).sum())
+        padded = inp.numel()
+        seq_len = inp.shape[1]
+        flops += 6 * n_items * d * pred + blocks * padded * (6 * (4 * d * d + 2 * d * ffn) + 12 * seq_len * d)
+        positions += pred
+        elapsed += dt
+    return {"steps": steps, "positions_per_s": positions / elapsed, "gflops": flops / elapsed / 1e9, "s_per_step": elapsed / steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=30)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    peak = matmul_peak()
+    thr = sasrec_throughput(args.steps)
+    write_result(f"throughput_t{torch.get_num_threads()}", {
+        "threads": torch.get_num_threads(),
+        "matmul_peak": peak,
+        "sasrec_train": thr,
+        "fraction_of_peak": thr["gflops"] / peak["gflops"],
+    })
+
+
+if __name__ == "__main__":
+    main()
