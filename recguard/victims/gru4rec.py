@@ -80,8 +80,5 @@ class GRU4Rec(SequentialVictim):
         return GRU4RecModule(num_items, self.config)
 
     def _train_loss(self, module, batch, weights, gen):
-        inp, tgt = batch[:, :-1], batch[:, 1:]
-        keep = (tgt > 0) & (inp > 0)
-        h = module.hidden_states(inp)[keep]
-        w = weights[:, None].expand_as(tgt)[keep]
-        return weighted_softmax_ce(h, module.item_emb.weight[1:], tgt[keep] - 1, w)
+        h, t, w = self._next_item_terms(module, batch, weights)
+        return weighted_softmax_ce(h, module.item_emb.weight[1:], t - 1, w)

@@ -94,11 +94,7 @@ class SASRec(SequentialVictim):
         return SASRecModule(num_items, self.config)
 
     def _train_loss(self, module, batch, weights, gen):
-        inp, tgt = batch[:, :-1], batch[:, 1:]  # next-item prediction at every position
-        keep = (tgt > 0) & (inp > 0)
-        h = module.hidden_states(inp)[keep]  # [P, D]
-        t = tgt[keep]
-        w = weights[:, None].expand_as(tgt)[keep]
+        h, t, w = self._next_item_terms(module, batch, weights)  # [P, D], [P], [P]
         emb = module.item_emb.weight
         if self.config.loss == "ce":
             return weighted_softmax_ce(h, emb[1:], t - 1, w)
