@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..errors import RecguardError
-from . import _datasets, _train
+from . import _audit, _datasets, _train
 
 app = typer.Typer(
     name="recguard",
@@ -23,6 +23,9 @@ app = typer.Typer(
 app.add_typer(_datasets.app, name="datasets")
 app.command("train")(_train.train)
 app.command("evaluate")(_train.evaluate)
+app.command("attack")(_audit.attack)
+app.command("audit")(_audit.audit)
+app.command("report")(_audit.report)
 
 
 @app.callback()

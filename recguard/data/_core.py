@@ -303,6 +303,13 @@ class Split:
             test_target=_frozen(data.items[ends[eval_users] - 1]),
         )
 
+    def with_train(self, train: SequenceData) -> "Split":
+        """The same evaluation (users, targets) with another training set, e.g. the clean
+        training data plus injected fake users. Fake users only ever enter training."""
+        if train.num_items != self.full.num_items:
+            raise DataError(f"the new training data has {train.num_items} items, the split {self.full.num_items}")
+        return Split(self.full, train, self.eval_users, self.valid_target, self.test_target)
+
     def inputs(self, which: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """``(padded input sequences [E, max_len], targets [E])`` for ``which`` in {"valid", "test"}.
 

@@ -1,5 +1,9 @@
-"""Metrics: full-ranking HR/NDCG/MRR (and, later, target exposure, detection, agreement)."""
+"""Metrics: full-ranking HR/NDCG/MRR and target exposure (later: detection, agreement)."""
 
 from .ranking import evaluate, hit_rate, mrr, ndcg, ranks_from_scores, summarize_ranks
+from .target import attack_lift, clean_cost, defense_removal, target_exposure
 
-__all__ = ["evaluate", "hit_rate", "mrr", "ndcg", "ranks_from_scores", "summarize_ranks"]
+__all__ = [
+    "evaluate", "hit_rate", "mrr", "ndcg", "ranks_from_scores", "summarize_ranks",
+    "target_exposure", "attack_lift", "clean_cost", "defense_removal",
+]

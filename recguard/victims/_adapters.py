@@ -108,6 +108,10 @@ class TorchVictim:
     def recommend(self, seqs, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         return topk(self, seqs, k, exclude_seen)
 
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's scores with autograd enabled (for gradient-based attacks and attributions)."""
+        return self.module_(x)
+
     def representation(self, seqs) -> torch.Tensor:
         fn = getattr(self.module_, "representation", None)
         if fn is None:

@@ -214,6 +214,12 @@ class SequentialVictim:
         finally:
             module.train(was)
 
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, num_items + 1]`` with autograd enabled (no padding mask); the module's
+        current train/eval mode is kept. ``x`` is a left-padded int64 tensor on ``self.device``."""
+        module = self._require_fitted()
+        return module.logits(module.represent(x))
+
     @torch.no_grad()
     def score(self, seqs: SeqsLike) -> torch.Tensor:
         """Scores ``[B, num_items + 1]`` for the next item; column 0 (padding) is ``-inf``."""

@@ -1,0 +1,198 @@
+"""Surrogate-guided attack: a white-box surrogate's gradients choose the fillers.
+
+Yue et al. (RecSys'21) craft fake sequences on a surrogate model: profiles alternate
+the target with items that push the surrogate toward predicting the target next. For
+each filler slot (left to right, all fake users in parallel):
+
+1. put a random non-target item ``a`` in the slot and compute the gradient ``g`` of the
+   surrogate's cross-entropy toward the next target with respect to ``a``'s input
+   embedding ``e``;
+2. move against the gradient, ``e' = e − ε·sign(g)`` (ε = the mean absolute embedding
+   coordinate, so the step is scale-aware), and take the ``candidates`` items whose
+   embeddings are most cosine-similar to ``e'``;
+3. score each candidate exactly — the surrogate's log-probability of the next target
+   after ``prefix + [candidate]`` — and keep the best.
+
+The surrogate is any white-box victim over the same item space: a model the attacker
+trained on public data, the audited model itself (the strongest, white-box case), or
+a model stolen by extraction (the black-box chain).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ...data._core import _pad_from_csr
+from ...errors import CapabilityError, ConfigError
+from ...victims._hooks import capture
+from ._base import PoisoningAttack, non_targets
+
+
+class SurrogateAttack(PoisoningAttack):
+    """Fake users whose fillers are chosen by a white-box surrogate's gradients.
+
+    Args:
+        surrogate: a trained white-box victim (``differentiable_score``, ``item_embeddings``,
+            ``layers()["item_embedding"]``) with the same catalogue as the data; may be given
+            later with :meth:`with_surrogate` (the audit does this).
+        candidates: nearest-embedding candidates scored exactly per slot (default 32).
+        batch_size: sequences per surrogate forward pass.
+        Other arguments: see :class:`PoisoningAttack`.
+    """
+
+    name = "surrogate"
+
+    def __init__(self, surrogate=None, *, candidates: int = 32, batch_size: int = 2048, **kw):
+        super().__init__(**kw)
+        if candidates < 1:
+            raise ConfigError("must be >= 1", param="candidates")
+        self.surrogate = surrogate
+        self.candidates = int(candidates)
+        self.batch_size = int(batch_size)
+
+    def get_params(self) -> dict:
+        p = super().get_params()
+        p.pop("surrogate", None)
+        s = self.surrogate
+        p["surrogate"] = None if s is None else getattr(s, "architecture", type(s).__name__)
+        return p
+
+    def with_surrogate(self, surrogate) -> "SurrogateAttack":
+        """A copy of this attack that uses ``surrogate``."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.surrogate = surrogate
+        return new
+
+    def _check(self, data) -> None:
+        s = self.surrogate
+        if s is None:
+            raise ConfigError("the surrogate attack needs a trained white-box surrogate: SurrogateAttack(surrogate=victim)", param="surrogate")
+        for attr in ("differentiable_score", "item_embeddings", "layers"):
+            if not hasattr(s, attr):
+                raise CapabilityError(f"the surrogate ({type(s).__name__}) is not white-box: it lacks {attr}()")
+        if "item_embedding" not in s.layers():
+            raise CapabilityError("the surrogate has no layer named 'item_embedding' to take input gradients from")
+        if s.num_items != data.num_items:
+            raise ConfigError(
+                f"the surrogate knows {s.num_items} items but the data has {data.num_items}; "
+                "train the surrogate on the same item space (ids 1..N)", param="surrogate",
+            )
+
+    # ------------------------------------------------------------------ crafting
+    def _fill(self, data, slots, targets, rng):
+        t0 = time.perf_counter()
+        s = self.surrogate
+        module = s.module
+        was_training = module.training
+        module.eval()
+        try:
+            seqs = self._craft(np.stack(slots), targets, data, rng)
+        finally:
+            module.train(was_training)
+        self._last_time = time.perf_counter() - t0
+        return list(seqs)
+
+    def poison(self, data, *, rng=None):
+        res = super().poison(data, rng=rng)
+        res.meta["craft_time_s"] = getattr(self, "_last_time", None)
+        return res
+
+    def _craft(self, seqs: np.ndarray, targets: np.ndarray, data, rng: np.random.Generator) -> np.ndarray:
+        s = self.surrogate
+        device = s.device
+        emb = s.item_embeddings().to(device).float()  # [N+1, D]
+        eps = float(emb[1:].abs().mean())
+        emb_n = torch.nn.functional.normalize(emb, dim=1)
+        allowed = torch.zeros(emb.shape[0], dtype=torch.bool, device=device)
+        allowed[torch.from_numpy(non_targets(data, targets)).to(device)] = True
+        n_fake, length = seqs.shape
+        # next target slot after each position (wrapping to the row's first target)
+        for pos in range(length):
+            rows = np.flatnonzero(seqs[:, pos] == 0)
+            if len(rows) == 0:
+                continue
+            t_next = np.array([_next_target(seqs[r], pos) for r in rows])
+            prefix = _left_pad(seqs[rows, :pos], s.max_len - 1)  # [R, <= max_len - 1]
+            used = torch.zeros(len(rows), emb.shape[0], dtype=torch.bool, device=device)
+            if pos:
+                used.scatter_(1, torch.from_numpy(seqs[rows, :pos]).to(device), True)
+            ok = allowed[None, :] & ~used  # [R, N+1]
+            init = _sample_allowed(ok, rng)
+            grad = self._embedding_grad(np.concatenate([prefix, init[:, None]], 1), t_next)  # [R, D]
+            point = emb[torch.from_numpy(init).to(device)] - eps * torch.sign(grad)
+            sim = torch.nn.functional.normalize(point, dim=1) @ emb_n.T  # [R, N+1]
+            sim[~ok] = float("-inf")
+            k = min(self.candidates, int(ok.sum(1).min()))
+            cand = torch.topk(sim, k, dim=1).indices.cpu().numpy()  # [R, C]
+            cand[:, -1] = init  # the random start competes too
+            best = self._best_candidates(prefix, cand, t_next)
+            seqs[rows, pos] = best
+        return seqs
+
+    def _forward_logp(self, x: np.ndarray, t: np.ndarray) -> torch.Tensor:
+        """log p(t | x) under the surrogate (differentiable), ``[B]``."""
+        s = self.surrogate
+        xt = torch.from_numpy(x).to(s.device)
+        scores = s.differentiable_score(xt)[:, : s.num_items + 1]
+        pad = torch.zeros_like(scores, dtype=torch.bool)
+        pad[:, 0] = True
+        logp = torch.log_softmax(scores.masked_fill(pad, float("-inf")), dim=1)
+        return logp.gather(1, torch.from_numpy(t).to(s.device)[:, None]).squeeze(1)
+
+    def _embedding_grad(self, x: np.ndarray, t: np.ndarray) -> torch.Tensor:
+        """Gradient of −log p(t | x) w.r.t. the input embedding of x's last item, ``[R, D]``."""
+        layer = self.surrogate.layers()["item_embedding"]
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            xb, tb = x[start : start + self.batch_size], t[start : start + self.batch_size]
+            with torch.enable_grad(), capture(layer) as box:
+                logp = self._forward_logp(xb, tb)
+                e = box.last  # [B, L', D]
+                (g,) = torch.autograd.grad(-logp.sum(), e)
+            ids = box.inputs[-1][0]
+            # models that append a token after the history (BERT4Rec's [MASK]) put x's last item at -2
+            last = torch.from_numpy(xb[:, -1]).to(ids.device)
+            col = -1 if bool((ids[:, -1] == last).all()) else -2
+            out.append(g[:, col].detach())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def _best_candidates(self, prefix: np.ndarray, cand: np.ndarray, t_next: np.ndarray) -> np.ndarray:
+        r, c = cand.shape
+        x = np.concatenate([np.repeat(prefix, c, axis=0), cand.reshape(-1, 1)], axis=1)
+        t = np.repeat(t_next, c)
+        logp = np.concatenate([
+            self._forward_logp(x[i : i + self.batch_size], t[i : i + self.batch_size]).cpu().numpy()
+            for i in range(0, len(x), self.batch_size)
+        ]).reshape(r, c)
+        return cand[np.arange(r), logp.argmax(1)]
+
+
+def _next_target(row: np.ndarray, pos: int) -> int:
+    after = np.flatnonzero(row[pos + 1 :] > 0)
+    if len(after) and row[pos + 1 + after[0]] > 0:
+        return int(row[pos + 1 + after[0]])
+    first = np.flatnonzero(row > 0)
+    return int(row[first[0]])
+
+
+def _left_pad(rows: np.ndarray, max_len: int) -> np.ndarray:
+    """The last ``max_len`` columns of ``rows`` (already dense, no padding inside)."""
+    if rows.shape[1] == 0:
+        return np.zeros((rows.shape[0], 0), dtype=np.int64)
+    lengths = np.full(rows.shape[0], rows.shape[1], dtype=np.int64)
+    starts = np.arange(rows.shape[0], dtype=np.int64) * rows.shape[1]
+    return _pad_from_csr(rows.reshape(-1), starts, lengths, min(max_len, rows.shape[1]))
+
+
+def _sample_allowed(ok: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+    """One allowed item id per row, uniformly."""
+    out = np.empty(ok.shape[0], dtype=np.int64)
+    okn = ok.cpu().numpy()
+    for i, row in enumerate(okn):
+        out[i] = rng.choice(np.flatnonzero(row))
+    return out

@@ -1,0 +1,298 @@
+"""Audit results: ``results.json`` (every number + provenance), ``report.md`` and a
+self-contained ``report.html`` (plots embedded as PNG data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_json, atomic_write_text
+from ..errors import ArtifactError
+from .spec import AuditSpec
+
+__all__ = ["build_results", "write_reports", "rerender"]
+
+FORMAT = "recguard-audit"
+
+
+def _ms(values: list[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if len(v) == 0:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+
+
+def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_time_s: float) -> dict:
+    clean = sorted([c for c in cells if c["kind"] == "clean"], key=lambda c: c["seed"])
+    poisoned = [c for c in cells if c["kind"] == "poisoned"]
+    k_hi = max(spec.ks)
+    groups: dict[tuple, list[dict]] = {}
+    for c in poisoned:
+        groups.setdefault((c["attack"], c["budget"], c["defense"]), []).append(c)
+    order = {a: i for i, a in enumerate(spec.attack_names())}
+    summary = []
+    for (attack, budget, defense), cs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1] or 0, kv[0][2])):
+        row = {"attack": attack, "budget": budget, "defense": defense, "seeds": sorted(c["seed"] for c in cs),
+               "num_fake_users": cs[0]["num_fake_users"]}
+        for k in spec.ks:
+            row[f"clean_T-HR@{k}"] = _ms([c["clean_target"][f"T-HR@{k}"] for c in cs])
+            row[f"T-HR@{k}"] = _ms([c["metrics"]["target"][f"T-HR@{k}"] for c in cs])
+            row[f"T-NDCG@{k}"] = _ms([c["metrics"]["target"][f"T-NDCG@{k}"] for c in cs])
+            row[f"lift_T-HR@{k}"] = _ms([c["derived"][f"lift_T-HR@{k}"] for c in cs])
+        row["mean_rank"] = _ms([c["metrics"]["target"]["mean_rank"] for c in cs])
+        row["clean_mean_rank"] = _ms([c["clean_target"]["mean_rank"] for c in cs])
+        row["NDCG@10"] = _ms([c["metrics"]["clean"]["NDCG@10"] for c in cs])
+        row["HR@10"] = _ms([c["metrics"]["clean"]["HR@10"] for c in cs])
+        row["clean_cost_NDCG@10"] = _ms([c["derived"]["clean_cost_NDCG@10"] for c in cs])
+        row["wall_time_s"] = _ms([c["wall_time_s"] for c in cs])
+        summary.append(row)
+    clean_summary = {
+        "seeds": [c["seed"] for c in clean],
+        "NDCG@10": _ms([c["metrics"]["clean"]["NDCG@10"] for c in clean]),
+        "HR@10": _ms([c["metrics"]["clean"]["HR@10"] for c in clean]),
+        f"T-HR@{k_hi}": _ms([c["metrics"]["target"][f"T-HR@{k_hi}"] for c in clean]),
+        "wall_time_s": _ms([c["wall_time_s"] for c in clean]),
+    }
+    return {
+        "format": FORMAT, "format_version": 1, "spec": spec.to_dict(), "provenance": provenance,
+        "clean": clean_summary, "summary": summary, "cells": sorted(cells, key=lambda c: json.dumps(c.get("key", {}), sort_keys=True)),
+        "wall_time_s": wall_time_s,
+        "compute_time_s": float(sum(c.get("wall_time_s", 0.0) for c in cells)),
+    }
+
+
+# ---------------------------------------------------------------------------- rendering
+def _fmt(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
+    if not ms or ms.get("mean") is None:
+        return "–"
+    m, s = ms["mean"], ms["sd"]
+    if pct:
+        txt = f"{100 * m:+.1f}%"
+        return txt + (f" ± {100 * s:.1f}" if ms["n"] > 1 else "")
+    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if ms["n"] > 1 else "")
+
+
+def _budget(b) -> str:
+    return "file" if b is None else f"{100 * b:g}%"
+
+
+def _rows(results: dict) -> list[list[str]]:
+    k = max(results["spec"]["ks"])
+    rows = []
+    for r in results["summary"]:
+        rows.append([
+            r["attack"], _budget(r["budget"]), r["defense"], str(r["num_fake_users"]),
+            _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"lift_T-HR@{k}"]), _fmt(r[f"T-NDCG@{k}"]),
+            _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True), _fmt(r["wall_time_s"], 1),
+        ])
+    return rows
+
+
+def _headers(results: dict) -> list[str]:
+    k = max(results["spec"]["ks"])
+    return ["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift", f"T-NDCG@{k}",
+            "target rank", "NDCG@10", "clean cost", "cell s"]
+
+
+def render_markdown(results: dict) -> str:
+    spec, prov, clean = results["spec"], results["provenance"], results["clean"]
+    lines = [
+        f"# recguard audit: {spec['model']} on {spec['dataset']}",
+        "",
+        f"Seeds {spec['seeds']}; targets: {spec['num_targets']} {spec['targets'] if isinstance(spec['targets'], str) else 'given'} items; "
+        f"profiles: `{spec['order']}`; surrogate: `{spec['surrogate']}`.",
+        f"Clean victim: NDCG@10 {_fmt(clean['NDCG@10'])}, HR@10 {_fmt(clean['HR@10'])} (full ranking, genuine users).",
+        "",
+        "| " + " | ".join(_headers(results)) + " |",
+        "|" + "---|" * len(_headers(results)),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(results)]
+    lines += [
+        "",
+        "Values are mean ± sd over seeds. Lift = T-HR(poisoned) − T-HR(clean); clean cost = relative change of",
+        "NDCG@10 against the clean victim. Fake users never count in any metric.",
+        "",
+        f"recguard {prov['recguard']}, torch {prov['torch']}, python {prov['python']}; "
+        f"compute {results.get('compute_time_s', 0):.0f} s over all cells (this run: {results['wall_time_s']:.0f} s).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(results: dict) -> list[tuple[str, str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = max(results["spec"]["ks"])
+    summary = results["summary"]
+    out = []
+    defenses = list(dict.fromkeys(r["defense"] for r in summary))
+    attacks = list(dict.fromkeys(r["attack"] for r in summary))
+    budgets = list(dict.fromkeys(r["budget"] for r in summary))
+    colors = plt.get_cmap("tab10").colors
+    # 1. T-HR@k by attack × budget (per defense) with error bars over seeds
+    series = [(b, d) for d in defenses for b in budgets if any(r["budget"] == b and r["defense"] == d for r in summary)]
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(attacks) * max(1, len(series)) / 2 + 2), 3.4))
+    width = 0.8 / max(1, len(series))
+    for j, (b, d) in enumerate(series):
+        xs, ys, es = [], [], []
+        for i, a in enumerate(attacks):
+            r = next((r for r in summary if r["attack"] == a and r["budget"] == b and r["defense"] == d), None)
+            if r is None:
+                continue
+            xs.append(i + (j - (len(series) - 1) / 2) * width)
+            ys.append(r[f"T-HR@{k}"]["mean"])
+            es.append(r[f"T-HR@{k}"]["sd"] or 0.0)
+        label = f"{_budget(b)} fakes" + (f", {d}" if len(defenses) > 1 else "")
+        ax.bar(xs, ys, width, yerr=es, capsize=3, color=colors[j % 10], label=label)
+    clean_vals = [r[f"clean_T-HR@{k}"]["mean"] for r in summary if r[f"clean_T-HR@{k}"]["mean"] is not None]
+    if clean_vals:
+        ax.axhline(float(np.mean(clean_vals)), color="black", linestyle="--", linewidth=1, label="clean model")
+    ax.set_xticks(range(len(attacks)), attacks)
+    ax.set_ylabel(f"T-HR@{k}")
+    ax.set_title(f"Target exposure after poisoning (T-HR@{k}, higher = attack worked)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    out.append(("exposure", f"T-HR@{k} by attack and budget", _png(fig)))
+    # 2. clean-metric cost
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(attacks) + 2), 3.0))
+    for j, (b, d) in enumerate(series):
+        xs, ys, es = [], [], []
+        for i, a in enumerate(attacks):
+            r = next((r for r in summary if r["attack"] == a and r["budget"] == b and r["defense"] == d), None)
+            if r is None or r["clean_cost_NDCG@10"]["mean"] is None:
+                continue
+            xs.append(i + (j - (len(series) - 1) / 2) * width)
+            ys.append(100 * r["clean_cost_NDCG@10"]["mean"])
+            es.append(100 * (r["clean_cost_NDCG@10"]["sd"] or 0.0))
+        ax.bar(xs, ys, width, yerr=es, capsize=3, color=colors[j % 10], label=f"{_budget(b)}" + (f", {d}" if len(defenses) > 1 else ""))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(attacks)), attacks)
+    ax.set_ylabel("Δ NDCG@10 vs clean (%)")
+    ax.set_title("Cost to genuine users' recommendation quality")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    out.append(("cost", "Clean NDCG@10 change", _png(fig)))
+    # 3. per-target bars (first budget, first defense, averaged over seeds)
+    b0, d0 = budgets[0], defenses[0]
+    cells = [c for c in results["cells"] if c["kind"] == "poisoned" and c["budget"] == b0 and c["defense"] == d0]
+    if cells:
+        fig, axes = plt.subplots(1, len(attacks), figsize=(max(6, 2.6 * len(attacks)), 2.9), sharey=True, squeeze=False)
+        for ax, a in zip(axes[0], attacks):
+            cs = [c for c in cells if c["attack"] == a]
+            if not cs:
+                ax.set_visible(False)
+                continue
+            tlist = [str(t) for t in cs[0]["targets"]]
+            pois = [np.mean([c["metrics"]["target"]["per_target"][t][f"T-HR@{k}"] for c in cs]) for t in tlist]
+            base = [np.mean([c["clean_target"]["per_target"][t][f"T-HR@{k}"] for c in cs]) for t in tlist]
+            x = np.arange(len(tlist))
+            ax.bar(x - 0.2, base, 0.4, color="#999999", label="clean")
+            ax.bar(x + 0.2, pois, 0.4, color=colors[0], label="poisoned")
+            ax.set_xticks(x, tlist, rotation=45, fontsize=8)
+            ax.set_title(a, fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0][0].set_ylabel(f"T-HR@{k}")
+        axes[0][0].legend(fontsize=8, frameon=False)
+        fig.suptitle(f"Per target item ({_budget(b0)} fakes, defense {d0})", fontsize=11)
+        fig.tight_layout()
+        out.append(("targets", "Per-target exposure", _png(fig)))
+    return out
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.sub{color:#666;margin-top:0}.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:180px;background:#fafafa}
+.card b{display:block;font-size:1.3rem}.card span{color:#666;font-size:.85rem}
+table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:right}
+th{background:#f3f3f3;position:sticky;top:0}td:first-child,th:first-child,td:nth-child(3),th:nth-child(3){text-align:left}
+tr.hi td{background:#fff4e5}img{max-width:100%;margin:.5rem 0}.note{color:#555;font-size:.85rem}
+code{background:#f3f3f3;padding:0 .25rem;border-radius:3px}
+"""
+
+
+def render_html(results: dict) -> str:
+    spec, prov, clean = results["spec"], results["provenance"], results["clean"]
+    k = max(spec["ks"])
+    esc = html.escape
+    summary = results["summary"]
+    worst = max(summary, key=lambda r: r[f"lift_T-HR@{k}"]["mean"] or -1, default=None)
+    cards = [
+        (f"{_fmt(clean['NDCG@10'])}", "clean NDCG@10"),
+        (f"{_fmt(clean[f'T-HR@{k}'])}", f"clean T-HR@{k} of targets"),
+    ]
+    if worst is not None:
+        cards.append((f"{_fmt(worst[f'T-HR@{k}'])}", f"worst case: {worst['attack']} at {_budget(worst['budget'])} ({worst['defense']})"))
+        cards.append((f"{_fmt(worst[f'lift_T-HR@{k}'])}", f"largest lift in T-HR@{k}"))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>recguard audit</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Robustness audit: {esc(spec['model'])} on {esc(spec['dataset'])}</h1>",
+        f"<p class='sub'>{len(spec['seeds'])} seed(s) · {spec['num_targets']} target items "
+        f"({esc(str(spec['targets']) if isinstance(spec['targets'], str) else 'given')}) · profiles <code>{esc(spec['order'])}</code> · "
+        f"surrogate <code>{esc(str(spec['surrogate']))}</code></p>",
+        "<div class='cards'>" + "".join(f"<div class='card'><b>{esc(v)}</b><span>{esc(t)}</span></div>" for v, t in cards) + "</div>",
+        "<h2>Summary</h2>",
+        "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _headers(results)) + "</tr></thead><tbody>",
+    ]
+    for r, row in zip(summary, _rows(results)):
+        cls = " class='hi'" if r is worst else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>")
+    parts.append("</tbody></table>")
+    parts.append(
+        f"<p class='note'>Mean ± sd over seeds. T-HR@{k}: share of genuine users (who never interacted with the target) "
+        f"whose top-{k} unseen items contain the target, averaged over targets. Lift = poisoned − clean. "
+        "Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users are never counted.</p>"
+    )
+    for _, title, uri in _plots(results):
+        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='{uri}'>")
+    parts.append("<h2>Provenance</h2><table><tbody>")
+    fps = sorted({c.get("data_fingerprint", "") for c in results["cells"] if c["kind"] == "clean"})
+    for key, val in [("recguard", prov["recguard"]), ("torch", prov["torch"]), ("numpy", prov["numpy"]),
+                     ("python", prov["python"]), ("platform", prov["platform"]), ("command", " ".join(prov["command"])),
+                     ("data fingerprint", ", ".join(f[:16] for f in fps)), ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
+                     ("this run's wall time", f"{results['wall_time_s']:.0f} s")]:
+        parts.append(f"<tr><td>{esc(key)}</td><td style='text-align:left'>{esc(str(val))}</td></tr>")
+    parts.append("</tbody></table></body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(results: dict, out: str | Path) -> None:
+    out = Path(out)
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", render_markdown(results))
+    atomic_write_text(out / "report.html", render_html(results))
+
+
+def rerender(out: str | Path) -> dict:
+    """Re-render ``report.md`` / ``report.html`` from ``OUT/results.json``."""
+    p = Path(out) / "results.json"
+    if not p.exists():
+        raise ArtifactError(f"{p}: not found; run `recguard audit --out {out}` first")
+    try:
+        results = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{p}: invalid JSON ({exc})") from None
+    if results.get("format") != FORMAT:
+        raise ArtifactError(f"{p}: not a recguard audit result")
+    atomic_write_text(Path(out) / "report.md", render_markdown(results))
+    atomic_write_text(Path(out) / "report.html", render_html(results))
+    return results

@@ -1,0 +1,224 @@
+"""Runs an audit grid: a clean victim per seed, one poisoned training per
+(attack, budget, defense, seed) cell. Every finished cell is written atomically to
+``OUT/cells/``; re-running the same audit skips finished cells, so an interrupted
+run loses nothing that finished. Clean victims are saved under ``OUT/models/`` and
+reloaded on resume (the surrogate attack needs them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from .._io import atomic_write_json
+from ..attacks.poisoning import InjectedAttack, make_attack, select_targets
+from ..data import Split, load
+from ..defenses import make_defense
+from ..errors import ArtifactError, ConfigError
+from ..metrics import clean_cost, evaluate, target_exposure
+from ..victims import load as load_victim
+from ..victims import make_victim
+from .spec import AuditSpec
+
+__all__ = ["run_audit", "cell_key"]
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: float = 0.0, defense: str = "") -> dict:
+    """Everything that determines a cell's numbers; its hash names the cell file."""
+    base = {
+        "kind": kind, "seed": int(seed), "dataset": [spec.dataset, spec.path, spec.min_rating, spec.k_core],
+        "model": spec.model, "model_config": spec.model_config, "targets": spec.targets, "num_targets": spec.num_targets,
+        "ks": list(spec.ks),
+    }
+    if kind == "poisoned":
+        base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
+                    attack_params=spec.attack_params.get(attack, {}),
+                    surrogate=spec.surrogate if attack == "surrogate" else None)
+    return base
+
+
+def _cell_file(out: Path, key: dict) -> Path:
+    if key["kind"] == "clean":
+        name = f"clean_seed{key['seed']}"
+    else:
+        safe = key["attack"].replace(":", "-").replace("/", "-")
+        name = f"{safe}_b{key['budget']:g}_{key['defense']}_seed{key['seed']}"
+    return out / "cells" / f"{name}_{_hash(key)}.json"
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    import numpy
+    import torch
+
+    return {
+        "recguard": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": numpy.__version__, "platform": platform.platform(), "command": command or sys.argv,
+    }
+
+
+def _victim_metrics(victim, split: Split, targets: np.ndarray, ks) -> dict:
+    clean = evaluate(victim, split, which="test", ks=(10, 20))
+    tgt = target_exposure(victim, split, targets, ks=ks)
+    return {"clean": {k: clean[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20")}, "target": tgt}
+
+
+def run_audit(
+    spec: AuditSpec,
+    out: str | Path,
+    *,
+    progress: bool | None = None,
+    command: list[str] | None = None,
+    on_cell: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run (or resume) the audit and write ``results.json``, ``report.md`` and ``report.html``.
+
+    Returns the results dictionary (also in ``OUT/results.json``).
+    """
+    from .report import build_results, write_reports
+
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "spec.json", spec.to_dict())
+    t_start = time.perf_counter()
+    data = load(spec.dataset, spec.path, min_rating=spec.min_rating, k_core=spec.k_core)
+    split = data.split()
+    cfg = dict(spec.model_config)
+    make_v = lambda: make_victim(spec.model, **cfg)  # noqa: E731
+    max_len = make_v().max_len
+    attacks = list(spec.attacks) + [f"inject:{Path(p).stem}" for p in spec.inject]
+    injected = {f"inject:{Path(p).stem}": InjectedAttack(p) for p in spec.inject}
+    grid = [(a, b, d, s) for s in spec.seeds for a in attacks for b in ([None] if a.startswith("inject:") else spec.budgets) for d in spec.defenses]
+    total = len(spec.seeds) + len(grid)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="audit", unit="cell", file=sys.stderr, dynamic_ncols=True)
+    cells: list[dict] = []
+    try:
+        for seed in spec.seeds:
+            ckey = cell_key(spec, "clean", seed)
+            cfile = _cell_file(out, ckey)
+            model_dir = out / "models" / f"clean_seed{seed}_{_hash(ckey)}"
+            clean_victim = None
+            if cfile.exists() and (model_dir / "weights.safetensors").exists():
+                clean_cell = json.loads(cfile.read_text())
+            else:
+                if bar is not None:
+                    bar.set_postfix_str(f"clean seed {seed}")
+                targets = select_targets(split.train, spec.targets if isinstance(spec.targets, str) else list(spec.targets),
+                                         spec.num_targets, np.random.default_rng([seed, 7919]))
+                t0 = time.perf_counter()
+                clean_victim = make_v().fit(split, rng=seed, progress=False)
+                train_s = time.perf_counter() - t0
+                clean_victim.save(model_dir)
+                clean_cell = {
+                    "key": ckey, "kind": "clean", "seed": seed, "targets": targets.tolist(),
+                    "data_fingerprint": data.fingerprint(), "train_fingerprint": split.train.fingerprint(),
+                    "metrics": _victim_metrics(clean_victim, split, targets, spec.ks),
+                    "train": clean_victim.fit_info_, "wall_time_s": time.perf_counter() - t0, "train_time_s": train_s,
+                }
+                atomic_write_json(cfile, clean_cell)
+            cells.append(clean_cell)
+            if on_cell:
+                on_cell(clean_cell)
+            if bar is not None:
+                bar.update(1)
+            surrogate = None
+            for a, b, d, s in [g for g in grid if g[3] == seed]:
+                key = cell_key(spec, "poisoned", seed, a, b or 0.0, d)
+                pfile = _cell_file(out, key)
+                if pfile.exists():
+                    cell = json.loads(pfile.read_text())
+                else:
+                    if bar is not None:
+                        bar.set_postfix_str(f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}")
+                    if a == "surrogate" and surrogate is None:
+                        if clean_victim is None:
+                            clean_victim = load_victim(model_dir)
+                        surrogate = _surrogate(spec, clean_victim, split, make_v, seed)
+                    def clean_model(_cv=[clean_victim]):
+                        if _cv[0] is None:
+                            _cv[0] = load_victim(model_dir)
+                        return _cv[0]
+
+                    cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model)
+                    cell["key"] = key
+                    atomic_write_json(pfile, cell)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = build_results(spec, cells, provenance(command), wall_time_s=time.perf_counter() - t_start)
+    write_reports(results, out)
+    return results
+
+
+def _surrogate(spec: AuditSpec, clean_victim, split: Split, make_v, seed: int):
+    if spec.surrogate == "victim":
+        return clean_victim
+    if spec.surrogate == "retrain":
+        return make_v().fit(split, rng=seed + 1_000_003, progress=False)  # the attacker's own model
+    path = Path(spec.surrogate)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; surrogate must be 'victim', 'retrain' or a saved victim directory", param="surrogate")
+    try:
+        return load_victim(path)
+    except ArtifactError as exc:
+        raise ConfigError(f"surrogate {path}: {exc}", param="surrogate") from None
+
+
+def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model) -> dict:
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31)])
+    if attack_name.startswith("inject:"):
+        attack = injected[attack_name]
+    else:
+        params = dict(spec.attack_params.get(attack_name, {}))
+        targets = clean_cell["targets"]
+        attack = make_attack(attack_name, budget=budget, targets=targets, num_targets=len(targets),
+                             max_profile_length=max_len, order=params.pop("order", spec.order), **params)
+        if attack_name == "surrogate":
+            attack = attack.with_surrogate(surrogate)
+    result = attack.poison(split.train, rng=rng)
+    attack_s = time.perf_counter() - t0
+    poisoned = split.with_train(result.data)
+    defense = make_defense(defense_name)
+    t1 = time.perf_counter()
+    outcome = defense.apply(poisoned, make_victim=make_v, rng=rng)
+    defense_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    victim = make_v().fit(poisoned, user_weights=outcome.user_weights, rng=seed, progress=False)
+    train_s = time.perf_counter() - t2
+    metrics = _victim_metrics(victim, split, result.targets, spec.ks)
+    cm = clean_cell["metrics"]
+    if sorted(result.targets.tolist()) == sorted(clean_cell["targets"]):
+        clean_target = cm["target"]
+    else:  # an external attack promotes its own targets: measure them on the clean model too
+        clean_target = target_exposure(clean_model(), split, result.targets, ks=spec.ks)
+    derived = {f"lift_T-HR@{k}": metrics["target"][f"T-HR@{k}"] - clean_target[f"T-HR@{k}"] for k in spec.ks}
+    derived["clean_cost_NDCG@10"] = clean_cost(cm["clean"]["NDCG@10"], metrics["clean"]["NDCG@10"])
+    return {
+        "kind": "poisoned", "seed": seed, "attack": attack_name, "budget": budget, "defense": defense_name,
+        "targets": [int(t) for t in result.targets], "num_fake_users": int(len(result.fake_users)),
+        "attack_meta": result.meta, "poisoned_fingerprint": result.data.fingerprint(),
+        "metrics": metrics, "clean_target": clean_target, "derived": derived, "defense_info": outcome.info,
+        "train": victim.fit_info_, "attack_time_s": attack_s, "defense_time_s": defense_s, "train_time_s": train_s,
+        "wall_time_s": time.perf_counter() - t0,
+    }

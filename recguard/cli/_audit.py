@@ -1,0 +1,140 @@
+"""``recguard audit``, ``recguard report`` and ``recguard attack``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ConfigError
+from ._common import KCoreOpt, MinRatingOpt, PathOpt, load_dataset, print_table
+from ._train import _parse_sets
+
+
+def _csv(value: Optional[str], cast=str) -> Optional[tuple]:
+    if value is None:
+        return None
+    try:
+        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"could not parse {value!r} as a comma-separated list") from None
+
+
+def audit(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (results.json, report.md, report.html, cells/)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML audit spec; flags given here override it."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name or file (default ml-100k)."),
+    path: Optional[Path] = PathOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
+    attacks: Optional[str] = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
+    defense: Optional[str] = typer.Option(None, "--defense", help="Comma-separated defenses (none)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
+    order: Optional[str] = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
+    surrogate: Optional[str] = typer.Option(None, "--surrogate", help="victim (white-box), retrain, or a saved victim directory."),
+    inject: List[Path] = typer.Option([], "--inject", help="JSON file of externally crafted fake users (repeatable)."),
+    set_: List[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Run (or resume) a poisoning audit and write JSON, Markdown and HTML reports."""
+    from ..audit import AuditSpec, run_audit
+
+    spec = AuditSpec.from_toml(config) if config else AuditSpec()
+    changes: dict = {}
+    if dataset is not None:
+        changes["dataset"] = dataset
+    if path is not None:
+        changes["path"] = str(path.resolve())
+    if model is not None:
+        changes["model"] = model
+    for key, val, cast in (("attacks", attacks, str), ("budgets", budgets, float), ("defenses", defense, str), ("seeds", seeds, int)):
+        parsed = _csv(val, cast)
+        if parsed is not None:
+            changes[key] = parsed
+    if targets is not None:
+        changes["targets"] = targets if targets in ("unpopular", "popular") else [int(t) for t in _csv(targets, int)]
+        if not isinstance(changes["targets"], str):
+            changes["num_targets"] = len(changes["targets"])
+    if order is not None:
+        changes["order"] = order
+    if surrogate is not None:
+        changes["surrogate"] = surrogate
+    if inject:
+        changes["inject"] = tuple(str(p) for p in inject)
+    if set_:
+        changes["model_config"] = {**spec.model_config, **_parse_sets(set_)}
+    if changes:
+        spec = spec.replace(**changes)
+    results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]])
+    _print_summary(results)
+    typer.echo(f"\nreport: {Path(out) / 'report.html'}  (also report.md, results.json)")
+
+
+def _print_summary(results: dict) -> None:
+    from ..audit.report import _headers, _rows
+
+    clean = results["clean"]
+    typer.echo(f"clean victim: NDCG@10 {clean['NDCG@10']['mean']:.4f}  HR@10 {clean['HR@10']['mean']:.4f}")
+    headers = _headers(results)
+    rows = _rows(results)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def report(out: Path = typer.Argument(..., help="An audit output folder holding results.json.")) -> None:
+    """Re-render report.md and report.html from results.json."""
+    from ..audit import rerender
+
+    results = rerender(out)
+    _print_summary(results)
+    typer.echo(f"\nreport: {Path(out) / 'report.html'}")
+
+
+def attack(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for poisoned.txt, inject.json and attack.json."),
+    name: str = typer.Option("random", "--attack", "-a", help="random, popular, segment or surrogate."),
+    dataset: str = typer.Option("ml-100k", "--dataset", "-d", help="Dataset name or file."),
+    path: Optional[Path] = PathOpt,
+    min_rating: Optional[float] = MinRatingOpt,
+    k_core: Optional[int] = KCoreOpt,
+    budget: float = typer.Option(0.01, "--budget", "-b", help="Fake users as a fraction of genuine users."),
+    targets: str = typer.Option("unpopular", "--targets", help="unpopular, popular, or comma-separated item ids."),
+    num_targets: int = typer.Option(5, "--num-targets", help="How many targets to draw."),
+    order: str = typer.Option("interleave", "--order", help="interleave, target_last or random."),
+    surrogate: Optional[Path] = typer.Option(None, "--surrogate", help="Saved white-box victim (for --attack surrogate)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Poison the training part of a dataset and write it to files.
+
+    poisoned.txt holds `user item` lines (internal item ids 1..N) of the leave-one-out
+    training data plus the fake users; inject.json holds the fake users in LoRec's layout
+    (replay it with `recguard audit --inject`).
+    """
+    from .._io import atomic_write_json, atomic_write_text
+    from ..attacks.poisoning import make_attack
+    from ..victims import load as load_victim
+
+    data = load_dataset(dataset, path, min_rating, k_core)
+    tg = targets if targets in ("unpopular", "popular") else list(_csv(targets, int))
+    atk = make_attack(name, budget=budget, targets=tg, num_targets=num_targets if isinstance(tg, str) else len(tg), order=order)
+    if name == "surrogate":
+        if surrogate is None:
+            raise ConfigError("the surrogate attack needs --surrogate DIR (a victim saved by `recguard train`)", param="--surrogate")
+        atk = atk.with_surrogate(load_victim(surrogate))
+    train = data.split().train
+    result = atk.poison(train, rng=seed)
+    # users are numbered 1..U (genuine, in dataset order) then U+1.. (fake): readable by read_user_item
+    lines = [f"{u} {int(i)}" for u, seq in enumerate(result.data, start=1) for i in seq]
+    atomic_write_text(out / "poisoned.txt", "\n".join(lines) + "\n")
+    atomic_write_json(out / "inject.json", result.to_inject_json())
+    atomic_write_json(out / "attack.json", {**result.meta, "targets": result.targets.tolist(), "seed": seed,
+                                            "fake_user_numbers": (result.fake_users + 1).tolist(),
+                                            "clean_train_fingerprint": train.fingerprint(),
+                                            "poisoned_fingerprint": result.data.fingerprint()})
+    print_table([("attack", name), ("fake users", str(len(result.fake_users))), ("targets", ", ".join(map(str, result.targets))),
+                 ("written", str(out))])
