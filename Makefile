@@ -19,16 +19,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# A real audit on the embedded MovieLens-100k: SASRec (max_len 50), random, popular, segment
+# and surrogate-guided attacks at 1% fake users; resumable (re-running skips finished cells).
 demo: $(STAMP)
-	$(BIN)/recguard train --dataset ml-100k --model sasrec --out runs/demo-sasrec --seed 0
-	$(BIN)/recguard evaluate runs/demo-sasrec
+	$(BIN)/recguard audit --dataset ml-100k --model sasrec --set max_len=50 --budgets 0.01 --seeds 0 --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/victims_ml1m.py --model sasrec
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/victims_ml1m.py --model sasrec
+	$(BIN)/python benchmarks/victims_ml1m.py --model gru4rec
+	$(BIN)/python benchmarks/victims_ml1m.py --model bert4rec
+	$(BIN)/python benchmarks/poisoning_ml1m.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -122,7 +122,7 @@ def test_surrogate_fillers_raise_the_target_more_than_random(arch):
     data = cyclic_data(num_users=150, num_items=30, length=12, noise=0.1, seed=1)
     sur = make(arch, hidden=32, epochs=15, lr=5e-3, dropout=0.1).fit(data, rng=0, progress=False)
     kw = dict(budget=0.05, targets=[9], profile_length=10)
-    guided = SurrogateAttack(sur, candidates=8, **kw).poison(data, rng=0)
+    guided = SurrogateAttack(sur, objective="likelihood", pool_fraction=1.0, candidates=8, **kw).poison(data, rng=0)
     rand = RandomAttack(**kw).poison(data, rng=0)
 
     def mean_logp(res):
@@ -135,6 +135,27 @@ def test_surrogate_fillers_raise_the_target_more_than_random(arch):
 
     assert mean_logp(guided) > mean_logp(rand) + 1.0
     assert data.fingerprint() == cyclic_data(num_users=150, num_items=30, length=12, noise=0.1, seed=1).fingerprint()
+
+
+@pytest.mark.parametrize("arch", ["sasrec", "gru4rec"])
+def test_influence_objective_beats_random_fillers_on_its_own_objective(arch):
+    data = cyclic_data(num_users=150, num_items=30, length=12, noise=0.1, seed=2)
+    sur = make(arch, hidden=32, epochs=10, lr=5e-3, dropout=0.1).fit(data, rng=0, progress=False)
+    kw = dict(budget=0.05, targets=[9], profile_length=10)
+    atk = SurrogateAttack(sur, candidates=8, pool_fraction=1.0, **kw)
+    guided = atk.poison(data, rng=0)
+    rand = RandomAttack(**kw).poison(data, rng=0)
+
+    def mean_objective(res):
+        vals = []
+        for seq in res.fake_sequences:
+            for j in range(1, len(seq) - 1, 2):
+                x = recguard.victims.as_batch([seq[: j + 1]], sur.max_len).numpy()
+                with torch.no_grad():
+                    vals.append(float(atk._objective(x, np.array([9]))))
+        return np.mean(vals)
+
+    assert mean_objective(guided) > mean_objective(rand)
 
 
 def test_inject_round_trip_and_validation(tmp_path, meta_data):

@@ -112,6 +112,8 @@ def render_markdown(results: dict) -> str:
         "|" + "---|" * len(_headers(results)),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(results)]
+    if len(spec["seeds"]) == 1:
+        lines += ["", f"> {_ONE_SEED}"]
     lines += [
         "",
         "Values are mean ± sd over seeds. Lift = T-HR(poisoned) − T-HR(clean); clean cost = relative change of",
@@ -216,6 +218,12 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+_ONE_SEED = (
+    "One seed only: every number includes training noise (a retrained victim differs from the clean one even "
+    "without fake users, by a few percent of NDCG@10 on small data). Run several seeds (--seeds 0,1,2) before "
+    "drawing conclusions."
+)
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
@@ -226,6 +234,7 @@ table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{padding:.35rem 
 th{background:#f3f3f3;position:sticky;top:0}td:first-child,th:first-child,td:nth-child(3),th:nth-child(3){text-align:left}
 tr.hi td{background:#fff4e5}img{max-width:100%;margin:.5rem 0}.note{color:#555;font-size:.85rem}
 code{background:#f3f3f3;padding:0 .25rem;border-radius:3px}
+.warn{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;font-size:.85rem}
 """
 
 
@@ -262,6 +271,8 @@ def render_html(results: dict) -> str:
         f"whose top-{k} unseen items contain the target, averaged over targets. Lift = poisoned − clean. "
         "Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users are never counted.</p>"
     )
+    if len(spec["seeds"]) == 1:
+        parts.append(f"<p class='warn'>{esc(_ONE_SEED)}</p>")
     for _, title, uri in _plots(results):
         parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='{uri}'>")
     parts.append("<h2>Provenance</h2><table><tbody>")
