@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (best weights kept)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,7 +44,8 @@ def main() -> None:
     victim = recguard.make_victim(args.model, **cfg)
     split = data.split()
     t1 = time.perf_counter()
-    victim.fit(split, rng=args.seed, progress=True)
+    deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
+    victim.fit(split, rng=args.seed, progress=True, callback=lambda e, v: deadline is not None and time.perf_counter() > deadline)
     train_s = time.perf_counter() - t1
     test = recguard.evaluate(victim, split, which="test", ks=(10, 20))
     write_result(
@@ -54,6 +56,7 @@ def main() -> None:
             "load_s": load_s,
             "train_wall_s": train_s,
             "epochs_run": victim.fit_info_["epochs_run"],
+            "stopped_by_time_limit": args.max_minutes is not None and train_s > 60 * args.max_minutes,
             "best_epoch": victim.fit_info_["best_epoch"],
             "s_per_epoch": train_s / victim.fit_info_["epochs_run"],
             "test": test,

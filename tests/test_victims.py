@@ -203,3 +203,9 @@ def test_black_box_counts_queries_and_enforces_budget(fitted):
         bb.score(seqs[:1])
     with pytest.raises(CapabilityError, match="at most 7"):
         bb.recommend(seqs[:1], k=10)
+
+
+def test_callback_can_stop_training(tiny):
+    seen = []
+    v = make("gru4rec", epochs=10).fit(tiny, rng=0, progress=False, callback=lambda e, vic: seen.append(e) or e >= 3)
+    assert seen == [1, 2, 3] and v.fit_info_["epochs_run"] == 3

@@ -51,7 +51,8 @@ def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progr
     """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
 
     ``callback(epoch, victim)`` runs after every epoch (model in eval mode); its time is not
-    counted in ``train_s``.
+    counted in ``train_s``. If it returns ``True`` training stops there (the best
+    validated weights are kept), e.g. for a time budget.
     """
     from ..metrics import evaluate
 
@@ -117,13 +118,14 @@ def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progr
                 else:
                     bad_evals += 1
             history.append(entry)
+            stop = False
             if callback is not None:
                 module.eval()
-                callback(epoch, victim)
+                stop = bool(callback(epoch, victim))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best[0], 0):.4f}")
-            if cfg.patience and bad_evals >= cfg.patience:
+            if stop or (cfg.patience and bad_evals >= cfg.patience):
                 break
         if bar is not None:
             bar.close()

@@ -52,10 +52,9 @@ class SurrogateAttack(PoisoningAttack):
             later with :meth:`with_surrogate` (the audit does this).
         objective: ``"influence"`` (default) or ``"likelihood"`` (see the module docstring).
         candidates: nearest-embedding candidates scored exactly per slot (default 32).
-        pool_fraction: fillers come from this most popular share of the non-target items
-            (default 0.2; 1.0 = any item). Without it the surrogate favours niche items that
-            already predict the target, which few genuine users have in their histories, and
-            the attack transfers poorly (measured: ML-100k, see docs/attacks.md).
+        pool_fraction: restrict fillers to this most popular share of the non-target items
+            (default 1.0 = any item; with the influence objective a restriction hurt on ML-100k,
+            see docs/attacks.md).
         batch_size: sequences per surrogate forward pass.
         Other arguments: see :class:`PoisoningAttack`.
     """
@@ -63,7 +62,7 @@ class SurrogateAttack(PoisoningAttack):
     name = "surrogate"
 
     def __init__(
-        self, surrogate=None, *, objective: str = "influence", candidates: int = 32, pool_fraction: float = 0.2,
+        self, surrogate=None, *, objective: str = "influence", candidates: int = 32, pool_fraction: float = 1.0,
         batch_size: int = 2048, **kw,
     ):
         super().__init__(**kw)
@@ -134,7 +133,7 @@ class SurrogateAttack(PoisoningAttack):
         eps = float(emb[1:].abs().mean())
         emb_n = torch.nn.functional.normalize(emb, dim=1)
         pool = non_targets(data, targets)
-        if self.pool_fraction < 1.0:  # fillers from the most popular items: contexts genuine users actually have
+        if self.pool_fraction < 1.0:  # fillers only from the most popular items
             counts = data.item_counts()[pool]
             pool = pool[np.argsort(-counts, kind="stable")[: max(self.candidates, int(np.ceil(self.pool_fraction * len(pool))))]]
         allowed = torch.zeros(emb.shape[0], dtype=torch.bool, device=device)
