@@ -1,9 +1,8 @@
 import json
 
-import numpy as np
 import pytest
 
-from recguard.audit import AuditSpec, rerender, run_audit
+from recguard.audit import AuditSpec, run_audit
 from recguard.cli import main
 from recguard.errors import ConfigError
 

@@ -213,7 +213,6 @@ def test_download_verifies_checksum_and_caches(monkeypatch, tmp_path):
 def test_download_failure_explains_offline_use(monkeypatch, tmp_path):
     import urllib.request
 
-    from recguard.data import _registry
 
     monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("no route")))
@@ -222,7 +221,6 @@ def test_download_failure_explains_offline_use(monkeypatch, tmp_path):
 
 
 def test_recbole_wheel_path(tmp_path):
-    import io
     import zipfile
 
     whl = tmp_path / "recbole-1.2.1-py3-none-any.whl"

@@ -21,7 +21,7 @@ from pathlib import Path
 from .._io import atomic_write_bytes
 from ..errors import DataError
 from ._core import SequenceData
-from ._loaders import read_csv, read_item_table, read_movielens_raw, read_recbole, read_user_item
+from ._loaders import read_item_table, read_movielens_raw, read_recbole, read_user_item
 
 __all__ = ["DatasetInfo", "list_datasets", "dataset_info", "load", "cache_dir", "DEFAULT_DATASET"]
 

@@ -15,7 +15,7 @@ from .. import __version__
 from .._io import atomic_directory, to_json
 from .._rng import RNGLike
 from ..data import SequenceData, Split, pad_sequences
-from ..errors import ArtifactError, CapabilityError, ConfigError, NotFittedError
+from ..errors import ArtifactError, ConfigError, NotFittedError
 from ._config import BaseConfig
 
 __all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "load", "register"]
@@ -336,7 +336,3 @@ def load(directory: str | Path, *, device: str | None = None) -> SequentialVicti
 def architectures() -> dict[str, type[SequentialVictim]]:
     return dict(_REGISTRY)
 
-
-def _check_white_box(victim: object) -> None:
-    if not isinstance(victim, WhiteBoxVictim):
-        raise CapabilityError(f"{type(victim).__name__} is not white-box: it lacks representation/item_embeddings/layers")
