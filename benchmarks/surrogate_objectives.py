@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--budget", type=float, default=0.01)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--variants", default="0,1,2,3,4", help="indices into VARIANTS")
     args = ap.parse_args()
     import torch
 
@@ -50,7 +51,7 @@ def main() -> None:
         rows.append({"seed": seed, "variant": "clean", "T-HR@50": base["T-HR@50"], "mean_rank": base["mean_rank"],
                      "NDCG@10": evaluate(clean, split)["NDCG@10"]})
         print(rows[-1], flush=True)
-        for name, params in VARIANTS:
+        for name, params in [VARIANTS[int(i)] for i in args.variants.split(",")]:
             atk = make_attack(name, budget=args.budget, targets=targets, max_profile_length=50, **params)
             if name == "surrogate":
                 atk = atk.with_surrogate(clean)
