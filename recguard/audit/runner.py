@@ -107,6 +107,14 @@ def run_audit(
 
         bar = tqdm(total=total, desc="audit", unit="cell", file=sys.stderr, dynamic_ncols=True)
     cells: list[dict] = []
+
+    def finish(cell: dict) -> None:
+        cells.append(cell)
+        if on_cell:
+            on_cell(cell)
+        if bar is not None:
+            bar.update(1)
+
     try:
         for seed in spec.seeds:
             ckey = cell_key(spec, "clean", seed)
@@ -131,11 +139,15 @@ def run_audit(
                     "train": clean_victim.fit_info_, "wall_time_s": time.perf_counter() - t0, "train_time_s": train_s,
                 }
                 atomic_write_json(cfile, clean_cell)
-            cells.append(clean_cell)
-            if on_cell:
-                on_cell(clean_cell)
-            if bar is not None:
-                bar.update(1)
+            finish(clean_cell)
+            loaded = {"clean": clean_victim}
+
+            def clean_model() -> object:
+                """The seed's clean victim, reloaded from OUT/models/ when this run did not train it."""
+                if loaded["clean"] is None:
+                    loaded["clean"] = load_victim(model_dir)
+                return loaded["clean"]
+
             surrogate = None
             for a, b, d, s in [g for g in grid if g[3] == seed]:
                 key = cell_key(spec, "poisoned", seed, a, b or 0.0, d)
@@ -146,22 +158,11 @@ def run_audit(
                     if bar is not None:
                         bar.set_postfix_str(f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}")
                     if a == "surrogate" and surrogate is None:
-                        if clean_victim is None:
-                            clean_victim = load_victim(model_dir)
-                        surrogate = _surrogate(spec, clean_victim, split, make_v, seed)
-                    def clean_model(_cv=[clean_victim]):
-                        if _cv[0] is None:
-                            _cv[0] = load_victim(model_dir)
-                        return _cv[0]
-
+                        surrogate = _surrogate(spec, clean_model(), split, make_v, seed)
                     cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model)
                     cell["key"] = key
                     atomic_write_json(pfile, cell)
-                cells.append(cell)
-                if on_cell:
-                    on_cell(cell)
-                if bar is not None:
-                    bar.update(1)
+                finish(cell)
     finally:
         if bar is not None:
             bar.close()
