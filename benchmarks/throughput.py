@@ -42,8 +42,20 @@ def matmul_peak(repeats: int = 5) -> dict:
     return {"gflops": best[n_best] / 1e9, "size": n_best, "by_size_gflops": {k: v / 1e9 for k, v in best.items()}}
 
 
-def sasrec_throughput(steps: int, seed: int = 0) -> dict:
+def _stock_ce(h, weight, targets, weights, bias=None):
+    """The reference loss: materialised logits + F.cross_entropy (what the fused loss replaces)."""
+    import torch.nn.functional as F
+
+    logits = h @ weight.T + (bias if bias is not None else 0)
+    return (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> dict:
     import recguard
+    import recguard.victims.sasrec as sasrec_mod
+
+    if stock_loss:
+        sasrec_mod.weighted_softmax_ce = _stock_ce
     from recguard.data._core import _pad_from_csr
     from recguard.victims._train import batches
 
@@ -86,12 +98,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--stock-loss", action="store_true", help="use F.cross_entropy on materialised logits (for comparison)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = matmul_peak()
-    thr = sasrec_throughput(args.steps)
-    write_result(f"throughput_t{torch.get_num_threads()}", {
+    thr = sasrec_throughput(args.steps, stock_loss=args.stock_loss)
+    write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else ""), {
+        "loss": "stock F.cross_entropy" if args.stock_loss else "fused chunked (recguard)",
         "threads": torch.get_num_threads(),
         "matmul_peak": peak,
         "sasrec_train": thr,
