@@ -38,6 +38,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, to_json(obj))
 
 
+def read_json(path: str | Path, error: type[Exception]) -> Any:
+    """Parse a JSON file; a syntax error becomes ``error`` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON ({exc})") from None
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_text, read_json
 from ..errors import ArtifactError
 from .spec import AuditSpec
 
@@ -286,9 +286,10 @@ def render_html(results: dict) -> str:
     return "\n".join(parts)
 
 
-def write_reports(results: dict, out: str | Path) -> None:
+def write_reports(results: dict, out: str | Path, *, with_json: bool = True) -> None:
     out = Path(out)
-    atomic_write_json(out / "results.json", results)
+    if with_json:
+        atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", render_markdown(results))
     atomic_write_text(out / "report.html", render_html(results))
 
@@ -298,12 +299,8 @@ def rerender(out: str | Path) -> dict:
     p = Path(out) / "results.json"
     if not p.exists():
         raise ArtifactError(f"{p}: not found; run `recguard audit --out {out}` first")
-    try:
-        results = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{p}: invalid JSON ({exc})") from None
+    results = read_json(p, ArtifactError)
     if results.get("format") != FORMAT:
         raise ArtifactError(f"{p}: not a recguard audit result")
-    atomic_write_text(Path(out) / "report.md", render_markdown(results))
-    atomic_write_text(Path(out) / "report.html", render_html(results))
+    write_reports(results, out, with_json=False)
     return results

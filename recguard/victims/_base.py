@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
@@ -12,7 +11,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._io import atomic_directory, to_json
+from .._io import atomic_directory, read_json, to_json
 from .._rng import RNGLike
 from ..data import SequenceData, Split, pad_sequences
 from ..errors import ArtifactError, ConfigError, NotFittedError
@@ -309,10 +308,7 @@ def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     for p in (cfg_path, w_path):
         if not p.exists():
             raise ArtifactError(f"{p}: missing; this directory is not a complete recguard artifact")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{cfg_path}: invalid JSON ({exc})") from None
+    meta = read_json(cfg_path, ArtifactError)
     try:
         state = load_file(str(w_path))
     except (SafetensorError, OSError) as exc:
