@@ -4,7 +4,7 @@ Usage:
     python benchmarks/poisoning_ml1m.py --seeds 0,1,2 --budgets 0.01,0.03 [--max-len 200] [--out DIR]
 
 A thin wrapper over `recguard audit`: results go to DIR (default
-benchmarks/results/poisoning_ml1m/), resumable cell by cell, and a compact summary to
+runs/bench/poisoning_ml1m/, git-ignored), resumable cell by cell, and a compact summary to
 benchmarks/results/poisoning_ml1m.json.
 """
 
@@ -24,7 +24,9 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default=str(RESULTS / "poisoning_ml1m"))
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--out", default=str(RESULTS.parent.parent / "runs" / "bench" / "poisoning_ml1m"),
+                    help="audit folder (cells, clean models, HTML report); resumable")
     args = ap.parse_args()
     import torch
 
@@ -34,7 +36,7 @@ def main() -> None:
 
     spec = AuditSpec(
         dataset="ml-1m", path=str(require_ml1m()), model="sasrec",
-        model_config={"max_len": args.max_len, "epochs": args.epochs},
+        model_config={"max_len": args.max_len, "epochs": args.epochs, "patience": args.patience},
         attacks=tuple(args.attacks.split(",")), budgets=tuple(float(b) for b in args.budgets.split(",")),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
     )

@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
@@ -41,6 +42,8 @@ def main() -> None:
         cfg.pop("num_blocks")
     if args.lr:
         cfg["lr"] = args.lr
+    if args.dropout is not None:
+        cfg["dropout"] = args.dropout
     victim = recguard.make_victim(args.model, **cfg)
     split = data.split()
     t1 = time.perf_counter()

@@ -27,6 +27,27 @@ def _ms(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
 
 
+DETECTION_METRICS = ("ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR")
+
+
+def _add_removal(summary: list[dict], groups: dict, k: int) -> None:
+    """Defense removal per row, against the undefended row of the same attack and budget, seed by seed."""
+    for row in summary:
+        if row["defense"] == "none":
+            continue
+        base = {c["seed"]: c for c in groups.get((row["attack"], row["budget"], "none"), [])}
+        vals = []
+        for c in groups[(row["attack"], row["budget"], row["defense"])]:
+            b = base.get(c["seed"])
+            if b is None:
+                continue
+            from ..metrics import defense_removal
+
+            vals.append(defense_removal(c["clean_target"][f"T-HR@{k}"], b["metrics"]["target"][f"T-HR@{k}"],
+                                        c["metrics"]["target"][f"T-HR@{k}"]))
+        row[f"removal_T-HR@{k}"] = _ms(vals)
+
+
 def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_time_s: float) -> dict:
     clean = sorted([c for c in cells if c["kind"] == "clean"], key=lambda c: c["seed"])
     poisoned = [c for c in cells if c["kind"] == "poisoned"]
@@ -50,7 +71,12 @@ def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_
         row["HR@10"] = _ms([c["metrics"]["clean"]["HR@10"] for c in cs])
         row["clean_cost_NDCG@10"] = _ms([c["derived"]["clean_cost_NDCG@10"] for c in cs])
         row["wall_time_s"] = _ms([c["wall_time_s"] for c in cs])
+        row["defense_time_s"] = _ms([c.get("defense_time_s") for c in cs])
+        dets = [c.get("detection") for c in cs if c.get("detection")]
+        if dets:
+            row["detection"] = {m: _ms([d.get(m) for d in dets]) for m in DETECTION_METRICS}
         summary.append(row)
+    _add_removal(summary, groups, k_hi)
     clean_summary = {
         "seeds": [c["seed"] for c in clean],
         "NDCG@10": _ms([c["metrics"]["clean"]["NDCG@10"] for c in clean]),
@@ -81,22 +107,44 @@ def _budget(b) -> str:
     return "file" if b is None else f"{100 * b:g}%"
 
 
+def _defended(results: dict) -> bool:
+    return any(r["defense"] != "none" for r in results["summary"])
+
+
 def _rows(results: dict) -> list[list[str]]:
     k = max(results["spec"]["ks"])
     rows = []
     for r in results["summary"]:
-        rows.append([
+        row = [
             r["attack"], _budget(r["budget"]), r["defense"], str(r["num_fake_users"]),
-            _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"lift_T-HR@{k}"]), _fmt(r[f"T-NDCG@{k}"]),
-            _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True), _fmt(r["wall_time_s"], 1),
-        ])
+            _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"lift_T-HR@{k}"]),
+        ]
+        if _defended(results):
+            row.append(_fmt(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+        row += [_fmt(r[f"T-NDCG@{k}"]), _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True),
+                _fmt(r["wall_time_s"], 1)]
+        rows.append(row)
     return rows
 
 
 def _headers(results: dict) -> list[str]:
     k = max(results["spec"]["ks"])
-    return ["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift", f"T-NDCG@{k}",
-            "target rank", "NDCG@10", "clean cost", "cell s"]
+    return ["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift"] + (
+        ["removal"] if _defended(results) else []) + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"]
+
+
+_DET_HEADERS = ["attack", "budget", "defense", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR (genuine)", "defense s"]
+
+
+def _detection_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for r in results["summary"]:
+        d = r.get("detection")
+        if not d:
+            continue
+        rows.append([r["attack"], _budget(r["budget"]), r["defense"], *(_fmt(d[m], 3) for m in DETECTION_METRICS),
+                     _fmt(r.get("defense_time_s"), 1)])
+    return rows
 
 
 def render_markdown(results: dict) -> str:
@@ -112,6 +160,12 @@ def render_markdown(results: dict) -> str:
         "|" + "---|" * len(_headers(results)),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(results)]
+    det = _detection_rows(results)
+    if det:
+        lines += ["", "## Detection of the injected users", "", "| " + " | ".join(_DET_HEADERS) + " |", "|" + "---|" * len(_DET_HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in det]
+        lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: down-weighted users); "
+                  "FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
     if len(spec["seeds"]) == 1:
         lines += ["", f"> {_ONE_SEED}"]
     lines += [
@@ -191,7 +245,33 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     out.append(("cost", "Clean NDCG@10 change", _png(fig)))
-    # 3. per-target bars (first budget, first defense, averaged over seeds)
+    # 3. defense comparison: T-HR@k per attack, one bar per defense (first budget), clean level dashed
+    if len(defenses) > 1:
+        b0 = budgets[0]
+        fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(attacks) + 2), 3.4))
+        width = 0.8 / len(defenses)
+        for j, d in enumerate(defenses):
+            xs, ys, es = [], [], []
+            for i, a in enumerate(attacks):
+                r = next((r for r in summary if r["attack"] == a and r["budget"] == b0 and r["defense"] == d), None)
+                if r is None:
+                    continue
+                xs.append(i + (j - (len(defenses) - 1) / 2) * width)
+                ys.append(r[f"T-HR@{k}"]["mean"])
+                es.append(r[f"T-HR@{k}"]["sd"] or 0.0)
+            ax.bar(xs, ys, width, yerr=es, capsize=3, color=colors[j % 10], label=d)
+        clean_level = results["clean"].get(f"T-HR@{k}", {}).get("mean")
+        if clean_level is not None:
+            ax.axhline(clean_level, color="#444", ls="--", lw=1, label="clean victim")
+        ax.set_xticks(range(len(attacks)))
+        ax.set_xticklabels(attacks)
+        ax.set_ylabel(f"T-HR@{k}")
+        ax.set_title(f"Defenses against each attack ({_budget(b0)} fakes)", fontsize=11)
+        ax.legend(fontsize=8, frameon=False)
+        fig.tight_layout()
+        out.append(("defenses", "Defense comparison", _png(fig)))
+
+    # 4. per-target bars (first budget, first defense, averaged over seeds)
     b0, d0 = budgets[0], defenses[0]
     cells = [c for c in results["cells"] if c["kind"] == "poisoned" and c["budget"] == b0 and c["defense"] == d0]
     if cells:
@@ -271,6 +351,15 @@ def render_html(results: dict) -> str:
         f"whose top-{k} unseen items contain the target, averaged over targets. Lift = poisoned − clean. "
         "Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users are never counted.</p>"
     )
+    det = _detection_rows(results)
+    if det:
+        parts.append("<h2>Detection of the injected users</h2><table><thead><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in _DET_HEADERS) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in det]
+        parts.append("</tbody></table><p class='note'>ROC-/PR-AUC of each defense's suspicion score on the injected fake "
+                     "users; precision, recall and F1 at the defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: users it "
+                     "down-weighted); FPR over genuine users. Defenses learn only from an attack they simulate themselves "
+                     "(never from these labels).</p>")
     if len(spec["seeds"]) == 1:
         parts.append(f"<p class='warn'>{esc(_ONE_SEED)}</p>")
     for _, title, uri in _plots(results):

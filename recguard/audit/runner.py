@@ -22,7 +22,7 @@ from ..attacks.poisoning import InjectedAttack, make_attack, select_targets
 from ..data import Split, load
 from ..defenses import make_defense
 from ..errors import ArtifactError, ConfigError
-from ..metrics import clean_cost, evaluate, target_exposure
+from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
 from ..victims import load as load_victim
 from ..victims import make_victim
 from .spec import AuditSpec
@@ -45,6 +45,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
                     attack_params=spec.attack_params.get(attack, {}),
                     surrogate=spec.surrogate if attack == "surrogate" else None)
+        if spec.defense_params.get(defense):  # only when set, so older cells keep their names
+            base["defense_params"] = spec.defense_params[defense]
     return base
 
 
@@ -185,6 +187,15 @@ def _surrogate(spec: AuditSpec, clean_victim, split: Split, make_v, seed: int):
         raise ConfigError(f"surrogate {path}: {exc}", param="surrogate") from None
 
 
+def _detection(outcome, result, defense_name: str) -> dict | None:
+    """Detection metrics of the defense on the injected users (None for ``none``)."""
+    if defense_name == "none" or (outcome.scores is None and outcome.flagged is None):
+        return None
+    is_fake = np.zeros(result.data.num_users, dtype=bool)
+    is_fake[result.fake_users] = True
+    return detection_metrics(is_fake, outcome.scores, outcome.decisions())
+
+
 def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model) -> dict:
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31)])
@@ -200,13 +211,12 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
     result = attack.poison(split.train, rng=rng)
     attack_s = time.perf_counter() - t0
     poisoned = split.with_train(result.data)
-    defense = make_defense(defense_name)
+    defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
     t1 = time.perf_counter()
-    outcome = defense.apply(poisoned, make_victim=make_v, rng=rng)
-    defense_s = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    victim = make_v().fit(poisoned, user_weights=outcome.user_weights, rng=seed, progress=False)
-    train_s = time.perf_counter() - t2
+    victim, outcome = defense.train(poisoned, make_victim=make_v, seed=seed, rng=rng)
+    total_s = time.perf_counter() - t1
+    train_s = victim.fit_info_["train_time_s"]
+    defense_s = float(outcome.info.get("defense_time_s", total_s - train_s))
     metrics = _victim_metrics(victim, split, result.targets, spec.ks)
     cm = clean_cell["metrics"]
     if sorted(result.targets.tolist()) == sorted(clean_cell["targets"]):
@@ -220,6 +230,7 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
         "targets": [int(t) for t in result.targets], "num_fake_users": int(len(result.fake_users)),
         "attack_meta": result.meta, "poisoned_fingerprint": result.data.fingerprint(),
         "metrics": metrics, "clean_target": clean_target, "derived": derived, "defense_info": outcome.info,
+        "detection": _detection(outcome, result, defense_name),
         "train": victim.fit_info_, "attack_time_s": attack_s, "defense_time_s": defense_s, "train_time_s": train_s,
         "wall_time_s": time.perf_counter() - t0,
     }

@@ -41,7 +41,8 @@ class AuditSpec:
         attack_params: per-attack options, e.g. ``{"popular": {"popular_share": 0.3}}``.
         inject: JSON files of externally crafted fake users (each is one more attack).
         budgets: fake users as fractions of genuine users.
-        defenses: defense names (``none`` is the baseline).
+        defenses: defense names (``none`` is the baseline; ``llm4dec``, ``lorec``).
+        defense_params: per-defense options, e.g. ``{"lorec": {"known": "popular"}}``.
         seeds: one clean and one poisoned training per seed.
         targets / num_targets: target items (explicit ids, ``unpopular`` or ``popular``).
         order: where targets sit in fake profiles (``interleave``, ``target_last``, ``random``).
@@ -62,6 +63,7 @@ class AuditSpec:
     inject: tuple[str, ...] = ()
     budgets: tuple[float, ...] = (0.01,)
     defenses: tuple[str, ...] = ("none",)
+    defense_params: dict = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     targets: Any = "unpopular"
     num_targets: int = 5
@@ -93,6 +95,9 @@ class AuditSpec:
                 raise ConfigError(f"budget {b!r} must be a fraction of genuine users in (0, 0.5], e.g. 0.01", param="budgets")
         if not self.seeds:
             raise ConfigError("give at least one seed", param="seeds")
+        extra = set(self.defense_params) - set(self.defenses)
+        if extra:
+            raise ConfigError(f"options for defenses not in the audit: {', '.join(sorted(extra))}", param="defense_params")
         unknown = set(self.attack_params) - set(self.attacks) - {"bandwagon"}
         if unknown:
             raise ConfigError(f"options for attacks not in the audit: {', '.join(sorted(unknown))}", param="attack_params")

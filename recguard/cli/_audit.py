@@ -30,7 +30,10 @@ def audit(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
     attacks: Optional[str] = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate."),
     budgets: Optional[str] = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
-    defense: Optional[str] = typer.Option(None, "--defense", help="Comma-separated defenses (none)."),
+    defense: Optional[str] = typer.Option(None, "--defense", help="Comma-separated defenses: none, llm4dec, lorec."),
+    known: Optional[str] = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Text encoder for llm4dec/lorec: minilm (bundled) or a Hugging Face model directory."),
+    user_text: Optional[str] = typer.Option(None, "--user-text", help="prompt (LoRec's user prompt, default) or items (mean of title embeddings, much faster)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
     targets: Optional[str] = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
     order: Optional[str] = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
@@ -64,6 +67,16 @@ def audit(
         changes["surrogate"] = surrogate
     if inject:
         changes["inject"] = tuple(str(p) for p in inject)
+    text_opts = {k: v for k, v in (("known", known), ("encoder", encoder), ("user_text", user_text)) if v is not None}
+    if text_opts:
+        chosen = changes.get("defenses", spec.defenses)
+        params = {d: dict(spec.defense_params.get(d, {})) for d in spec.defense_params}
+        for d in ("llm4dec", "lorec"):
+            if d in chosen:
+                params[d] = {**params.get(d, {}), **text_opts}
+        if not any(d in chosen for d in ("llm4dec", "lorec")):
+            raise ConfigError("--known/--encoder/--user-text only apply to --defense llm4dec or lorec", param="--known")
+        changes["defense_params"] = params
     if set_:
         changes["model_config"] = {**spec.model_config, **_parse_sets(set_)}
     if changes:

@@ -1,52 +1,33 @@
-"""Defenses. A defense sees the (possibly poisoned) training split and returns per-user
-weights for the victim's training (0 = filtered out), plus optional per-user
-suspicion scores for detection metrics. ``none`` is the baseline; LoRec, LLM4Dec and
-MNAR-weighted training plug in here."""
+"""Defenses. A defense sees the (possibly poisoned) training split and decides per-user
+weights for the victim's training (0 = filtered out) — before training (LLM4Dec) or
+while the victim trains (LoRec) — plus per-user suspicion scores for detection
+metrics. ``none`` is the baseline.
+
+Text-based defenses follow PROTOCOLS §3: they learn from a *known* attack that the
+defender simulates itself, never from the injected users' true labels.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
-import numpy as np
-
-from ..data import Split
 from ..errors import ConfigError
+from ._base import Defense, DefenseOutcome, NoDefense
+from .lorec import LLM4Dec, LoRec, lorec_weights, update_scores
 
-__all__ = ["Defense", "DefenseOutcome", "NoDefense", "DEFENSES", "make_defense"]
+__all__ = [
+    "Defense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
+    "update_scores", "lorec_weights",
+]
 
-
-@dataclass
-class DefenseOutcome:
-    """``user_weights``: one weight per user of ``split.train`` (None = all 1);
-    ``scores``: suspicion per training user (higher = more likely fake), for detection metrics;
-    ``threshold``: the defense's own decision threshold on ``scores``; ``info``: timings etc."""
-
-    user_weights: np.ndarray | None = None
-    scores: np.ndarray | None = None
-    threshold: float | None = None
-    info: dict = field(default_factory=dict)
-
-
-class Defense(Protocol):
-    name: str
-
-    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome: ...
-
-
-class NoDefense:
-    """Train on the data as it is."""
-
-    name = "none"
-
-    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
-        return DefenseOutcome()
-
-
-DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense}
+DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec}
 
 
 def make_defense(name: str, **params) -> Defense:
+    """A defense by name (``none``, ``llm4dec``, ``lorec``) with its options."""
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; available: {', '.join(sorted(DEFENSES))}", param="defense")
-    return DEFENSES[name](**params)
+    try:
+        return DEFENSES[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad option for defense {name!r}: {exc}", param="defense") from None

@@ -182,6 +182,8 @@ class SequentialVictim:
         rng: RNGLike = None,
         progress: bool | None = None,
         callback=None,
+        reweight=None,
+        select_after: int = 0,
     ) -> "SequentialVictim":
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -191,12 +193,16 @@ class SequentialVictim:
                 that user's loss terms; a user with weight 0 has no influence at all.
             rng: seed or ``numpy.random.Generator``; the same seed gives the same model.
             progress: show a progress bar (default: when stderr is a terminal).
-            callback: ``callback(epoch, victim)`` after every epoch (e.g. logging).
+            callback: ``callback(epoch, victim)`` after every epoch (e.g. logging); returning True stops.
+            reweight: ``reweight(epoch, victim)`` after every epoch; may return new user weights
+                (in-training defenses such as LoRec).
+            select_after: ignore validations before this epoch for checkpoint choice and patience.
         """
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
-        train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback)
+        train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback,
+              reweight=reweight, select_after=select_after)
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 

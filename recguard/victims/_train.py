@@ -47,12 +47,22 @@ def _check_weights(user_weights, n_users: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None, callback=None) -> None:
+def train(
+    victim, split: Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None, callback=None,
+    reweight=None, select_after: int = 0,
+) -> None:
     """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
 
     ``callback(epoch, victim)`` runs after every epoch (model in eval mode); its time is not
     counted in ``train_s``. If it returns ``True`` training stops there (the best
     validated weights are kept), e.g. for a time budget.
+
+    ``reweight(epoch, victim)`` also runs after every epoch (before validation and
+    ``callback``, model in eval mode, its own time not counted in ``train_s``) and may
+    return new per-user weights for the following epochs (``None`` = keep them); this is
+    how in-training calibrators such as LoRec act. ``select_after``: validations before
+    this epoch neither choose the returned checkpoint nor count toward patience (so a
+    defense whose weights start late is not bypassed by an early checkpoint).
     """
     from ..metrics import evaluate
 
@@ -73,6 +83,7 @@ def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progr
         raise DataError("no user has >= 2 training items with a positive weight; nothing to train on")
     device = victim.device
     w_all = torch.from_numpy(weights)
+    reweight_s = 0.0
     show = sys.stderr.isatty() if progress is None else progress
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -107,8 +118,20 @@ def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progr
                 count += 1
             train_s += time.perf_counter() - t_ep
             entry = {"epoch": epoch, "loss": total / max(1, count), "train_s": train_s, "time_s": time.perf_counter() - t0}
+            if reweight is not None:
+                t_rw = time.perf_counter()
+                module.eval()
+                new = reweight(epoch, victim)
+                if new is not None:
+                    weights = _check_weights(new, data.num_users)
+                    w_all = torch.from_numpy(weights)
+                    trainable = np.flatnonzero((lengths >= 2) & (weights > 0))
+                    if len(trainable) == 0:
+                        raise DataError(f"reweighting at epoch {epoch} left no user with a positive weight")
+                    entry["reweighted"] = True
+                reweight_s += time.perf_counter() - t_rw
             last = epoch == cfg.epochs
-            if len(split.eval_users) and (epoch % cfg.eval_every == 0 or last):
+            if len(split.eval_users) and epoch >= select_after and (epoch % cfg.eval_every == 0 or last):
                 module.eval()
                 ndcg = evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]
                 entry["valid_ndcg@10"] = ndcg
@@ -140,6 +163,7 @@ def train(victim, split: Split, *, user_weights=None, rng: RNGLike = None, progr
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_s,
         "train_users": int(len(trainable)),
+        "reweight_time_s": reweight_s,
         "seed": seed,
         "device": str(device),
     }

@@ -1,0 +1,67 @@
+"""The defense seam: what every defense receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..data import Split
+
+__all__ = ["Defense", "DefenseOutcome", "NoDefense"]
+
+
+@dataclass
+class DefenseOutcome:
+    """What a defense decided about the users of the training data it was given.
+
+    Attributes:
+        user_weights: final weight per training user (None = all 1; 0 = filtered out).
+        scores: suspicion per training user (higher = more likely fake), for ROC/PR-AUC.
+        flagged: boolean per training user: the defense's own decision (its threshold).
+        threshold: the threshold on ``scores`` behind ``flagged``, where there is one.
+        info: timings and settings for the report.
+    """
+
+    user_weights: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    flagged: np.ndarray | None = None
+    threshold: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def decisions(self) -> np.ndarray | None:
+        if self.flagged is not None:
+            return np.asarray(self.flagged, dtype=bool)
+        if self.scores is not None and self.threshold is not None:
+            return np.asarray(self.scores) >= self.threshold
+        return None
+
+
+class Defense:
+    """Base class. A defense either computes user weights before training (override
+    :meth:`apply`) or acts during training (override :meth:`train`).
+
+    ``train(split, make_victim, seed, rng)`` returns the trained victim and the outcome;
+    the default trains ``make_victim()`` with the weights :meth:`apply` returned.
+    """
+
+    name = "base"
+
+    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
+        return DefenseOutcome()
+
+    def train(self, split: Split, *, make_victim: Callable, seed: int, rng: np.random.Generator, progress: bool = False):
+        import time
+
+        t0 = time.perf_counter()
+        outcome = self.apply(split, make_victim=make_victim, rng=rng)
+        outcome.info.setdefault("defense_time_s", time.perf_counter() - t0)
+        victim = make_victim().fit(split, user_weights=outcome.user_weights, rng=seed, progress=progress)
+        return victim, outcome
+
+
+class NoDefense(Defense):
+    """Train on the data as it is."""
+
+    name = "none"

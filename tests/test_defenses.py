@@ -1,0 +1,281 @@
+"""LLM4Dec / LoRec, the text encoder and the in-training reweighting hook."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import recguard
+from recguard.audit import AuditSpec, run_audit
+from recguard.data import ItemMeta, SequenceData
+from recguard.defenses import LLM4Dec, LoRec, lorec_weights, make_defense, update_scores
+from recguard.defenses.lorec import pu_loss
+from recguard.defenses.text import TextEncoder, item_texts, user_prompt
+from recguard.errors import ConfigError, DataError
+from recguard.metrics import detection_metrics
+
+from conftest import cyclic_data, make
+
+WORDS = ["movie", "item", "title", "user", "recommendation", "sequence", "interaction", "fraudster", "likelihood",
+         "assess", "please", "this", "being", "the", "of", "in", "a", "is", "as", "follows", "s", "'", ":", ";", ".",
+         "(", ")", ",", "red", "blue", "green", "star", "war", "love", "night", "day"] + [str(i) for i in range(10)]
+
+
+def _write_vocab(path):
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    path.write_text("\n".join(specials + WORDS) + "\n")
+    return len(specials) + len(WORDS)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    """A tiny randomly initialised BERT with a WordPiece tokenizer, saved like any HF model directory."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    n = _write_vocab(d / "vocab.txt")
+    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(str(d))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    """A tiny decoder-only model whose tokenizer has no padding token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-gpt2")
+    vocab = {w: i for i, w in enumerate(["<unk>", "</s>"] + WORDS)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", unk_token="<unk>")
+    tok.save_pretrained(str(d))
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=40)).save_pretrained(str(d))
+    return d
+
+
+def titled(d: SequenceData) -> SequenceData:
+    colours = ["red", "blue", "green"]
+    titles = [""] + [f"{colours[i % 3]} star {i}" for i in range(1, d.num_items + 1)]
+    return SequenceData.from_sequences([s.tolist() for s in d], num_items=d.num_items, meta=ItemMeta(titles=tuple(titles)),
+                                       name="ml-toy")
+
+
+# ------------------------------------------------------------------ encoder
+def test_encoder_chunks_by_token_weighted_mean(bert_dir, tmp_path):
+    enc = TextEncoder(bert_dir, max_tokens=16, cache_dir=tmp_path, batch_size=3)
+    long = " ".join(["red star war love night day"] * 6)
+    e = enc.encode([long], progress=False)[0]
+    # by hand: encode every chunk on its own and average with token counts as weights
+    chunks, _ = enc._chunks([long])
+    assert len(chunks) > 2
+    parts, counts = [], []
+    with torch.no_grad():
+        for c in chunks:
+            h = enc._model(input_ids=torch.tensor([c])).last_hidden_state[0]
+            parts.append(h.mean(0).numpy())
+            counts.append(len(c))
+    expect = np.average(np.stack(parts), axis=0, weights=counts)
+    np.testing.assert_allclose(e, expect, rtol=1e-4, atol=1e-5)
+    # padding inside a batch does not change an embedding
+    both = enc.encode([long, "red"], progress=False)
+    np.testing.assert_allclose(both[0], e, atol=1e-5)
+
+
+def test_encoder_cache_reuses_and_survives_restart(bert_dir, tmp_path):
+    texts = ["red star", "blue war", "red star"]
+    enc = TextEncoder(bert_dir, cache_dir=tmp_path)
+    a = enc.encode(texts, progress=False)
+    assert enc.stats["encoded_texts"] == 2  # the duplicate is encoded once
+    np.testing.assert_array_equal(a[0], a[2])
+    again = TextEncoder(bert_dir, cache_dir=tmp_path)
+    b = again.encode(texts[:2], progress=False)
+    assert again.stats["encoded_texts"] == 0 and again.stats["cached_texts"] == 2
+    np.testing.assert_array_equal(a[:2], b)
+    assert again._model is None  # nothing to encode: the model was never loaded
+    shards = list((tmp_path / enc.identity).glob("*.safetensors"))
+    assert shards and not list((tmp_path / enc.identity).glob("*.tmp"))
+
+
+def test_decoder_only_model_without_pad_token(gpt2_dir, tmp_path):
+    enc = TextEncoder(gpt2_dir, cache_dir=tmp_path, max_tokens=12)
+    out = enc.encode(["red star war", " ".join(["love night day"] * 8)], progress=False)
+    assert out.shape == (2, 32) and np.all(np.isfinite(out))
+
+
+def test_encoder_bad_paths(tmp_path):
+    with pytest.raises(ConfigError, match="encoder"):
+        TextEncoder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="config.json"):
+        TextEncoder(tmp_path / "empty")
+
+
+def test_titles_required_unless_id_tokens():
+    d = cyclic_data(num_users=10, num_items=5)
+    with pytest.raises(DataError, match="id_tokens"):
+        item_texts(d.meta, d.num_items)
+    assert item_texts(d.meta, d.num_items, id_tokens=True)[3] == "item 3"
+    p = user_prompt(["A", "B"], "movie")
+    assert p.startswith("In movie recommendation") and "(Item title: A); (Item title: B)" in p and p.endswith("fraudster.")
+
+
+def test_real_minilm_is_a_sentence_encoder(tmp_path):
+    enc = TextEncoder("minilm", cache_dir=tmp_path)
+    e = enc.encode(["A science fiction space adventure film.", "A movie about a journey among the stars.",
+                    "Quarterly tax filing deadlines for small businesses."], progress=False)
+    assert e.shape == (3, 384) and enc.context == 256
+    cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    assert cos(e[0], e[1]) > cos(e[0], e[2]) + 0.2
+
+
+# ------------------------------------------------------------- update rule
+def test_update_rule_by_hand():
+    a = np.full(6, 3.0)
+    p = np.array([0.9, 0.1, 0.1, 0.1, 0.1, 0.1])  # mean 0.233: only user 0 is above
+    new, applied = update_scores(a, p)
+    assert applied
+    np.testing.assert_allclose(new, [2.0, 3.2, 3.2, 3.2, 3.2, 3.2])
+    assert math.isclose(new.sum(), a.sum())
+    # |S| = 2 >= 6/3: skipped
+    same, applied = update_scores(a, np.array([0.9, 0.9, 0.1, 0.1, 0.1, 0.1]))
+    assert not applied and np.array_equal(same, a)
+
+
+def test_weights_snap_and_down_weight_after_four_flags():
+    w = lorec_weights(np.array([3.0, 2.0, 1.0, 0.0, -1.0, -2.0, 4.0]))
+    s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    np.testing.assert_allclose(w[:4], 1.0)  # 0.92, 0.77, 0.52 snap to 1
+    np.testing.assert_allclose(w[4:6], [s(-1) / s(3), s(-2) / s(3)])
+    assert math.isclose(w[4], 0.282, abs_tol=1e-3) and math.isclose(w[5], 0.125, abs_tol=1e-3)  # PROTOCOLS §3
+    assert w[6] > 1  # users pushed up keep the extra weight (the sum of scores is preserved)
+
+
+def test_pu_loss_entropy_term():
+    z = torch.tensor([0.3, -1.2])
+    y = torch.tensor([1.0, 0.0])
+    p = torch.sigmoid(z)
+    bce = -(y * p.log() + (1 - y) * (1 - p).log())
+    ent = -(p * p.log() + (1 - p) * (1 - p).log())
+    expect = (bce + 0.5 * (1 - y) * ent).mean()
+    assert torch.allclose(pu_loss(z, y, 0.5), expect, atol=1e-6)
+
+
+def test_detection_metrics_by_hand():
+    fake = np.array([1, 1, 0, 0, 0], bool)
+    m = detection_metrics(fake, np.array([0.9, 0.2, 0.8, 0.1, 0.0]), np.array([1, 0, 1, 0, 0], bool))
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["F1"] == 0.5
+    assert math.isclose(m["FPR"], 1 / 3) and math.isclose(m["ROC-AUC"], 5 / 6)  # 5 of 6 (fake, genuine) pairs ordered right
+
+
+# ---------------------------------------------------------- training hook
+def test_reweight_hook_changes_training_and_select_after(tiny):
+    base = make("sasrec", epochs=4).fit(tiny, rng=0, progress=False)
+    calls = []
+
+    def hook(epoch, victim):
+        calls.append(epoch)
+        assert not victim.module.training
+        return np.where(np.arange(tiny.num_users) < 60, 0.0, 1.0) if epoch == 2 else None
+
+    v = make("sasrec", epochs=4).fit(tiny, rng=0, progress=False, reweight=hook, select_after=3)
+    assert calls == [1, 2, 3, 4]
+    assert [h.get("reweighted", False) for h in v.history_] == [False, True, False, False]
+    assert v.fit_info_["best_epoch"] >= 3
+    assert v.history_[1]["loss"] == pytest.approx(base.history_[1]["loss"])  # weights apply from the next epoch
+    assert v.history_[2]["loss"] != pytest.approx(base.history_[2]["loss"])
+    assert all("valid_ndcg@10" not in h for h in v.history_[:2])
+
+
+# ------------------------------------------------------------- defenses
+@pytest.fixture(scope="module")
+def poisoned_split():
+    d = titled(cyclic_data(num_users=120, num_items=30, length=12, seed=3))
+    split = d.split()
+    res = recguard.attacks.poisoning.make_attack("popular", budget=0.05, targets=[7], max_profile_length=12).poison(split.train, rng=1)
+    return split.with_train(res.data), res
+
+
+def _make_v():
+    return make("sasrec", epochs=6, max_len=12)
+
+
+def test_llm4dec_learns_from_its_own_simulated_attack(poisoned_split, bert_dir, tmp_path):
+    split, res = poisoned_split
+    dfn = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5)
+    out = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    n = split.train.num_users
+    assert out.user_weights.shape == (n,) and set(np.unique(out.user_weights)) <= {0.0, 1.0}
+    assert np.array_equal(out.flagged, out.scores >= 0.5) and np.array_equal(out.user_weights == 0, out.flagged)
+    assert out.info["known_fakes"] == round(0.1 * n) and out.info["known"] == "random"  # budget over all training users
+    again = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out.scores, again.scores)
+
+
+def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
+    split, res = poisoned_split
+    dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items",
+                calibration_start=3, update_every=(1, 2))
+    victim, out = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    n = split.train.num_users
+    ups = out.info["updates"]
+    assert [u["epoch"] for u in ups] == [1, 2, 3, 5]
+    assert out.user_weights.shape == (n,) and out.scores.shape == (n,)
+    assert victim.fit_info_["best_epoch"] >= 3 and victim.fit_info_["reweight_time_s"] > 0
+    assert [h.get("reweighted", False) for h in victim.history_] == [False, False, True, False, True, False]
+    v2, out2 = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out.user_weights, out2.user_weights)
+    torch.testing.assert_close(victim.score([[1, 2, 3]]), v2.score([[1, 2, 3]]))
+
+
+def test_lorec_schedule_scales_with_epochs():
+    assert LoRec().schedule(300) == (30, 5, 10)
+    assert LoRec().schedule(200) == (20, 3, 7)
+    assert LoRec().schedule(20) == (2, 1, 1)
+
+
+def test_defense_option_errors():
+    with pytest.raises(ConfigError, match="known"):
+        LoRec(known="surrogate")
+    with pytest.raises(ConfigError, match="user_text"):
+        LLM4Dec(user_text="tweets")
+    with pytest.raises(ConfigError, match="defense"):
+        make_defense("lorec", nonsense=1)
+    with pytest.raises(ConfigError, match="update_every"):
+        LoRec(update_every=(0, 3))
+
+
+def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
+    from test_audit import FAST_MODEL  # noqa: F401  (same tiny victim settings)
+
+    d = titled(cyclic_data(num_users=80, num_items=30, length=10, seed=5))
+    path = tmp_path / "toy.txt"
+    path.write_text("".join(f"{u + 1} {i}\n" for u, s in enumerate(d) for i in s.tolist()))
+    # a user-item file has no titles: the text defenses must say so ...
+    spec = AuditSpec(dataset=str(path), model="sasrec", model_config={**FAST_MODEL, "epochs": 4}, attacks=("popular",),
+                     budgets=(0.05,), seeds=(0,), num_targets=2, defenses=("none", "llm4dec"),
+                     defense_params={"llm4dec": {"encoder": str(bert_dir), "encoder_options": {"cache_dir": str(tmp_path / "c")}}})
+    with pytest.raises(DataError, match="title"):
+        run_audit(spec, tmp_path / "a", progress=False)
+    # ... unless told to describe items by id
+    opts = {"encoder": str(bert_dir), "encoder_options": {"cache_dir": str(tmp_path / "c")}, "id_tokens": True, "known_budget": 0.1}
+    spec = spec.replace(defenses=["none", "llm4dec", "lorec"], defense_params={"llm4dec": {**opts, "epochs": 10},
+                                                                               "lorec": {**opts, "user_text": "items"}})
+    res = run_audit(spec, tmp_path / "b", progress=False)
+    rows = {r["defense"]: r for r in res["summary"]}
+    assert set(rows) == {"none", "llm4dec", "lorec"}
+    for name in ("llm4dec", "lorec"):
+        det = rows[name]["detection"]
+        assert det["ROC-AUC"]["n"] == 1 and 0 <= det["ROC-AUC"]["mean"] <= 1
+        assert "removal_T-HR@50" in rows[name]
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "Detection of the injected users" in html and "Defense comparison" in html
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "| popular | 5% | lorec |" in md
