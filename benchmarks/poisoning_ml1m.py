@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--patience", type=int, default=5, help="0 = train exactly --epochs epochs")
+    ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS.parent.parent / "runs" / "bench" / "poisoning_ml1m"),
                     help="audit folder (cells, clean models, HTML report); resumable")
     args = ap.parse_args()
@@ -36,7 +37,8 @@ def main() -> None:
 
     spec = AuditSpec(
         dataset="ml-1m", path=str(require_ml1m()), model="sasrec",
-        model_config={"max_len": args.max_len, "epochs": args.epochs, "patience": args.patience},
+        model_config={"max_len": args.max_len, "epochs": args.epochs, "patience": args.patience,
+                                              "eval_every": args.eval_every},
         attacks=tuple(args.attacks.split(",")), budgets=tuple(float(b) for b in args.budgets.split(",")),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
     )

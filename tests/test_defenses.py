@@ -166,6 +166,9 @@ def test_pu_loss_entropy_term():
     ent = -(p * p.log() + (1 - p) * (1 - p).log())
     expect = (bce + 0.5 * (1 - y) * ent).mean()
     assert torch.allclose(pu_loss(z, y, 0.5), expect, atol=1e-6)
+    balanced = (bce * torch.tensor([3.0, 1.0]) + 0.5 * (1 - y) * ent).mean()  # known fakes' BCE weighted 3x
+    assert torch.allclose(pu_loss(z, y, 0.5, pos_weight=3.0), balanced, atol=1e-6)
+    assert LoRec(balance=True).pos_weight(990, 10) == 99.0 and LoRec().pos_weight(990, 10) == 1.0
 
 
 def test_detection_metrics_by_hand():
@@ -229,10 +232,20 @@ def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
     assert [u["epoch"] for u in ups] == [1, 2, 3, 5]
     assert out.user_weights.shape == (n,) and out.scores.shape == (n,)
     assert victim.fit_info_["best_epoch"] >= 3 and victim.fit_info_["reweight_time_s"] > 0
+    assert victim.fit_info_["train_users"] == n + out.info["known_fakes"]  # the defender's own fakes are trained on
+    assert out.info["known_injected"] and "known_down_weighted" in ups[-1]
     assert [h.get("reweighted", False) for h in victim.history_] == [False, False, True, False, True, False]
     v2, out2 = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(out.user_weights, out2.user_weights)
     torch.testing.assert_close(victim.score([[1, 2, 3]]), v2.score([[1, 2, 3]]))
+
+
+def test_lorec_without_injecting_known_fakes(poisoned_split, bert_dir, tmp_path):
+    split, _ = poisoned_split
+    dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items",
+                calibration_start=2, update_every=(1, 2), inject_known=False, feature_cache_mb=0)
+    victim, out = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    assert victim.fit_info_["train_users"] == split.train.num_users and not out.info["known_injected"]
 
 
 def test_lorec_schedule_scales_with_epochs():

@@ -88,9 +88,12 @@ def refresh_batchnorm(module: nn.Module, batches) -> None:
         module.train(was)
 
 
-def pu_loss(logits: torch.Tensor, y: torch.Tensor, lam1: float = 0.5) -> torch.Tensor:
-    """Mean of BCE(p, y) + λ1·[y = 0]·H(p), H the binary entropy of p = sigmoid(logits)."""
+def pu_loss(logits: torch.Tensor, y: torch.Tensor, lam1: float = 0.5, pos_weight: float = 1.0) -> torch.Tensor:
+    """Mean of BCE(p, y) + λ1·[y = 0]·H(p), H the binary entropy of p = sigmoid(logits);
+    ``pos_weight`` multiplies the BCE of label-1 rows."""
     bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    if pos_weight != 1.0:
+        bce = bce * torch.where(y > 0, torch.full_like(y, pos_weight), torch.ones_like(y))
     p = torch.sigmoid(logits)
     ent = p * F.softplus(-logits) + (1 - p) * F.softplus(logits)  # -p·log p - (1-p)·log(1-p), stable
     return (bce + lam1 * (y == 0).float() * ent).mean()
@@ -186,6 +189,7 @@ class _TextDefense(Defense):
         lr: float = 1e-2,
         weight_decay: float = 5e-4,
         batch_size: int = 256,
+        balance: bool = False,
         progress: bool = False,
     ):
         if known not in ("random", "popular", "bandwagon", "segment"):
@@ -203,6 +207,7 @@ class _TextDefense(Defense):
         self.encoder_name, self.encoder_options = encoder, dict(encoder_options or {})
         self.user_text, self.domain, self.id_tokens = user_text, domain, bool(id_tokens)
         self.lam1, self.lr, self.weight_decay, self.batch_size = float(lam1), float(lr), float(weight_decay), int(batch_size)
+        self.balance = bool(balance)
         self.progress = progress
         self._encoder: TextEncoder | None = None
 
@@ -213,7 +218,8 @@ class _TextDefense(Defense):
         return self._encoder
 
     def settings(self) -> dict:
-        return {"known": self.known, "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text}
+        return {"known": self.known, "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text,
+                "balance": self.balance}
 
     def simulate_known(self, train: SequenceData, rng: np.random.Generator, max_len: int) -> list[np.ndarray]:
         """Fake sequences of the defender's own simulated attack (labels 1), never added to training."""
@@ -243,6 +249,12 @@ class _TextDefense(Defense):
         texts_k = user_prompts(known, titles, domain)
         emb = enc.encode(texts + texts_k, progress=self.progress)
         return emb[: len(texts)], emb[len(texts) :]
+
+    def pos_weight(self, n_unlabeled: int, n_known: int) -> float:
+        """Weight of a known fake's BCE term: unlabeled/known when ``balance`` (both sides then weigh
+        the same in total), else 1 as in the paper. Balancing makes p near 0.5 for ambiguous users,
+        so LoRec's rule (flag p > mean only while fewer than N/3 are flagged) skips most updates."""
+        return n_unlabeled / n_known if self.balance and n_known else 1.0
 
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -275,6 +287,7 @@ class LLM4Dec(_TextDefense):
         x = torch.from_numpy(np.vstack([eu, ek]))
         y = torch.cat([torch.zeros(len(eu)), torch.ones(len(ek))])
         gen = np.random.default_rng(derive_seed(rng))
+        pw = self.pos_weight(len(eu), len(ek))
         with torch_seeded(derive_seed(gen)):
             head = DetectorHead(x.shape[1])
             opt = self._optimizer(head)
@@ -285,7 +298,7 @@ class LLM4Dec(_TextDefense):
                     idx = perm[s : s + self.batch_size]
                     if len(idx) < 2:  # BatchNorm needs two rows
                         continue
-                    loss = pu_loss(head(x[idx]), y[idx], self.lam1)
+                    loss = pu_loss(head(x[idx]), y[idx], self.lam1, pw)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -319,13 +332,21 @@ class LoRec(_TextDefense):
         update_every: (before, after) the calibration start, in epochs
             (default: the paper's 5 and 10 of 300 epochs, scaled to the victim's ``epochs``).
         lct_max_len: most recent positions the LCT reads (default: the victim's ``max_len``).
+        inject_known: also train the victim on the defender's simulated fakes (default True, as in
+            LoRec): the LCT then compares users the victim has *all* trained on, instead of learning
+            "the victim never saw this sequence", which would not transfer to injected fakes. They
+            are weighted by the same rule as everyone (and, being labelled, soon down-weighted).
+        feature_cache_mb: keep the frozen victim's features in memory within an update when they
+            fit in this many MB (saves two of the three victim passes per update).
     """
 
     name = "lorec"
 
     def __init__(self, *, lam2: float = 1.0, passes: int = 2, calibration_start: int | None = None,
-                 update_every: tuple[int, int] | None = None, lct_max_len: int | None = None, **kw):
+                 update_every: tuple[int, int] | None = None, lct_max_len: int | None = None, inject_known: bool = True,
+                 feature_cache_mb: float = 1024, **kw):
         super().__init__(**kw)
+        self.inject_known, self.feature_cache_mb = bool(inject_known), float(feature_cache_mb)
         self.lam2, self.passes = float(lam2), int(passes)
         if calibration_start is not None and (not isinstance(calibration_start, int) or calibration_start < 1):
             raise ConfigError(f"must be a positive integer epoch, got {calibration_start!r}", param="calibration_start")
@@ -350,8 +371,12 @@ class LoRec(_TextDefense):
         eu, ek = self.text_embeddings(train, known)
         encode_s = time.perf_counter() - t1
         n, m = train.num_users, len(known)
+        # users the victim trains on: the training data, plus the defender's own fakes when injected
+        fit_split = (split.with_train(train.append_users([s.tolist() for s in known], [f"defender_known_{i}" for i in range(m)]))
+                     if self.inject_known and m else split)
+        n_fit = n + m if fit_split is not split else n
         lmax = int(self.lct_max_len or victim.max_len)
-        seqs = [np.asarray(train[u]) for u in range(n)] + known
+        seqs = [np.asarray(train[u]) for u in range(n)] + known  # LCT rows: training users, then known fakes
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         flat = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -360,7 +385,12 @@ class LoRec(_TextDefense):
         start, every_before, every_after = self.schedule(victim.config.epochs)
         gen = np.random.default_rng(derive_seed(rng))
         lct_seed = derive_seed(gen)
-        state: dict = {"lct": None, "opt": None, "a": np.full(n, A0), "p_sum": np.zeros(n), "updates": [], "time": 0.0}
+        pw = self.pos_weight(n, m)
+        order = np.argsort(lengths, kind="stable")  # similar lengths per batch: little padding
+        chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        feat_bytes = int(np.minimum(lengths, lmax).sum()) * 2 * victim.config.hidden * 4
+        keep_feats = feat_bytes <= self.feature_cache_mb * 2**20
+        state: dict = {"lct": None, "opt": None, "a": np.full(n_fit, A0), "p_sum": np.zeros(n_fit), "updates": [], "time": 0.0}
 
         def features(vic, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             module = vic.module
@@ -380,6 +410,16 @@ class LoRec(_TextDefense):
             if not due(epoch):
                 return None
             tu = time.perf_counter()
+            cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+            def feats(ci: int):  # the frozen victim's features, computed once per update when they fit in memory
+                if ci in cache:
+                    return cache[ci]
+                f = features(vic, chunks[ci])
+                if keep_feats:
+                    cache[ci] = f
+                return f
+
             with torch_seeded(lct_seed + epoch):
                 if state["lct"] is None:
                     d_in = 2 * int(vic.module.output_embeddings().shape[1])
@@ -387,47 +427,45 @@ class LoRec(_TextDefense):
                     state["opt"] = self._optimizer(state["lct"])
                 lct, opt = state["lct"], state["opt"]
                 lct.train()
-                order = np.argsort(lengths, kind="stable")  # similar lengths per batch: little padding
                 for _ in range(self.passes):
-                    chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
                     for ci in gen.permutation(len(chunks)):
                         idx = chunks[ci]
                         if len(idx) < 2:
                             continue
-                        f, valid = features(vic, idx)
+                        f, valid = feats(ci)
                         h = lct(f, valid)
                         z = F.gelu(lct.text_proj(text[idx]))
-                        loss = pu_loss(lct.head(h), labels[idx], self.lam1) - self.lam2 * F.cosine_similarity(h, z, dim=-1).mean()
+                        loss = pu_loss(lct.head(h), labels[idx], self.lam1, pw) - self.lam2 * F.cosine_similarity(h, z, dim=-1).mean()
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
                 lct.eval()
-                cls = torch.zeros(n, lct.cls.shape[-1])
+                cls = torch.zeros(n + m, lct.cls.shape[-1])
                 with torch.no_grad():
-                    genuine = order[order < n]
-                    for s in range(0, len(genuine), 512):
-                        idx = genuine[s : s + 512]
-                        f, valid = features(vic, idx)
-                        cls[idx] = lct(f, valid)
-                    refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n, 4096)])
-                    p = torch.sigmoid(lct.head(cls)).numpy().astype(np.float64)
+                    for ci in range(len(chunks)):
+                        f, valid = feats(ci)
+                        cls[chunks[ci]] = lct(f, valid)
+                    refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n + m, 4096)])
+                    p = torch.sigmoid(lct.head(cls[:n_fit])).numpy().astype(np.float64)
             state["a"], applied = update_scores(state["a"], p)
             state["p_sum"] += p
             state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),
-                                     "down_weighted": int((lorec_weights(state["a"]) < 1).sum())})
+                                     "down_weighted": int((lorec_weights(state["a"][:n]) < 1).sum()),
+                                     "known_down_weighted": int((lorec_weights(state["a"][n:]) < 1).sum())})
             state["time"] += time.perf_counter() - tu
             return lorec_weights(state["a"]) if epoch >= start else None
 
-        victim.fit(split, rng=seed, progress=progress, reweight=reweight, select_after=start)
-        a = state["a"]
+        victim.fit(fit_split, rng=seed, progress=progress, reweight=reweight, select_after=start)
+        a = state["a"][:n]
         k = max(1, len(state["updates"]))
         weights = lorec_weights(a)
         # suspicion: net flags, ties broken by the mean detector probability
-        scores = (A0 - a) + 1e-3 * state["p_sum"] / k
+        scores = (A0 - a) + 1e-3 * state["p_sum"][:n] / k
         flagged = weights < 1.0
         outcome = DefenseOutcome(
             user_weights=weights, scores=scores, flagged=flagged, threshold=None,
-            info={**self.settings(), "known_fakes": m, "encode_time_s": encode_s, "calibrate_time_s": state["time"],
+            info={**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
+                  "calibrate_time_s": state["time"],
                   "defense_time_s": (t1 - t0) + encode_s + state["time"], "schedule": {"start": start, "every": [every_before, every_after]},
                   "updates": state["updates"], "encoder_stats": dict(self.encoder.stats), "flagged_users": int(flagged.sum())},
         )
