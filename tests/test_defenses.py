@@ -292,3 +292,14 @@ def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
     assert "Detection of the injected users" in html and "Defense comparison" in html
     md = (tmp_path / "b" / "report.md").read_text()
     assert "| popular | 5% | lorec |" in md
+
+
+def test_cli_defense_options(bert_dir, tmp_path, capsys):
+    from recguard.cli import main
+
+    assert main(["audit", "--out", str(tmp_path / "x"), "--known", "popular"]) == 2
+    assert "only apply to --defense llm4dec or lorec" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "none,shield"]) == 2
+    assert "unknown defense 'shield'" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "lorec", "--user-text", "tweets"]) == 2
+    assert "user_text" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""Attacks: data poisoning by fake-user injection (``attacks.poisoning``)."""
+"""Attacks: data poisoning by fake-user injection (``attacks.poisoning``) and model
+extraction from top-k lists (``attacks.extraction``)."""
 
-from . import poisoning
+from . import extraction, poisoning
 
-__all__ = ["poisoning"]
+__all__ = ["poisoning", "extraction"]

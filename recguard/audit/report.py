@@ -57,7 +57,9 @@ def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_
         groups.setdefault((c["attack"], c["budget"], c["defense"]), []).append(c)
     order = {a: i for i, a in enumerate(spec.attack_names())}
     summary = []
-    for (attack, budget, defense), cs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1] or 0, kv[0][2])):
+    d_order = {d: i for i, d in enumerate(spec.defenses)}
+    for (attack, budget, defense), cs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1] or 0,
+                                                                                d_order.get(kv[0][2], 99), kv[0][2])):
         row = {"attack": attack, "budget": budget, "defense": defense, "seeds": sorted(c["seed"] for c in cs),
                "num_fake_users": cs[0]["num_fake_users"]}
         for k in spec.ks:

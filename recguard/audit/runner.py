@@ -45,6 +45,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
                     attack_params=spec.attack_params.get(attack, {}),
                     surrogate=spec.surrogate if attack == "surrogate" else None)
+        if attack == "extracted":
+            base["extraction"] = spec.extraction
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
             base["defense_params"] = spec.defense_params[defense]
     return base
@@ -150,7 +152,7 @@ def run_audit(
                     loaded["clean"] = load_victim(model_dir)
                 return loaded["clean"]
 
-            surrogate = None
+            surrogates: dict = {}
             for a, b, d, s in [g for g in grid if g[3] == seed]:
                 key = cell_key(spec, "poisoned", seed, a, b or 0.0, d)
                 pfile = _cell_file(out, key)
@@ -159,9 +161,14 @@ def run_audit(
                 else:
                     if bar is not None:
                         bar.set_postfix_str(f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}")
-                    if a == "surrogate" and surrogate is None:
-                        surrogate = _surrogate(spec, clean_model(), split, make_v, seed)
-                    cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model)
+                    if a == "surrogate" and a not in surrogates:
+                        surrogates[a] = (_surrogate(spec, clean_model(), split, make_v, seed), None)
+                    if a == "extracted" and a not in surrogates:
+                        surrogates[a] = _extracted(spec, clean_model(), split, seed, out, _hash(cell_key(spec, "clean", seed)))
+                    sur, sur_info = surrogates.get(a, (None, None))
+                    cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, sur, injected, clean_cell, clean_model)
+                    if sur_info is not None:
+                        cell["extraction"] = sur_info
                     cell["key"] = key
                     atomic_write_json(pfile, cell)
                 finish(cell)
@@ -196,6 +203,37 @@ def _detection(outcome, result, defense_name: str) -> dict | None:
     return detection_metrics(is_fake, outcome.scores, outcome.decisions())
 
 
+def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path, tag: str):
+    """The black-box chain's surrogate: extracted from the clean victim's top-k lists only
+    (saved under OUT/models/ with its extraction report, reused on resume)."""
+    from ..attacks.extraction import agreement, extract
+    from ..victims import BlackBoxVictim
+
+    opts = {"mode": "data-free", "num_sequences": 5000, "k": 100, "surrogate": spec.model, "epochs": 30,
+            "real_fraction": 0.1, "random_share": 0.1, "length": None, **spec.extraction}
+    where = out / "models" / f"extracted_seed{seed}_{_hash([tag, opts])}"
+    info_file = where / "extraction.json"
+    if info_file.exists() and (where / "weights.safetensors").exists():
+        return load_victim(where), json.loads(info_file.read_text())
+    rng = np.random.default_rng([seed, 4242])
+    real = None
+    if opts["mode"] == "few-shot":
+        n_real = max(1, int(round(opts["real_fraction"] * split.train.num_users)))
+        real = [split.train[u].tolist() for u in rng.choice(split.train.num_users, size=n_real, replace=False)]
+    bb = BlackBoxVictim(clean_victim, k=min(int(opts["k"]), clean_victim.num_items))
+    t0 = time.perf_counter()
+    res = extract(bb, mode=opts["mode"], num_sequences=int(opts["num_sequences"]), length=opts["length"], real_sequences=real,
+                  random_share=float(opts["random_share"]), surrogate=opts["surrogate"],
+                  surrogate_config={k: v for k, v in spec.model_config.items() if opts["surrogate"] == spec.model},
+                  epochs=int(opts["epochs"]), rng=rng, progress=False, checkpoint=out / "models" / f"{where.name}.transcript")
+    x, _ = split.inputs("test", clean_victim.max_len)
+    info = {**opts, "queries": res.queries, "time_s": time.perf_counter() - t0, "agreement": agreement(clean_victim, res.surrogate, x),
+            "surrogate_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"]}
+    res.surrogate.save(where)
+    atomic_write_json(info_file, info)
+    return res.surrogate, info
+
+
 def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model) -> dict:
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31)])
@@ -204,9 +242,9 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
     else:
         params = dict(spec.attack_params.get(attack_name, {}))
         targets = clean_cell["targets"]
-        attack = make_attack(attack_name, budget=budget, targets=targets, num_targets=len(targets),
+        attack = make_attack("surrogate" if attack_name == "extracted" else attack_name, budget=budget, targets=targets, num_targets=len(targets),
                              max_profile_length=max_len, order=params.pop("order", spec.order), **params)
-        if attack_name == "surrogate":
+        if attack_name in ("surrogate", "extracted"):
             attack = attack.with_surrogate(surrogate)
     result = attack.poison(split.train, rng=rng)
     attack_s = time.perf_counter() - t0

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 __all__ = ["AuditSpec", "DEFAULT_ATTACKS"]
 
 DEFAULT_ATTACKS = ("random", "popular", "segment", "surrogate")
+EXTRACTION_KEYS = {"mode", "num_sequences", "length", "k", "surrogate", "epochs", "real_fraction", "random_share"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class AuditSpec:
     Attributes:
         dataset, path, min_rating, k_core: what :func:`recguard.data.load` gets.
         model, model_config: the victim architecture and config overrides.
-        attacks: attack names (``random``, ``popular``, ``segment``, ``surrogate``).
+        attacks: attack names (``random``, ``popular``, ``segment``, ``surrogate``, and ``extracted``:
+            the surrogate-guided attack with a surrogate stolen from the clean victim's top-k API —
+            the black-box chain).
         attack_params: per-attack options, e.g. ``{"popular": {"popular_share": 0.3}}``.
         inject: JSON files of externally crafted fake users (each is one more attack).
         budgets: fake users as fractions of genuine users.
@@ -49,6 +52,9 @@ class AuditSpec:
         surrogate: for the surrogate attack: ``victim`` (the clean model itself, white-box),
             ``retrain`` (the attacker trains its own model of the same kind on the
             training data with another seed) or a path to a saved victim.
+        extraction: options of the ``extracted`` attack's model extraction: ``mode``
+            (``data-free``/``few-shot``), ``num_sequences``, ``length``, ``k``, ``surrogate``
+            (architecture), ``epochs``, ``real_fraction``, ``random_share``.
         ks: cut-offs of the target metrics.
     """
 
@@ -70,6 +76,7 @@ class AuditSpec:
     order: str = "interleave"
     surrogate: str = "victim"
     ks: tuple[int, ...] = (10, 50)
+    extraction: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("attacks", "inject", "budgets", "defenses", "seeds", "ks"):
@@ -83,7 +90,7 @@ class AuditSpec:
         from ..defenses import DEFENSES
 
         for a in self.attacks:
-            if a not in ATTACKS and a != "bandwagon":
+            if a not in ATTACKS and a not in ("bandwagon", "extracted"):
                 raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}", param="attacks")
         if not self.attacks and not self.inject:
             raise ConfigError("nothing to audit: give at least one attack or --inject file", param="attacks")
@@ -98,6 +105,14 @@ class AuditSpec:
         extra = set(self.defense_params) - set(self.defenses)
         if extra:
             raise ConfigError(f"options for defenses not in the audit: {', '.join(sorted(extra))}", param="defense_params")
+        from ..defenses import make_defense
+
+        for d in self.defenses:  # bad options fail now, not after the first victim has trained
+            make_defense(d, **self.defense_params.get(d, {}))
+        bad = set(self.extraction) - EXTRACTION_KEYS
+        if bad:
+            raise ConfigError(f"unknown extraction option(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(EXTRACTION_KEYS))}",
+                              param="extraction")
         unknown = set(self.attack_params) - set(self.attacks) - {"bandwagon"}
         if unknown:
             raise ConfigError(f"options for attacks not in the audit: {', '.join(sorted(unknown))}", param="attack_params")

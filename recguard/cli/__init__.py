@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..errors import RecguardError
-from . import _audit, _datasets, _train
+from . import _audit, _datasets, _extract, _train
 
 app = typer.Typer(
     name="recguard",
@@ -26,6 +26,7 @@ app.command("evaluate")(_train.evaluate)
 app.command("attack")(_audit.attack)
 app.command("audit")(_audit.audit)
 app.command("report")(_audit.report)
+app.command("extract")(_extract.extract)
 
 
 @app.callback()

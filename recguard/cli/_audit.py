@@ -28,7 +28,8 @@ def audit(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name or file (default ml-100k)."),
     path: Optional[Path] = PathOpt,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate."),
+    attacks: Optional[str] = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
+                                          "(extracted = surrogate stolen through the victim's top-k API)."),
     budgets: Optional[str] = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
     defense: Optional[str] = typer.Option(None, "--defense", help="Comma-separated defenses: none, llm4dec, lorec."),
     known: Optional[str] = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
@@ -40,6 +41,8 @@ def audit(
     surrogate: Optional[str] = typer.Option(None, "--surrogate", help="victim (white-box), retrain, or a saved victim directory."),
     inject: List[Path] = typer.Option([], "--inject", help="JSON file of externally crafted fake users (repeatable)."),
     set_: List[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
+    extraction: List[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
+                                         "(mode=few-shot, num_sequences=5000, k=100, surrogate=gru4rec, epochs=30, ...)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Run (or resume) a poisoning audit and write JSON, Markdown and HTML reports."""
@@ -79,6 +82,8 @@ def audit(
         changes["defense_params"] = params
     if set_:
         changes["model_config"] = {**spec.model_config, **_parse_sets(set_)}
+    if extraction:
+        changes["extraction"] = {**spec.extraction, **_parse_sets(extraction)}
     if changes:
         spec = spec.replace(**changes)
     results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]])

@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import ArtifactError, ConfigError
-from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, PathOpt, dataset_spec, load_dataset, print_table
+from ..errors import ConfigError
+from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, PathOpt, dataset_spec, load_dataset, print_table, victim_dataset
 
 
 def _parse_sets(items: List[str]) -> dict:
@@ -77,15 +77,7 @@ def evaluate(
     if split not in ("test", "valid"):
         raise ConfigError("must be 'test' or 'valid'", param="--split")
     victim = load(run)
-    spec = victim.dataset_spec_ or {}
-    if dataset is None and not spec:
-        raise ArtifactError(f"{run}: no dataset recorded in config.json; pass --dataset (and --path)")
-    name = dataset or spec["name"]
-    data_path = path if path is not None else (spec.get("path") if dataset is None else None)
-    data = load_dataset(name, Path(data_path) if data_path else None, spec.get("min_rating") if dataset is None else None,
-                        spec.get("k_core") if dataset is None else None)
-    if victim.num_items != data.num_items:
-        raise ArtifactError(f"{run}: the victim knows {victim.num_items} items but the dataset has {data.num_items}; wrong dataset?")
+    data = victim_dataset(victim, run, dataset, path)
     if dataset is None and victim.data_fingerprint_ and victim.data_fingerprint_ != data.fingerprint():
         typer.echo("warning: the dataset's fingerprint differs from the one the victim was trained on", err=True)
     metrics = run_eval(victim, data.split(), which=split, ks=(10, 20))

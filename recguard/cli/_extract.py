@@ -1,0 +1,72 @@
+"""``recguard extract``: steal a saved victim through its top-k API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from ._common import PathOpt, print_table, victim_dataset
+
+
+def extract(
+    victim_dir: Path = typer.Option(..., "--victim", help="Saved victim to attack (only its top-k lists are used)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the surrogate, the query transcript and extraction.json."),
+    mode: str = typer.Option("data-free", "--mode", help="data-free or few-shot."),
+    budget: int = typer.Option(5000, "--budget", help="Sequences to generate (each costs up to max_len queries)."),
+    max_queries: Optional[int] = typer.Option(None, "--max-queries", help="Hard cap on queries (the API's budget)."),
+    k: int = typer.Option(100, "--k", help="Items the API returns per query."),
+    length: Optional[int] = typer.Option(None, "--length", help="Items per generated sequence (default: the victim's max_len)."),
+    real_fraction: float = typer.Option(0.1, "--real-fraction", help="few-shot: share of real training sequences the attacker holds."),
+    surrogate: str = typer.Option("sasrec", "--surrogate", help="Architecture to distil into: sasrec, bert4rec, gru4rec."),
+    epochs: int = typer.Option(30, "--epochs", help="Distillation epochs (best kept on the attacker's held-out queries)."),
+    random_share: float = typer.Option(0.1, "--random-share", help="Share of uniformly random next items."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
+    path: Optional[Path] = PathOpt,
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Extract a surrogate from a victim's top-k lists, then report Agreement@1/10 and NDCG@10.
+
+    Re-running with the same --out resumes the queries from out/transcript.safetensors.
+    """
+    import numpy as np
+
+    from .._io import atomic_write_json
+    from ..attacks.extraction import agreement, extract as run_extract
+    from ..metrics import evaluate
+    from ..victims import BlackBoxVictim, load
+
+    victim = load(victim_dir)
+    data = victim_dataset(victim, victim_dir, dataset, path)
+    if not 0 < real_fraction <= 1:
+        raise ConfigError(f"must be in (0, 1], got {real_fraction}", param="--real-fraction")
+    split = data.split()
+    rng = np.random.default_rng(seed)
+    real = None
+    if mode == "few-shot":
+        n_real = max(1, int(round(real_fraction * split.train.num_users)))
+        users = rng.choice(split.train.num_users, size=n_real, replace=False)
+        real = [split.train[u].tolist() for u in users]
+    bb = BlackBoxVictim(victim, k=k, query_budget=max_queries)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    res = run_extract(bb, mode=mode, num_sequences=budget, length=length, real_sequences=real, random_share=random_share,
+                      surrogate=surrogate, epochs=epochs, rng=rng, progress=progress, checkpoint=out / "transcript.safetensors")
+    wall = time.perf_counter() - t0
+    res.surrogate.dataset_spec_ = victim.dataset_spec_
+    res.surrogate.save(out / "surrogate")
+    x, _ = split.inputs("test", victim.max_len)
+    agree = agreement(victim, res.surrogate, x)
+    quality = evaluate(res.surrogate, split, which="test", ks=(10,))
+    report = {"victim": str(victim_dir), "mode": mode, "surrogate": surrogate, "k": k, "queries": res.queries,
+              "agreement": agree, "surrogate_test": quality, "victim_test": evaluate(victim, split, which="test", ks=(10,)),
+              "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real)}
+    atomic_write_json(out / "extraction.json", report)
+    typer.echo(f"{mode} extraction of {victim.architecture} into {surrogate}: {res.queries} queries, {wall:.0f} s")
+    print_table([("Agreement@1", f"{agree['Agreement@1']:.4f}"), ("Agreement@10", f"{agree['Agreement@10']:.4f}"),
+                 ("surrogate NDCG@10", f"{quality['NDCG@10']:.4f}"), ("victim NDCG@10", f"{report['victim_test']['NDCG@10']:.4f}")])
+    typer.echo(f"surrogate: {out / 'surrogate'}  (use it with `recguard audit --surrogate {out / 'surrogate'}`)")
