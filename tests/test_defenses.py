@@ -284,6 +284,8 @@ def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
     res = run_audit(spec, tmp_path / "b", progress=False)
     rows = {r["defense"]: r for r in res["summary"]}
     assert set(rows) == {"none", "llm4dec", "lorec"}
+    # every defense faces the very same injected users as the undefended cell (paired comparison)
+    assert len({c["poisoned_fingerprint"] for c in res["cells"] if c["kind"] == "poisoned"}) == 1
     for name in ("llm4dec", "lorec"):
         det = rows[name]["detection"]
         assert det["ROC-AUC"]["n"] == 1 and 0 <= det["ROC-AUC"]["mean"] <= 1

@@ -236,7 +236,10 @@ def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path
 
 def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model) -> dict:
     t0 = time.perf_counter()
-    rng = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31)])
+    # the fake users depend on (attack, budget, seed) only, so every defense faces the very same
+    # injected users as the undefended cell (paired comparison); the defense gets its own stream
+    rng = np.random.default_rng([seed, int(_hash([attack_name, budget, "none"]), 16) % (2**31)])
+    rng_defense = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31), 1])
     if attack_name.startswith("inject:"):
         attack = injected[attack_name]
     else:
@@ -251,7 +254,7 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
     poisoned = split.with_train(result.data)
     defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
     t1 = time.perf_counter()
-    victim, outcome = defense.train(poisoned, make_victim=make_v, seed=seed, rng=rng)
+    victim, outcome = defense.train(poisoned, make_victim=make_v, seed=seed, rng=rng_defense)
     total_s = time.perf_counter() - t1
     train_s = victim.fit_info_["train_time_s"]
     defense_s = float(outcome.info.get("defense_time_s", total_s - train_s))
