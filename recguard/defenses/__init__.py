@@ -14,17 +14,18 @@ from typing import Callable
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome, NoDefense
 from .lorec import LLM4Dec, LoRec, lorec_weights, update_scores
+from .mnar import MNARWeighting
 
 __all__ = [
     "Defense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
-    "update_scores", "lorec_weights",
+    "update_scores", "lorec_weights", "MNARWeighting",
 ]
 
-DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec}
+DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "mnar": MNARWeighting}
 
 
 def make_defense(name: str, **params) -> Defense:
-    """A defense by name (``none``, ``llm4dec``, ``lorec``) with its options."""
+    """A defense by name (``none``, ``llm4dec``, ``lorec``, ``mnar``) with its options."""
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; available: {', '.join(sorted(DEFENSES))}", param="defense")
     try:

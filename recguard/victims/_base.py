@@ -143,17 +143,23 @@ class SequentialVictim:
     def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    @staticmethod
-    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor):
+    def _next_item_terms(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor):
         """States, targets (ids) and weights of every next-item prediction in ``batch``.
 
         ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
-        both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P].
+        both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P] (user weight
+        times the target item's weight, when ``fit`` got ``item_weights``).
         """
         inp, tgt = batch[:, :-1], batch[:, 1:]
         keep = (tgt > 0) & (inp > 0)
         h = module.hidden_states(inp)[keep]
-        return h, tgt[keep], weights[:, None].expand_as(tgt)[keep]
+        t = tgt[keep]
+        return h, t, self._term_weights(weights[:, None].expand_as(tgt)[keep], t)
+
+    def _term_weights(self, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-term weights: the user's weight times the target item's weight (if any)."""
+        iw = getattr(self, "_target_weights", None)
+        return w if iw is None else w * iw[targets]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -184,6 +190,7 @@ class SequentialVictim:
         callback=None,
         reweight=None,
         select_after: int = 0,
+        item_weights: np.ndarray | Sequence[float] | None = None,
     ) -> "SequentialVictim":
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -197,12 +204,24 @@ class SequentialVictim:
             reweight: ``reweight(epoch, victim)`` after every epoch; may return new user weights
                 (in-training defenses such as LoRec).
             select_after: ignore validations before this epoch for checkpoint choice and patience.
+            item_weights: one weight ≥ 0 per item id 0..N multiplying every loss term whose
+                target is that item (e.g. inverse propensities for MNAR-debiased training).
         """
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
-        train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback,
-              reweight=reweight, select_after=select_after)
+        split_ = split
+        self._target_weights = None
+        if item_weights is not None:
+            iw = np.asarray(item_weights, dtype=np.float64).reshape(-1)
+            if len(iw) != split_.train.num_items + 1 or not np.all(np.isfinite(iw)) or np.any(iw < 0):
+                raise ConfigError(f"needs {split_.train.num_items + 1} finite weights >= 0 (one per item id 0..N)", param="item_weights")
+            self._target_weights = torch.tensor(iw, dtype=torch.float32, device=self.device)
+        try:
+            train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback,
+                  reweight=reweight, select_after=select_after)
+        finally:
+            self._target_weights = None
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 

@@ -108,5 +108,5 @@ class BERT4Rec(SequentialVictim):
         inp = torch.where(masked, torch.full_like(x, module.mask_id), x)
         h = module.hidden_states(inp)[masked]  # [P, D]
         t = x[masked]
-        w = weights[:, None].expand_as(x)[masked]
+        w = self._term_weights(weights[:, None].expand_as(x)[masked], x[masked])
         return weighted_softmax_ce(h, module.item_emb.weight[1 : self.num_items + 1], t - 1, w, bias=module.out_bias[1:])
