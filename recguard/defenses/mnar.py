@@ -148,3 +148,112 @@ class MNARWeighting(Defense):
         victim = make_victim().fit(split, rng=seed, progress=progress, item_weights=w)
         return victim, DefenseOutcome(info={"eta": self.eta, "clip": self.clip, "max_item_weight": float(w[1:].max()),
                                             "defense_time_s": time.perf_counter() - t0 - victim.fit_info_["wall_time_s"]})
+
+
+# ------------------------------------------------------------------ MF recommender
+class MFRecommender:
+    """Matrix factorisation (user/item factors + item bias) trained on clicks with one of
+    :data:`LOSSES`. ``fit(data)`` takes a :class:`~recguard.data.mar.MARData`; propensities
+    are estimated from click counts (θ_i = (n_i / max n)^η) unless given.
+
+    Pointwise losses visit every (user, item) cell once per epoch in shuffled mini-batches;
+    UBPR draws, per click, one uniformly random other item.
+    """
+
+    def __init__(self, *, loss: str = "relmf", dim: int = 64, epochs: int = 30, lr: float = 5e-3, weight_decay: float = 1e-5,
+                 batch_size: int = 8192, clip: float = 0.1, beta: float | None = None, eta: float = 0.5):
+        if loss not in LOSSES:
+            raise ConfigError(f"must be one of {', '.join(LOSSES)}, got {loss!r}", param="loss")
+        for name, v in (("dim", dim), ("epochs", epochs), ("batch_size", batch_size)):
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"must be a positive integer, got {v!r}", param=name)
+        self.loss, self.dim, self.epochs, self.lr, self.wd = loss, dim, epochs, float(lr), float(weight_decay)
+        self.batch_size, self.clip, self.beta, self.eta = batch_size, float(clip), beta, float(eta)
+        self.P = self.Q = self.b = None
+        self.history_: list[dict] = []
+
+    def fit(self, data, *, propensity: np.ndarray | None = None, rng=None) -> "MFRecommender":
+        from .._rng import as_generator, derive_seed, torch_seeded
+
+        gen = as_generator(rng)
+        nu, ni = data.num_users, data.num_items
+        theta = item_propensity(data.item_counts(), self.eta) if propensity is None else np.asarray(propensity, np.float64)
+        if theta.shape != (ni,):
+            raise ConfigError(f"needs one propensity per item ({ni}), got shape {theta.shape}", param="propensity")
+        th = torch.tensor(theta, dtype=torch.float32)
+        clicks = torch.from_numpy(data.click_matrix())
+        with torch_seeded(derive_seed(gen)):
+            P = torch.nn.Parameter(torch.randn(nu, self.dim) * 0.05)
+            Q = torch.nn.Parameter(torch.randn(ni, self.dim) * 0.05)
+            b = torch.nn.Parameter(torch.zeros(ni))
+            opt = torch.optim.Adam([P, Q, b], lr=self.lr, weight_decay=self.wd)
+            pos = torch.from_numpy(data.train.astype(np.int64))
+            for epoch in range(self.epochs):
+                total, steps = 0.0, 0
+                if self.loss == "ubpr":
+                    order = torch.from_numpy(gen.permutation(len(pos)))
+                    others = torch.from_numpy(gen.integers(0, ni, size=len(pos)))
+                    for s in range(0, len(order), self.batch_size):
+                        idx = order[s : s + self.batch_size]
+                        u, i, j = pos[idx, 0], pos[idx, 1], others[idx]
+                        s_i = (P[u] * Q[i]).sum(1) + b[i]
+                        s_j = (P[u] * Q[j]).sum(1) + b[j]
+                        loss = ubpr_loss(s_i, s_j, th[i], clicks[u, j], th[j], clip=self.clip if self.clip < 1 else 0.0, beta=self.beta)
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        total, steps = total + float(loss.detach()), steps + 1
+                else:
+                    cells = torch.from_numpy(gen.permutation(nu * ni))
+                    for s in range(0, len(cells), self.batch_size):
+                        c = cells[s : s + self.batch_size]
+                        u, i = c // ni, c % ni
+                        sc = (P[u] * Q[i]).sum(1) + b[i]
+                        kind = self.loss
+                        loss = pointwise_loss(sc, clicks[u, i], th[i], loss=kind, clip=self.clip if kind == "clipped" else 0.0)
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        total, steps = total + float(loss.detach()), steps + 1
+                self.history_.append({"epoch": epoch + 1, "loss": total / max(1, steps)})
+        self.P, self.Q, self.b = P.detach(), Q.detach(), b.detach()
+        return self
+
+    def scores(self) -> np.ndarray:
+        """``[num_users, num_items]`` scores."""
+        if self.P is None:
+            from ..errors import NotFittedError
+
+            raise NotFittedError("call fit(data) first")
+        return (self.P @ self.Q.T + self.b[None, :]).numpy()
+
+
+def mar_metrics(scores: np.ndarray, data, ks=(1, 3, 5), rare_quantile: float = 0.5) -> dict:
+    """DCG@K, Recall@K and MAP@K on the MAR test set (per user: rank that user's test items by
+    score; average over users with at least one relevant test item), overall and on rare items
+    (test items whose training click count is at most the ``rare_quantile`` quantile)."""
+    counts = data.item_counts()
+    cut = np.quantile(counts, rare_quantile)
+    out = {}
+    for label, keep in (("", np.ones(len(data.test), bool)), ("rare_", counts[data.test[:, 1]] <= cut)):
+        res = {f"{m}@{k}": [] for k in ks for m in ("DCG", "Recall", "MAP")}
+        users = data.test[keep, 0]
+        items = data.test[keep, 1]
+        rel = data.test_relevance[keep]
+        order_u = np.argsort(users, kind="stable")
+        users, items, rel = users[order_u], items[order_u], rel[order_u]
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        for us, it, r in zip(np.split(users, bounds), np.split(items, bounds), np.split(rel, bounds)):
+            if len(us) == 0 or r.sum() <= 0:
+                continue
+            o = np.argsort(-scores[us[0], it], kind="stable")
+            r_sorted = r[o]
+            for k in ks:
+                top = r_sorted[:k]
+                res[f"DCG@{k}"].append(float((top / np.log2(np.arange(2, len(top) + 2))).sum()))
+                res[f"Recall@{k}"].append(float(top.sum() / r.sum()))
+                prec = np.cumsum(top) / np.arange(1, len(top) + 1)
+                res[f"MAP@{k}"].append(float((prec * top).sum() / min(k, r.sum())))
+        for key, v in res.items():
+            out[label + key] = float(np.mean(v)) if v else None
+    return out
