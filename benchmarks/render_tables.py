@@ -1,0 +1,77 @@
+"""Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
+
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar [RESULT_NAME]
+
+Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
+mnar_semisynthetic by default) and prints the table that docs/benchmarks.md shows, so the
+figures there can be regenerated rather than retyped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from _common import RESULTS
+
+
+def _ms(x, d=4, pct=False):
+    if not x or x.get("mean") is None:
+        return "–"
+    if pct:
+        return f"{100 * x['mean']:+.1f}%" + (f" ± {100 * x['sd']:.1f}" if x.get("n", 1) > 1 else "")
+    return f"{x['mean']:.{d}f}" + (f" ± {x['sd']:.{d}f}" if x.get("n", 1) > 1 else "")
+
+
+def poisoning(name: str = "poisoning_ml1m") -> None:
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    c = r["clean"]
+    print(f"clean: NDCG@10 {_ms(c['NDCG@10'])}, HR@10 {_ms(c['HR@10'])}, T-HR@50 {_ms(c['T-HR@50'])}, "
+          f"train {_ms(c['wall_time_s'], 0)} s; seeds {c['seeds']}\n")
+    print("| attack | budget | fakes | T-HR@50 | lift | T-NDCG@50 | T-HR@10 | target rank | NDCG@10 | clean cost | cell s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in r["summary"]:
+        print(f"| {s['attack']} | {100 * s['budget']:g}% | {s['num_fake_users']} | {_ms(s['T-HR@50'])} | {_ms(s['lift_T-HR@50'])} | "
+              f"{_ms(s['T-NDCG@50'])} | {_ms(s['T-HR@10'])} | {_ms(s['mean_rank'], 0)} | {_ms(s['NDCG@10'])} | "
+              f"{_ms(s['clean_cost_NDCG@10'], pct=True)} | {_ms(s['wall_time_s'], 0)} |")
+
+
+def defenses(name: str = "defenses_ml-100k_random") -> None:
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
+    print("| attack | defense | T-HR@50 | lift | removal | NDCG@10 | clean cost | ROC-AUC | PR-AUC | recall | FPR |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for t in r["table"]:
+        d = t.get("detection") or {}
+        print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ms(t['lift_T-HR@50'])} | {_ms(t.get('removal'), pct=True)} | "
+              f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | {_ms(d.get('PR-AUC'), 3)} | "
+              f"{_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
+    enc = r.get("encoding") or []
+    if enc:
+        e = enc[0]
+        print(f"\nencoding: {e['users']} users, {e['tokens']} tokens in {e['seconds']:.0f} s = {e['users_per_s']:.2f} users/s, "
+              f"{e['tokens_per_s']:.0f} tokens/s")
+    print(f"LoRec time / plain training: {r['lorec_time_ratio']['mean']:.2f}x total, "
+          f"{r['lorec_time_per_epoch_ratio']['mean']:.2f}x per epoch")
+
+
+def mnar(name: str = "mnar_semisynthetic") -> None:
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+
+    def ci(x):
+        return f"{x['mean']:.4f} [{x['lo']:.4f}, {x['hi']:.4f}]" if x.get("lo") is not None else f"{x['mean']:.4f}"
+
+    print("| loss | DCG@5 | Recall@5 | MAP@5 | DCG@1 | rare DCG@5 | Δ DCG@5 vs naive |")
+    print("|---|---|---|---|---|---|---|")
+    order = [x for x in ("naive", "relmf", "clipped", "ubpr") if x in r["summary"]]
+    for loss in order:
+        m = r["summary"][loss]
+        diff = r["vs_naive"].get(loss, {}).get("DCG@5")
+        print(f"| {loss} | {ci(m['DCG@5'])} | {ci(m['Recall@5'])} | {ci(m['MAP@5'])} | {ci(m['DCG@1'])} | {ci(m['rare_DCG@5'])} | "
+              f"{ci(diff) if diff else '–'} |")
+
+
+if __name__ == "__main__":
+    kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
+    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar}[kind]
+    fn(*sys.argv[2:3])
