@@ -112,8 +112,8 @@ def test_coat_loader(tmp_path):
     assert (d.num_users, d.num_items) == tr.shape
     assert len(d.train) == int((tr >= 4).sum()) and len(d.test) == int((te > 0).sum())
     assert d.test_relevance.sum() == int((te >= 4).sum())
-    with pytest.raises(ConfigError, match="path"):
-        load_mar("coat")
+    with pytest.raises(DataError, match="RECGUARD_OFFLINE"):
+        load_mar("coat")  # the tests run offline: no download, a clear way out instead
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "train.ascii").write_text("1 2 x\n")
     with pytest.raises(DataError, match=r"train.ascii:1"):
@@ -162,3 +162,36 @@ def test_cli_debias_on_coat_files(tmp_path, capsys):
     assert "| relmf |" in (out / "report.md").read_text()
     assert main(["debias", "--dataset", "coat", "--out", str(out)]) == 2
     assert main(["debias", "--loss", "magic", "--out", str(out)]) == 2
+
+
+def test_coat_download_is_checksum_verified(tmp_path, monkeypatch):
+    import hashlib
+    import io
+    import urllib.request
+    import zipfile
+
+    import recguard.data.mar as mar
+    from recguard.errors import DataError
+
+    _coat(tmp_path, nu=5, ni=4)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in ("train.ascii", "test.ascii"):
+            zf.write(tmp_path / f, f"coat/{f}")
+    payload = buf.getvalue()
+
+    class Resp(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setenv("RECGUARD_OFFLINE", "0")
+    monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=60: Resp(payload))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        mar.load_mar("coat")
+    monkeypatch.setattr(mar, "COAT_SHA256", hashlib.sha256(payload).hexdigest())
+    d = mar.load_mar("coat")
+    assert (d.num_users, d.num_items) == (5, 4) and (tmp_path / "cache" / "coat" / "train.ascii").exists()

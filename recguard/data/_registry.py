@@ -211,22 +211,27 @@ def _read_recbole_wheel(whl: Path, **filters) -> SequenceData:
     return read_recbole(out / "ml-100k.inter", out / "ml-100k.item", name="ml-100k", **filters)
 
 
-def _download_movielens(name: str, target: Path) -> None:
+def fetch_verified(url: str, digest: str, *, algorithm: str = "md5", what: str = "", hint: str = "") -> bytes:
+    """Download ``url`` and return its bytes only if their ``algorithm`` hex digest is ``digest``."""
+    import sys
     import urllib.error
     import urllib.request
 
-    info = _REGISTRY[name]
     try:
-        import sys
-
-        print(f"recguard: downloading {info.url} ...", file=sys.stderr)
-        with urllib.request.urlopen(info.url, timeout=60) as resp:
+        print(f"recguard: downloading {url} ...", file=sys.stderr)
+        with urllib.request.urlopen(url, timeout=60) as resp:
             payload = resp.read()
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DataError(f"could not download {name} ({exc}); " + _offline_hint(name)) from None
-    digest = hashlib.md5(payload).hexdigest()
-    if digest != info.md5:
-        raise DataError(f"checksum mismatch for {info.url}: md5 {digest}, expected {info.md5}; not using it")
+        raise DataError(f"could not download {what or url} ({exc}); {hint}") from None
+    got = hashlib.new(algorithm, payload).hexdigest()
+    if got != digest:
+        raise DataError(f"checksum mismatch for {url}: {algorithm} {got}, expected {digest}; not using it")
+    return payload
+
+
+def _download_movielens(name: str, target: Path) -> None:
+    info = _REGISTRY[name]
+    payload = fetch_verified(info.url, info.md5, what=name, hint=_offline_hint(name))
     with zipfile.ZipFile(io.BytesIO(payload)) as zf:
         for member in zf.namelist():
             fname = Path(member).name

@@ -2,8 +2,8 @@
 
 * **Coat** (Schnabel et al., ICML'16): 290 users × 300 items; ``train.ascii`` holds ratings
   users chose to give (MNAR), ``test.ascii`` ratings of 16 items drawn at random per user
-  (MAR). Positive = rating ≥ 4. Read from a local folder; online machines can download it
-  (checksum-verified).
+  (MAR). Positive = rating ≥ 4. Read from a local folder, or downloaded once into the cache
+  (SHA-256 verified) on machines with internet.
 * **Yahoo! R3**: read from a local folder only — its licence forbids redistribution, so
   users obtain ``ydata-ymusic-rating-study-v1_0-train.txt`` / ``-test.txt`` themselves.
 * **Semi-synthetic ML-100k** (Saito et al.'s protocol): complete the embedded ML-100k
@@ -27,6 +27,32 @@ from ..errors import ConfigError, DataError
 __all__ = ["MARData", "load_coat", "load_yahoo_r3", "semi_synthetic", "load_mar"]
 
 COAT_URL = "https://www.cs.cornell.edu/~schnabts/mnar/coat.zip"
+# SHA-256 of coat.zip as published in a third-party data manifest; not re-checked on this
+# (offline) machine — a mismatch is refused, never silently used.
+COAT_SHA256 = "6073d0b515ed1f6e830e4fead66dc76ad7991a7553eaa58e228b234a9d19daed"
+
+
+def fetch_coat() -> Path:
+    """Coat in recguard's cache (downloaded once, SHA-256 verified); honours ``RECGUARD_OFFLINE``."""
+    import io
+    import zipfile
+
+    from .._io import atomic_write_bytes
+    from ._registry import cache_dir, fetch_verified
+
+    root = cache_dir() / "coat"
+    if (root / "train.ascii").exists() and (root / "test.ascii").exists():
+        return root
+    hint = f"download {COAT_URL} by hand, unzip it and pass its folder (--path DIR)"
+    if os.environ.get("RECGUARD_OFFLINE", "") in ("1", "true", "yes"):
+        raise DataError(f"Coat is not in the cache ({root}) and RECGUARD_OFFLINE is set; {hint}")
+    payload = fetch_verified(COAT_URL, COAT_SHA256, algorithm="sha256", what="Coat", hint=hint)
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        for member in zf.namelist():
+            name = Path(member).name
+            if name.endswith(".ascii") or name.endswith(".txt"):
+                atomic_write_bytes(root / name, zf.read(member))
+    return root
 
 
 @dataclass(frozen=True)
@@ -190,6 +216,8 @@ def load_mar(name: str, path: str | os.PathLike | None = None, *, rng: RNGLike =
     """``coat`` / ``yahoo-r3`` (local folder) or ``semi-synthetic`` (embedded ML-100k)."""
     if name == "semi-synthetic":
         return semi_synthetic(rng=rng)
+    if name == "coat" and path is None:
+        return load_coat(fetch_coat())
     if name in ("coat", "yahoo-r3"):
         if path is None:
             raise ConfigError(f"{name} needs --path to its local folder" + (
