@@ -144,3 +144,11 @@ def test_cli_attack_writes_files(atomic, tmp_path):
     poisoned = read_user_item(out / "poisoned.txt")
     assert poisoned.num_users == 84
     assert main(["attack", "--dataset", str(atomic), "--attack", "surrogate", "--out", str(out)]) == 2
+
+
+def test_report_with_several_seeds_draws_per_target_plot(atomic, tmp_path):
+    # every seed draws its own targets; the per-target plot must not mix them
+    res = run_audit(_spec(atomic, attacks=("random",), seeds=(0, 1), num_targets=2), tmp_path / "s", progress=False)
+    targets = [tuple(c["targets"]) for c in res["cells"] if c["kind"] == "clean"]
+    assert len(targets) == 2
+    assert "Per-target exposure" in (tmp_path / "s" / "report.html").read_text()

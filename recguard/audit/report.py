@@ -273,9 +273,11 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
         fig.tight_layout()
         out.append(("defenses", "Defense comparison", _png(fig)))
 
-    # 4. per-target bars (first budget, first defense, averaged over seeds)
+    # 4. per-target bars (first budget, first defense, first seed: each seed draws its own targets)
     b0, d0 = budgets[0], defenses[0]
-    cells = [c for c in results["cells"] if c["kind"] == "poisoned" and c["budget"] == b0 and c["defense"] == d0]
+    seed0 = min((c["seed"] for c in results["cells"] if c["kind"] == "poisoned"), default=None)
+    cells = [c for c in results["cells"] if c["kind"] == "poisoned" and c["budget"] == b0 and c["defense"] == d0
+             and c["seed"] == seed0]
     if cells:
         fig, axes = plt.subplots(1, len(attacks), figsize=(max(6, 2.6 * len(attacks)), 2.9), sharey=True, squeeze=False)
         for ax, a in zip(axes[0], attacks):
@@ -294,7 +296,7 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
             ax.grid(axis="y", alpha=0.3)
         axes[0][0].set_ylabel(f"T-HR@{k}")
         axes[0][0].legend(fontsize=8, frameon=False)
-        fig.suptitle(f"Per target item ({_budget(b0)} fakes, defense {d0})", fontsize=11)
+        fig.suptitle(f"Per target item ({_budget(b0)} fakes, defense {d0}, seed {seed0})", fontsize=11)
         fig.tight_layout()
         out.append(("targets", "Per-target exposure", _png(fig)))
     return out
