@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..._rng import RNGLike, as_generator, derive_seed, torch_seeded
+from ...data._core import _pad_from_csr
 from ...errors import ConfigError
 from ._generate import Transcript
 
@@ -58,13 +59,11 @@ def ranking_loss(scores: torch.Tensor, lists: torch.Tensor, negatives: torch.Ten
     return loss
 
 
-def _negatives(lists: torch.Tensor, prefix_items: torch.Tensor | None, n_items: int, gen: torch.Generator) -> torch.Tensor:
-    """k uniform items per row, redrawn where they hit the list or the prefix (a few rounds)."""
+def _negatives(lists: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:
+    """k uniform items per row, redrawn where they hit the list (a few rounds)."""
     neg = torch.randint(1, n_items + 1, lists.shape, generator=gen)
     for _ in range(6):
         bad = (neg[:, :, None] == lists[:, None, :]).any(-1)
-        if prefix_items is not None:
-            bad |= (neg[:, :, None] == prefix_items[:, None, :]).any(-1)
         if not bad.any():
             break
         neg[bad] = torch.randint(1, n_items + 1, (int(bad.sum()),), generator=gen)
@@ -75,11 +74,7 @@ def _left_pad(seqs: np.ndarray, lengths: np.ndarray, max_len: int) -> tuple[np.n
     """Left-aligned rows → left-padded ``[n, max_len]`` of the last ``max_len`` items, and the column
     offset that maps a left-aligned position t to its padded column (t + offset)."""
     n, L = seqs.shape
-    take = np.minimum(lengths, max_len)
-    out = np.zeros((n, max_len), dtype=np.int64)
-    for i in range(n):
-        if take[i]:
-            out[i, max_len - take[i]:] = seqs[i, lengths[i] - take[i] : lengths[i]]
+    out = _pad_from_csr(seqs.reshape(-1), np.arange(n, dtype=np.int64) * L, lengths, max_len)
     return out, max_len - lengths
 
 
@@ -202,7 +197,7 @@ def _causal_batch_loss(module, tr: Transcript, rows, max_len, num_items, gen_t, 
     lists = torch.from_numpy(tr.lists[rows][b_idx, t_idx]).to(device)  # [P, k]
     hp = h[torch.from_numpy(b_idx).to(device), torch.from_numpy(c_idx).to(device)]  # [P, D]
     scores = module.logits(hp)
-    neg = _negatives(lists.cpu(), None, num_items, gen_t).to(device)
+    neg = _negatives(lists.cpu(), num_items, gen_t).to(device)
     seen = None
     if repair > 0:  # the items of each prefix: its row up to (and including) its own column
         rows_x = xt[torch.from_numpy(b_idx).to(device)]  # [P, max_len]
@@ -225,7 +220,7 @@ def _prefix_batch_loss(module, surrogate, tr: Transcript, rows, max_len, num_ite
     rep = module.represent(x)
     scores = module.logits(rep)
     lt = torch.from_numpy(np.stack(lists)).to(device)
-    neg = _negatives(lt.cpu(), None, num_items, gen_t).to(device)
+    neg = _negatives(lt.cpu(), num_items, gen_t).to(device)
     return ranking_loss(scores, lt, neg, lam1=lam1, lam2=lam2, repair=repair, seen=x if repair > 0 else None)
 
 
