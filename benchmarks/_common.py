@@ -56,3 +56,18 @@ def require_ml1m() -> Path:
     if not (ML1M / "ml-1m.txt.gz").exists():
         sys.exit(f"ML-1M not found at {ML1M}; set RECGUARD_SHARED to the folder holding data/ml-1m/")
     return ML1M
+
+
+def ml1m_victim(victim_dir: str, threads: int | None = None):
+    """Set torch's thread count, load the shared ML-1M file, its split and a saved ML-1M victim."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    import recguard
+
+    data = recguard.data.load("ml-1m", path=require_ml1m())
+    victim = recguard.load(victim_dir)
+    if victim.num_items != data.num_items:
+        raise SystemExit(f"{victim_dir}: not an ML-1M victim")
+    return data, data.split(), victim

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import HERE, require_ml1m, write_result
+from _common import HERE, ml1m_victim, write_result
 
 
 def main() -> None:
@@ -33,20 +33,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    import recguard
+    data, split, victim = ml1m_victim(args.victim, args.threads)
     from recguard.attacks.extraction import agreement, extract
     from recguard.metrics import evaluate
     from recguard.victims import BlackBoxVictim
 
-    data = recguard.data.load("ml-1m", path=require_ml1m())
-    split = data.split()
-    victim = recguard.load(args.victim)
-    if victim.num_items != data.num_items:
-        raise SystemExit(f"{args.victim}: not an ML-1M victim")
     x_test, _ = split.inputs("test", victim.max_len)
     rows = []
     work = HERE.parent / "runs" / "bench" / "extraction_ml1m"

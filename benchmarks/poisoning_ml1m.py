@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--patience", type=int, default=5, help="0 = train exactly --epochs epochs")
     ap.add_argument("--eval-every", type=int, default=2)
+    ap.add_argument("--tag", default="", help="suffix of the result file (e.g. for an extra-attacks run on the same folder)")
     ap.add_argument("--out", default=str(RESULTS.parent.parent / "runs" / "bench" / "poisoning_ml1m"),
                     help="audit folder (cells, clean models, HTML report); resumable")
     args = ap.parse_args()
@@ -43,7 +44,7 @@ def main() -> None:
         seeds=tuple(int(s) for s in args.seeds.split(",")),
     )
     res = run_audit(spec, Path(args.out), progress=True)
-    write_result("poisoning_ml1m", {"spec": res["spec"], "clean": res["clean"], "summary": res["summary"],
+    write_result(f"poisoning_ml1m{args.tag}", {"spec": res["spec"], "clean": res["clean"], "summary": res["summary"],
                                     "compute_time_s": res["compute_time_s"]})
 
 

@@ -10,7 +10,7 @@ The public API, re-exported flat::
 
 __version__ = "0.1.0"
 
-from . import data, errors, metrics, victims  # noqa: E402
+from . import data, errors, metrics, probes, victims  # noqa: E402
 from .data import SequenceData, Split  # noqa: E402
 from .metrics import evaluate  # noqa: E402
 from .victims import (  # noqa: E402
@@ -25,7 +25,7 @@ from .victims import (  # noqa: E402
 )
 
 __all__ = [
-    "__version__", "data", "errors", "metrics", "victims",
+    "__version__", "data", "errors", "metrics", "probes", "victims",
     "SequenceData", "Split", "evaluate",
     "SASRec", "BERT4Rec", "GRU4Rec", "TorchVictim", "BlackBoxVictim", "Victim", "load", "make_victim",
 ]

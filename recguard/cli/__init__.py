@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..errors import RecguardError
-from . import _audit, _datasets, _debias, _extract, _train
+from . import _audit, _datasets, _debias, _extract, _probe, _train
 
 app = typer.Typer(
     name="recguard",
@@ -28,6 +28,7 @@ app.command("audit")(_audit.audit)
 app.command("report")(_audit.report)
 app.command("extract")(_extract.extract)
 app.command("debias")(_debias.debias)
+app.command("probe")(_probe.probe)
 
 
 @app.callback()
