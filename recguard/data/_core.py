@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["ItemMeta", "SequenceData", "Split", "pad_sequences"]
+__all__ = ["ItemMeta", "SequenceData", "Split", "pad_sequences", "as_split"]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -364,3 +364,14 @@ def pad_sequences(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarra
     starts = np.zeros(len(sequences), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:]) if len(sequences) > 1 else None
     return _pad_from_csr(items, starts, lengths, max_len)
+
+
+def as_split(data: "SequenceData | Split") -> Split:
+    """``data`` itself when it is a :class:`Split`, else its leave-one-out split."""
+    if isinstance(data, Split):
+        return data
+    if isinstance(data, SequenceData):
+        return data.split()
+    from ..errors import ConfigError
+
+    raise ConfigError(f"expected a SequenceData or Split, got {type(data).__name__}", param="data")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_directory, atomic_write_json
-from ..data import SequenceData, Split
+from ..data import SequenceData, Split, as_split
 from ..errors import ArtifactError, ConfigError
 from ..metrics.ranking import ranks_from_scores, summarize_ranks
 from ._sites import REPRESENTATION, Site
@@ -20,14 +20,6 @@ from .concepts import ConceptCatalogue, build_catalogue, build_dictionary, valid
 from .sae import SAEConfig, TopKSAE, load_sae, train_sae
 
 __all__ = ["SAEProbe"]
-
-
-def _as_split(data) -> Split:
-    if isinstance(data, Split):
-        return data
-    if isinstance(data, SequenceData):
-        return data.split()
-    raise ConfigError(f"expected a SequenceData or Split, got {type(data).__name__}", param="data")
 
 
 class SAEProbe:
@@ -80,7 +72,7 @@ class SAEProbe:
     def fit(self, data: SequenceData | Split, *, progress: bool = False) -> "SAEProbe":
         """Train the SAE on every valid position of the training sequences (streamed), then
         record the mean state (the mean-ablation baseline). ``data``: the victim's dataset or its split."""
-        split = _as_split(data)
+        split = as_split(data)
         if split.full.num_items != self.victim.num_items:
             raise ConfigError(f"the data has {split.full.num_items} items but the victim knows {self.victim.num_items}", param="data")
         self.split_ = split
@@ -442,7 +434,7 @@ class SAEProbe:
                     batch_size=c.batch_size, prefixes=info["prefixes"], holdout=info["holdout"],
                     context_items=info["context_items"], top_n=info["top_n"], train_on=info.get("train_on", "positions"),
                     seed=info["seed"])
-        probe.split_ = _as_split(data)
+        probe.split_ = as_split(data)
         probe.sae_ = sae
         sae.history_ = info.get("history", [])
         probe.mean_state_ = torch.tensor(info["mean_state"], dtype=torch.float32)

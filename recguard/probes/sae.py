@@ -200,7 +200,6 @@ def load_sae(directory: str | Path) -> tuple[TopKSAE, dict]:
     return sae, info.get("meta", {})
 
 
-
 def _passes(source, epochs: int, gen: torch.Generator) -> Iterator[Iterable[torch.Tensor]]:
     """One iterable per epoch. A tensor or a re-iterable object is replayed ``epochs`` times
     (a list's chunk order is reshuffled each time); a one-shot iterator (a generator) is a

@@ -1,0 +1,259 @@
+"""Contract checks for victims, in the spirit of scikit-learn's ``parametrize_with_checks``.
+
+``parametrize_with_checks([SASRec(...), make_my_victim])`` turns every (victim, check) pair
+into its own pytest test. A victim is given as an instance (recguard victims are cloned
+from their config, a :class:`~recguard.victims.TorchVictim` by deep-copying its unfitted
+module) or as a zero-argument factory returning a fresh, unfitted victim. Checks fit the
+victim on a tiny seeded dataset sized to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..errors import RecguardError
+from ._data import tiny_dataset
+
+__all__ = ["CHECKS", "parametrize_with_checks", "check_victim", "victim_id"]
+
+
+def _factory(victim) -> Callable[[], object]:
+    if callable(victim) and not hasattr(victim, "fit"):
+        return victim
+    from ..victims import TorchVictim
+    from ..victims._base import SequentialVictim
+
+    if isinstance(victim, SequentialVictim):
+        return lambda: type(victim)(victim.config)
+    if isinstance(victim, TorchVictim):
+        module = copy.deepcopy(victim.module)
+        return lambda: TorchVictim(copy.deepcopy(module), num_items=victim.num_items, max_len=victim.max_len,
+                                   fit_fn=victim.fit_fn, device=str(victim.device))
+    return lambda: copy.deepcopy(victim)
+
+
+def victim_id(victim) -> str:
+    if callable(victim) and not hasattr(victim, "fit"):
+        return getattr(victim, "__name__", type(victim).__name__)
+    return repr(victim) if len(repr(victim)) < 80 else type(victim).__name__
+
+
+def _data_for(v):
+    n = getattr(v, "num_items", None)
+    return tiny_dataset(num_items=int(n) if n else 30, num_users=80, length=10, seed=0)
+
+
+def _inputs(v, data, n=6) -> np.ndarray:
+    split = data.split()
+    x, _ = split.inputs("test", v.max_len)
+    return np.ascontiguousarray(x[:n])
+
+
+def _fitted(make, data, seed=0, **kw):
+    return make().fit(data, rng=seed, **kw)
+
+
+# ---------------------------------------------------------------------------- checks
+def check_score_shape_and_padding(make):
+    """score() returns float [B, num_items + 1] with column 0 (padding) = -inf and finite scores elsewhere."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = _inputs(v, data)
+    s = v.score(x)
+    assert isinstance(s, torch.Tensor) and s.is_floating_point(), f"score() must return a float tensor, got {type(s).__name__}"
+    assert tuple(s.shape) == (len(x), v.num_items + 1), f"score() shape {tuple(s.shape)} != (batch, num_items + 1) = {(len(x), v.num_items + 1)}"
+    assert torch.isneginf(s[:, 0]).all(), "score()[:, 0] (the padding item) must be -inf"
+    assert torch.isfinite(s[:, 1:]).all(), "score() has non-finite scores for real items"
+
+
+def check_recommend_excludes_seen(make):
+    """recommend(k) returns [B, k] distinct real item ids, none of them already in the history."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = _inputs(v, data)
+    r = np.asarray(v.recommend(x, k=5))
+    assert r.shape == (len(x), 5), f"recommend(k=5) shape {r.shape} != ({len(x)}, 5)"
+    assert ((r >= 1) & (r <= v.num_items)).all(), "recommend() returned padding or out-of-catalogue ids"
+    for row, hist in zip(r, x):
+        assert len(set(row.tolist())) == 5, f"duplicate items in a top-5 list: {row.tolist()}"
+        seen = set(hist[hist > 0].tolist())
+        assert not seen & set(row.tolist()), f"recommend() returned already-seen items {sorted(seen & set(row.tolist()))}"
+
+
+def check_deterministic_under_seed(make):
+    """Two fits with the same seed give identical scores."""
+    data = _data_for(make())
+    a, b = _fitted(make, data, seed=3), _fitted(make, data, seed=3)
+    x = _inputs(a, data)
+    sa, sb = a.score(x), b.score(x)
+    diff = float((sa[:, 1:] - sb[:, 1:]).abs().max())
+    assert diff <= 1e-6, f"same seed, different scores (max |diff| = {diff:.3g}); seed every random choice from rng"
+
+
+def check_batch_invariance(make):
+    """A sequence's scores do not depend on the other sequences in its batch, nor on how much
+    padding the batch adds (histories of different lengths, scored alone and together)."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = _inputs(v, data)
+    seqs = [row[row > 0][-(2 + i):] for i, row in enumerate(x)]  # lengths 2, 3, ...
+    width = max(len(s) for s in seqs)
+    batch = np.zeros((len(seqs), width), dtype=np.int64)  # left-padded to the longest only
+    for i, s in enumerate(seqs):
+        batch[i, width - len(s):] = s
+    together = v.score(batch)
+    for i, s in enumerate(seqs):
+        alone = v.score(np.asarray([s], dtype=np.int64))  # no padding at all
+        diff = float((alone[0, 1:] - together[i, 1:]).abs().max())
+        assert diff <= 1e-4, (f"history of length {len(s)}: scores differ alone vs in a padded batch (max |diff| = {diff:.3g}); "
+                              "padding leaks into scores")
+
+
+def check_save_load_roundtrip(make):
+    """save(dir) then load gives identical scores (safetensors + JSON, no pickle)."""
+    from ..victims import TorchVictim, load
+
+    data = _data_for(make())
+    v = _fitted(make, data)
+    assert hasattr(v, "save"), "the victim has no save(directory) method"
+    x = _inputs(v, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "victim"
+        v.save(path)
+        files = {p.suffix for p in path.iterdir()}
+        assert ".pkl" not in files and ".pt" not in files, f"artifact contains pickle-based files: {sorted(files)}"
+        back = TorchVictim.load(path, module=make().module) if isinstance(v, TorchVictim) else load(path)
+        diff = float((back.score(x)[:, 1:] - v.score(x)[:, 1:]).abs().max())
+    assert diff <= 1e-6, f"scores changed after save/load (max |diff| = {diff:.3g})"
+
+
+def check_user_weights_honoured(make):
+    """fit(user_weights=1) equals fit(); zeroing half the users' weights changes the model."""
+    data = _data_for(make())
+    n = data.split().train.num_users
+    base = _fitted(make, data, seed=1)
+    ones = _fitted(make, data, seed=1, user_weights=np.ones(n))
+    x = _inputs(base, data)
+    diff = float((base.score(x)[:, 1:] - ones.score(x)[:, 1:]).abs().max())
+    assert diff <= 1e-5, f"user_weights of all ones changed the model (max |diff| = {diff:.3g})"
+    w = np.ones(n)
+    w[: n // 2] = 0.0
+    half = _fitted(make, data, seed=1, user_weights=w)
+    moved = float((base.score(x)[:, 1:] - half.score(x)[:, 1:]).abs().max())
+    assert moved > 1e-6, "zero weight for half the users left the model unchanged: user_weights are ignored"
+
+
+def check_inputs_not_mutated(make):
+    """fit/score/recommend never modify their inputs."""
+    data = _data_for(make())
+    fp = data.fingerprint()
+    v = _fitted(make, data)
+    assert data.fingerprint() == fp, "fit() modified the dataset"
+    x = _inputs(v, data)
+    x0 = x.copy()
+    t = torch.from_numpy(x.copy())
+    t0 = t.clone()
+    v.score(x)
+    v.recommend(x, k=3)
+    v.score(t)
+    v.recommend(t, k=3)
+    assert np.array_equal(x, x0), "score()/recommend() modified a numpy input"
+    assert torch.equal(t, t0), "score()/recommend() modified a tensor input"
+
+
+def _hook_count(module: torch.nn.Module) -> int:
+    total = 0
+    for m in module.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            total += len(getattr(m, name, {}) or {})
+    return total
+
+
+def check_hooks_cleaned_up(make):
+    """No hooks are left on the module after fit/score/recommend, nor after recguard's
+    scoped capture, even when the hooked forward pass raises."""
+    from ..victims._hooks import capture
+
+    data = _data_for(make())
+    v = _fitted(make, data)
+    module = getattr(v, "module", None)
+    assert isinstance(module, torch.nn.Module), "the victim exposes no .module (an nn.Module) to inspect"
+    before = _hook_count(module)
+    x = _inputs(v, data)
+    v.score(x)
+    v.recommend(x, k=3)
+    assert _hook_count(module) == before, "score()/recommend() left hooks on the module"
+    layer = next((m for name, m in module.named_modules() if name), module)
+    orig = layer.forward
+
+    def boom(*_a, **_k):
+        raise RuntimeError("boom")
+
+    layer.forward = boom
+    try:
+        with capture(layer):
+            try:
+                v.score(x)
+            except RuntimeError:
+                pass
+    finally:
+        layer.forward = orig
+    assert _hook_count(module) == before, "recguard's capture left a hook after the forward pass raised"
+
+
+def check_rejects_out_of_catalogue_ids(make):
+    """Item ids outside 0..num_items raise a recguard error that names the valid range."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    try:
+        v.score(np.array([[1, v.num_items + 5]]))
+    except RecguardError as exc:
+        assert str(v.num_items) in str(exc), f"the error should name the valid range: {exc}"
+        return
+    except Exception as exc:  # noqa: BLE001 - any other type is the failure being reported
+        raise AssertionError(f"an out-of-catalogue id raised {type(exc).__name__} ({exc}); expected a recguard ConfigError") from None
+    raise AssertionError("an out-of-catalogue item id was scored without error")
+
+
+CHECKS: tuple[Callable, ...] = (
+    check_score_shape_and_padding,
+    check_recommend_excludes_seen,
+    check_deterministic_under_seed,
+    check_batch_invariance,
+    check_save_load_roundtrip,
+    check_user_weights_honoured,
+    check_inputs_not_mutated,
+    check_hooks_cleaned_up,
+    check_rejects_out_of_catalogue_ids,
+)
+
+
+def check_victim(victim, checks: Iterable[Callable] = CHECKS) -> None:
+    """Run every contract check on ``victim`` (instance or factory); the first failure raises."""
+    make = _factory(victim)
+    for check in checks:
+        check(make)
+
+
+def parametrize_with_checks(victims: list, checks: Iterable[Callable] = CHECKS):
+    """A ``pytest.mark.parametrize("victim, check", ...)`` decorator: one test per (victim, check).
+
+    >>> @parametrize_with_checks([SASRec(epochs=2, hidden=16), make_my_torch_victim])   # doctest: +SKIP
+    ... def test_contract(victim, check):
+    ...     check(victim)
+    """
+    import pytest
+
+    params, ids = [], []
+    for v in victims:
+        make = _factory(v)
+        for check in checks:
+            params.append((make, check))
+            ids.append(f"{victim_id(v)}-{check.__name__}")
+    return pytest.mark.parametrize("victim, check", params, ids=ids)
