@@ -371,3 +371,10 @@ def test_probe_cli_writes_json_and_html(tmp_path, capsys):
     assert "reusing the SAE" in capsys.readouterr().out
     assert main(["probe", str(run), "--out", str(out), "--layer", "nope", "--no-progress"]) == 2
     assert "unknown layer" in capsys.readouterr().err
+
+
+def test_null_control_passes_far_fewer_latents(probe):
+    real = probe.dictionary_summary()
+    null = probe.null_control(seed=0)
+    assert null["latents"] == real["latents"]
+    assert null["interpretable"] < real["interpretable"]

@@ -64,10 +64,12 @@ _REGISTRY = {
 
 
 def list_datasets() -> list[DatasetInfo]:
+    """Every registered dataset (name, description, how it is obtained)."""
     return list(_REGISTRY.values())
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry of ``name``; unknown names raise a ``DataError`` listing the known ones."""
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -52,6 +52,7 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, seen: torch.T
 
 
 def summarize_ranks(ranks: np.ndarray, ks: Iterable[int] = (10, 20)) -> dict[str, float]:
+    """HR@k and NDCG@k for each ``k``, MRR and the user count, from 1-based ranks of the held-out items."""
     out: dict[str, float] = {}
     for k in ks:
         out[f"HR@{k}"] = hit_rate(ranks, k)

@@ -264,7 +264,27 @@ class SAEProbe:
             describe_latents(self._concepts, lm, max_new_tokens=max_new_tokens)
         return self._concepts
 
+    def null_control(self, *, seed: int = 0) -> dict:
+        """The dictionary pipeline on activations shuffled across probe sequences (within the
+        building and the held-out half separately): what share of latents would pass by
+        chance with this concept vocabulary. Compare with :meth:`dictionary_summary`."""
+        p = self._probe()
+        gen = np.random.default_rng([self.seed, seed, 4])
+        cat = self.catalogue()
+        strength = cat.strength(np.concatenate([p["history"], p["recs"]], axis=1))
+        build, held = ~p["held"], p["held"]
+        a_build, a_held = p["acts"][build], p["acts"][held]
+        entries = build_dictionary(a_build[gen.permutation(len(a_build))], strength[build], cat, p["history"][build],
+                                   p["recs"][build], top_n=self.top_n)
+        validate_dictionary(entries, a_held[gen.permutation(len(a_held))], strength[held], rng=gen)
+        n_int = sum(1 for e in entries if e.get("confidence") is not None and e["confidence"] >= 0.8)
+        scored = [e["confidence"] for e in entries if e.get("confidence") is not None]
+        return {"latents": len(entries), "interpretable": n_int, "interpretable_share": n_int / max(len(entries), 1),
+                "mean_confidence": float(np.mean(scored)) if scored else None}
+
     def dictionary_summary(self) -> dict:
+        """Counts over the dictionary: latents, alive (fire on a probe sequence), with a concept,
+        interpretable (confidence >= 0.8) and their shares, mean confidence and AUC, by concept kind."""
         entries = self.concepts()
         alive = [e for e in entries if e["firing"] > 0]
         scored = [e for e in entries if e.get("confidence") is not None]

@@ -234,14 +234,14 @@ CHECKS: tuple[Callable, ...] = (
 )
 
 
-def check_victim(victim, checks: Iterable[Callable] = CHECKS) -> None:
-    """Run every contract check on ``victim`` (instance or factory); the first failure raises."""
+def check_victim(victim, checks: Iterable[Callable] | None = None) -> None:
+    """Run every contract check (or ``checks``) on ``victim`` (instance or factory); the first failure raises."""
     make = _factory(victim)
-    for check in checks:
+    for check in CHECKS if checks is None else checks:
         check(make)
 
 
-def parametrize_with_checks(victims: list, checks: Iterable[Callable] = CHECKS):
+def parametrize_with_checks(victims: list, checks: Iterable[Callable] | None = None):
     """A ``pytest.mark.parametrize("victim, check", ...)`` decorator: one test per (victim, check).
 
     >>> @parametrize_with_checks([SASRec(epochs=2, hidden=16), make_my_torch_victim])   # doctest: +SKIP
@@ -253,7 +253,7 @@ def parametrize_with_checks(victims: list, checks: Iterable[Callable] = CHECKS):
     params, ids = [], []
     for v in victims:
         make = _factory(v)
-        for check in checks:
+        for check in CHECKS if checks is None else checks:
             params.append((make, check))
             ids.append(f"{victim_id(v)}-{check.__name__}")
     return pytest.mark.parametrize("victim, check", params, ids=ids)

@@ -355,5 +355,6 @@ def load(directory: str | Path, *, device: str | None = None) -> SequentialVicti
 
 
 def architectures() -> dict[str, type[SequentialVictim]]:
+    """recguard's trainable victim classes by architecture name (``sasrec``, ``bert4rec``, ``gru4rec``)."""
     return dict(_REGISTRY)
 
