@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/recguard audit --dataset ml-100k --model sasrec --set max_len=50 --set patience=3 --budgets 0.01 --seeds 0 --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
