@@ -22,6 +22,27 @@ from ..errors import ConfigError, DataError
 __all__ = ["train", "batches"]
 
 
+class BestState:
+    """The module's weights at its best validation score so far, and the number of
+    evaluations since it last improved (for patience)."""
+
+    def __init__(self) -> None:
+        self.score, self.epoch, self.state, self.bad = -1.0, 0, None, 0
+
+    def update(self, score: float, epoch: int, module: torch.nn.Module) -> None:
+        if score > self.score:
+            self.score, self.epoch, self.state, self.bad = score, epoch, copy.deepcopy(module.state_dict()), 0
+        else:
+            self.bad += 1
+
+    def restore(self, module: torch.nn.Module) -> bool:
+        """Load the best weights into ``module``; False when nothing was ever evaluated."""
+        if self.state is None:
+            return False
+        module.load_state_dict(self.state)
+        return True
+
+
 def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, bucket: int = 64) -> list[np.ndarray]:
     """Shuffled user-index batches; users in a batch have similar lengths (sorted within
     shuffled chunks of ``bucket`` batches), which keeps padding small."""
@@ -93,8 +114,7 @@ def train(
         module = victim._build(data.num_items).to(device)
         victim.module_ = module
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-        best = (-1.0, 0, None)
-        bad_evals = 0
+        best = BestState()
         bar = None
         if show:
             from tqdm.auto import tqdm
@@ -135,11 +155,7 @@ def train(
                 module.eval()
                 ndcg = evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]
                 entry["valid_ndcg@10"] = ndcg
-                if ndcg > best[0]:
-                    best = (ndcg, epoch, copy.deepcopy(module.state_dict()))
-                    bad_evals = 0
-                else:
-                    bad_evals += 1
+                best.update(ndcg, epoch, module)
             history.append(entry)
             stop = False
             if callback is not None:
@@ -147,19 +163,18 @@ def train(
                 stop = bool(callback(epoch, victim))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best[0], 0):.4f}")
-            if stop or (cfg.patience and bad_evals >= cfg.patience):
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best.score, 0):.4f}")
+            if stop or (cfg.patience and best.bad >= cfg.patience):
                 break
         if bar is not None:
             bar.close()
-        if best[2] is not None:
-            module.load_state_dict(best[2])
+        restored = best.restore(module)
         module.eval()
     victim.history_ = history
     victim.fit_info_ = {
         "epochs_run": len(history),
-        "best_epoch": best[1] if best[2] is not None else len(history),
-        "best_valid_ndcg@10": best[0] if best[2] is not None else None,
+        "best_epoch": best.epoch if restored else len(history),
+        "best_valid_ndcg@10": best.score if restored else None,
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_s,
         "train_users": int(len(trainable)),

@@ -18,7 +18,6 @@ no real data is involved.
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 
@@ -28,6 +27,7 @@ import torch
 from ..._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ...data._core import _pad_from_csr
 from ...errors import ConfigError
+from ...victims._train import BestState
 from ._generate import Transcript
 
 __all__ = ["distill", "ranking_loss"]
@@ -132,8 +132,7 @@ def distill(
         module = surrogate._build(num_items).to(device)
         surrogate.module_ = module
         opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.9, 0.98))
-        best = (-1.0, 0, None)
-        bad = 0
+        best = BestState()
         bar = None
         if show:
             from tqdm.auto import tqdm
@@ -159,24 +158,20 @@ def distill(
             entry = {"epoch": epoch, "loss": total / max(1, count), "time_s": time.perf_counter() - t0}
             if n_hold:
                 entry["holdout_agreement@10"] = _holdout_agreement(surrogate, hold_pairs)
-                if entry["holdout_agreement@10"] > best[0]:
-                    best, bad = (entry["holdout_agreement@10"], epoch, copy.deepcopy(module.state_dict())), 0
-                else:
-                    bad += 1
+                best.update(entry["holdout_agreement@10"], epoch, module)
             history.append(entry)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", agree=f"{max(best[0], 0):.3f}")
-            if patience and bad >= patience:
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", agree=f"{max(best.score, 0):.3f}")
+            if patience and best.bad >= patience:
                 break
         if bar is not None:
             bar.close()
-        if best[2] is not None:
-            module.load_state_dict(best[2])
+        best.restore(module)
         module.eval()
     surrogate.history_ = history
     surrogate.fit_info_ = {
-        "epochs_run": len(history), "best_epoch": best[1] or len(history), "holdout_agreement@10": best[0] if n_hold else None,
+        "epochs_run": len(history), "best_epoch": best.epoch or len(history), "holdout_agreement@10": best.score if n_hold else None,
         "train_pairs": int(lengths[train_rows].sum()), "wall_time_s": time.perf_counter() - t0, "seed": seed,
         "device": str(device),
     }
