@@ -53,3 +53,34 @@ def test_batches_cover_every_user_once_with_similar_lengths():
     assert spread < 20  # bucketing: far below the ~190 of random batches
     again = batches(lengths, 32, np.random.default_rng(1))
     assert all(np.array_equal(a, b) for a, b in zip(out, again))
+
+
+def test_fast_dropout_rate_scale_gradient_and_seed():
+    from recguard.victims._layers import dropout_mask, fast_dropout
+
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(3)
+    y = fast_dropout(x, 0.2, True)
+    kept = y.detach() != 0
+    assert abs(float(1 - kept.float().mean()) - 0.2) < 0.005  # drop rate
+    assert torch.allclose(y.detach()[kept], torch.full_like(y.detach()[kept], 1 / 0.8))  # inverted scaling
+    assert abs(float(y.detach().mean()) - 1.0) < 0.01  # expectation kept
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(sum)/dx = keep * scale
+    torch.manual_seed(3)
+    assert torch.equal(fast_dropout(x, 0.2, True).detach(), y.detach())  # torch's generator fixes it
+    assert fast_dropout(x, 0.2, False) is x and fast_dropout(x, 0.0, True) is x
+    lanes = dropout_mask(torch.Size([7, 3]), 0.5, torch.device("cpu"))
+    assert lanes.shape == (7, 3) and lanes.dtype == torch.bool
+
+
+def test_training_attention_path_equals_sdpa_when_nothing_is_dropped():
+    import recguard.victims._layers as L
+
+    torch.manual_seed(0)
+    blk = L.TransformerBlock(16, 2, 1e-9, 16)  # p > 0 takes the written-out path; rounds to no drops, scale ~1
+    x = torch.randn(3, 5, 16)
+    mask = attention_mask(torch.tensor([[False, True, True, True, True]] * 3), causal=True)
+    ref = blk.eval()(x, mask)  # scaled_dot_product_attention
+    out = blk.train()(x, mask)
+    torch.testing.assert_close(out, ref)

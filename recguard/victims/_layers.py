@@ -7,11 +7,59 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _DropScale(torch.autograd.Function):
+    """``x`` with the ``drop`` positions zeroed, times ``scale``; the backward is the same map."""
+
+    @staticmethod
+    def forward(ctx, x, drop, scale: float):
+        ctx.save_for_backward(drop)
+        ctx.scale = scale
+        return x.masked_fill(drop, 0.0).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (drop,) = ctx.saved_tensors
+        return grad.masked_fill(drop, 0.0).mul_(ctx.scale), None, None
+
+
+def dropout_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+    """Boolean ``drop`` mask with rate ``p`` (rounded to 1/32,768). Four 15-bit draws come
+    from each 64-bit random integer: on CPU this is ~7× cheaper than ``bernoulli_``, which
+    the profiler showed as the largest elementwise cost of a SASRec step. Draws from torch's
+    global generator, so ``torch_seeded`` fixes it."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
+    lanes = words.view(torch.int16)[:n].view(shape)
+    return (lanes & 0x7FFF) < int(round(p * 32768))
+
+
+def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with :func:`dropout_mask` (same expectation and variance as
+    ``F.dropout``; a different random stream)."""
+    if not training or p <= 0.0:
+        return x
+    return _DropScale.apply(x, dropout_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+
+
+class FastDropout(nn.Module):
+    """:func:`fast_dropout` as a module (a drop-in for ``nn.Dropout``)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_dropout(x, self.p, self.training)
+
+
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + Attn(LN(x)); x + FFN(LN(x)).
 
-    Attention uses ``scaled_dot_product_attention`` with a boolean mask
-    ``[B, 1, L, L]`` (True = may attend).
+    Attention takes a boolean mask ``[B, 1, L, L]`` (True = may attend). Without attention
+    dropout (eval, or ``p = 0``) it is ``scaled_dot_product_attention``; with it, the same
+    math written out so the dropout on the attention weights uses :func:`fast_dropout`.
     """
 
     def __init__(self, hidden: int, heads: int, dropout: float, ffn_hidden: int, activation: str = "gelu"):
@@ -26,13 +74,18 @@ class TransformerBlock(nn.Module):
         self.ff1 = nn.Linear(hidden, ffn_hidden)
         self.ff2 = nn.Linear(ffn_hidden, hidden)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.p = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape  # x: [B, L, D]
         q, k, v = self.qkv(self.ln1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × [B, H, L, Dh]
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
+        if self.training and self.p > 0:
+            att = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            a = fast_dropout(att, self.p, True) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, l, d)))  # [B, L, D]
         return x + self.drop(self.ff2(self.drop(self.act(self.ff1(self.ln2(x))))))
 
@@ -53,9 +106,10 @@ def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
 class _LinearSoftmaxCE(torch.autograd.Function):
     """Σ_i c_i·CE(h_i·Wᵀ + b, t_i), computed in row chunks with a hand-written backward.
 
-    The ``[P, N]`` logits are never materialised at once: forward computes each
-    chunk's log-sum-exp and discards it; backward recomputes the chunk (one extra
-    matmul) and turns it into the gradient in place. On ML-1M (P ≈ 25k positions per
+    The ``[P, N]`` logits are never materialised at once: forward keeps only each row's
+    log-sum-exp (a fused ``logsumexp``); backward recomputes the chunk (one extra matmul)
+    and turns it into the gradient in place with one exp pass, using the saved
+    log-sum-exp instead of new max and sum reductions. On ML-1M (P ≈ 25k positions per
     batch, N = 3,416) the stock ``F.cross_entropy`` path spent ~45% of SASRec's CPU
     step in log-softmax kernels and page faults of 350 MB temporaries (torch
     profiler); chunks of a few MB stay in the allocator's reuse pool and the memory
@@ -65,21 +119,22 @@ class _LinearSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, coef, chunk: int):
         total = h.new_zeros(())
+        lse_all = h.new_empty(h.shape[0])
         for s in range(0, h.shape[0], chunk):
             z = h[s : s + chunk] @ weight.T  # [C, N]
             if bias is not None:
                 z += bias
-            z -= z.amax(dim=1, keepdim=True)
+            lse = torch.logsumexp(z, dim=1)  # one fused pass, nothing written back
+            lse_all[s : s + chunk] = lse
             z_t = z.gather(1, targets[s : s + chunk].unsqueeze(1)).squeeze(1)
-            lse = z.exp_().sum(dim=1).log_()
             total += ((lse - z_t) * coef[s : s + chunk]).sum()
-        ctx.save_for_backward(h, weight, bias, targets, coef)
+        ctx.save_for_backward(h, weight, bias, targets, coef, lse_all)
         ctx.chunk = chunk
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight, bias, targets, coef = ctx.saved_tensors
+        h, weight, bias, targets, coef, lse_all = ctx.saved_tensors
         chunk = ctx.chunk
         c = coef * grad_out
         grad_h = torch.empty_like(h)
@@ -90,9 +145,9 @@ class _LinearSoftmaxCE(torch.autograd.Function):
             z = hc @ weight.T
             if bias is not None:
                 z += bias
-            z -= z.amax(dim=1, keepdim=True)
+            z -= lse_all[s : s + chunk].unsqueeze(1)  # the forward's log-sum-exp: softmax without max/sum passes
             z.exp_()
-            z *= cc / z.sum(dim=1, keepdim=True)  # c_i · softmax
+            z *= cc  # c_i · softmax
             z.scatter_add_(1, targets[s : s + chunk].unsqueeze(1), -cc)  # − c_i · onehot
             grad_h[s : s + chunk] = z @ weight
             grad_w.addmm_(z.T, hc)
@@ -112,5 +167,5 @@ def weighted_softmax_ce(
     content has no influence on the gradient.
     """
     coef = (weights / weights.sum().clamp_min(1e-12)).to(h.dtype).detach()
-    chunk = max(64, (1 << 22) // max(1, weight.shape[0]))  # ~16 MB of float32 logits per chunk
+    chunk = max(64, (1 << 20) // max(1, weight.shape[0]))  # ~4 MB of float32 logits per chunk (stays in cache)
     return _LinearSoftmaxCE.apply(h, weight, bias, targets, coef, chunk)

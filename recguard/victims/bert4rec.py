@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import TransformerBlock, attention_mask, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_mask, weighted_softmax_ce
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class BERT4RecModule(nn.Module):
         self.item_emb = nn.Embedding(num_items + 2, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
-        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.emb_drop = FastDropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.hidden, cfg.num_heads, cfg.dropout, 4 * cfg.hidden, activation="gelu") for _ in range(cfg.num_blocks)
         )

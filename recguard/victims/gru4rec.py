@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import weighted_softmax_ce
+from ._layers import FastDropout, weighted_softmax_ce
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class GRU4RecModule(nn.Module):
         super().__init__()
         self.num_items = num_items
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
-        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.emb_drop = FastDropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, num_layers=cfg.num_layers, batch_first=True,
                           dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
