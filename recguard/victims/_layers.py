@@ -24,7 +24,7 @@ class _DropScale(torch.autograd.Function):
 
 def dropout_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
     """Boolean ``drop`` mask with rate ``p`` (rounded to 1/32,768). Four 15-bit draws come
-    from each 64-bit random integer: on CPU this is ~7× cheaper than ``bernoulli_``, which
+    from each 64-bit random integer: on CPU this is several times cheaper than ``bernoulli_``, which
     the profiler showed as the largest elementwise cost of a SASRec step. Draws from torch's
     global generator, so ``torch_seeded`` fixes it."""
     n = 1
