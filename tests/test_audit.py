@@ -152,3 +152,13 @@ def test_report_with_several_seeds_draws_per_target_plot(atomic, tmp_path):
     targets = [tuple(c["targets"]) for c in res["cells"] if c["kind"] == "clean"]
     assert len(targets) == 2
     assert "Per-target exposure" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_cells_record_the_training_revision(monkeypatch):
+    import recguard.audit.runner as R
+
+    spec = AuditSpec()
+    key = R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")
+    assert key["training_revision"] == R.TRAINING_REVISION
+    monkeypatch.setattr(R, "TRAINING_REVISION", R.TRAINING_REVISION + 1)
+    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) != R._hash(key)  # never resumed across code

@@ -25,6 +25,7 @@ from ..errors import ArtifactError, ConfigError
 from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
 from ..victims import load as load_victim
 from ..victims import make_victim
+from ..victims._train import TRAINING_REVISION
 from .spec import AuditSpec
 
 __all__ = ["run_audit", "cell_key"]
@@ -41,6 +42,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         "model": spec.model, "model_config": spec.model_config, "targets": spec.targets, "num_targets": spec.num_targets,
         "ks": list(spec.ks),
     }
+    if TRAINING_REVISION > 1:  # cells written before the first revision bump keep their names
+        base["training_revision"] = TRAINING_REVISION
     if kind == "poisoned":
         base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
                     attack_params=spec.attack_params.get(attack, {}),

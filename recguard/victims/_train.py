@@ -22,6 +22,12 @@ from ..errors import ConfigError, DataError
 __all__ = ["train", "batches"]
 
 
+# Bumped whenever a change alters what training produces at a given seed (2: FastDropout and
+# the logsumexp-reusing loss, 2026-11-26). Audit cells record it, so a resumed audit never
+# pairs models trained by different code.
+TRAINING_REVISION = 2
+
+
 class BestState:
     """The module's weights at its best validation score so far, and the number of
     evaluations since it last improved (for patience)."""
