@@ -378,3 +378,13 @@ def test_null_control_passes_far_fewer_latents(probe):
     null = probe.null_control(seed=0)
     assert null["latents"] == real["latents"]
     assert null["interpretable"] < real["interpretable"]
+
+
+@pytest.mark.parametrize("arch", ["bert4rec", "gru4rec"])
+def test_probe_other_architectures(arch, clustered):
+    v = victim_for(arch, clustered)
+    p = SAEProbe(v, k=2, expansion=2, epochs=2, batch_size=64).fit(clustered)
+    f = p.fidelity()
+    assert f["train_rows"] == int(np.minimum(clustered.split().train.lengths, v.max_len).sum())  # one row per prefix
+    assert 0 <= f["fvu"] < 1.5 and f["ndcg_recovered"] is not None
+    assert len(p.concepts()) == p.sae_.width
