@@ -99,17 +99,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--stock-loss", action="store_true", help="use F.cross_entropy on materialised logits (for comparison)")
+    ap.add_argument("--tag", default="", help="suffix of the result file (keeps earlier runs)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = matmul_peak()
     thr = sasrec_throughput(args.steps, stock_loss=args.stock_loss)
-    write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else ""), {
+    write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else "") + args.tag, {
         "loss": "stock F.cross_entropy" if args.stock_loss else "fused chunked (recguard)",
         "threads": torch.get_num_threads(),
         "matmul_peak": peak,
         "sasrec_train": thr,
         "fraction_of_peak": thr["gflops"] / peak["gflops"],
+        "training_revision": __import__("recguard.victims._train", fromlist=["TRAINING_REVISION"]).TRAINING_REVISION,
     })
 
 
