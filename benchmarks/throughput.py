@@ -12,7 +12,7 @@ the blocks' linear layers 6·(4d² + 2d·f) per position of the padded batch, an
 attention 12·L·d per position. Elementwise work (softmax, LayerNorm, dropout) is not
 counted.
 
-Usage: python benchmarks/throughput.py [--threads 2] [--steps 30]
+Usage: python benchmarks/throughput.py [--threads 2] [--steps 30] [--repeats 3] [--tag NAME]
 """
 
 from __future__ import annotations
@@ -100,17 +100,29 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--stock-loss", action="store_true", help="use F.cross_entropy on materialised logits (for comparison)")
     ap.add_argument("--tag", default="", help="suffix of the result file (keeps earlier runs)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="measure peak and SASRec this many times, alternating; report each and the medians")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    peak = matmul_peak()
-    thr = sasrec_throughput(args.steps, stock_loss=args.stock_loss)
+    runs = []
+    for r in range(args.repeats):
+        peak = matmul_peak()
+        thr = sasrec_throughput(args.steps, seed=r, stock_loss=args.stock_loss)
+        runs.append({"peak_gflops": peak["gflops"], "sasrec": thr, "fraction_of_peak": thr["gflops"] / peak["gflops"]})
+        print(f"run {r}: peak {peak['gflops']:.0f} GFLOP/s, SASRec {thr['gflops']:.1f} GFLOP/s, "
+              f"{thr['positions_per_s']:.0f} positions/s, {100 * runs[-1]['fraction_of_peak']:.1f}% of peak", flush=True)
+    med = lambda xs: float(np.median(xs))  # noqa: E731
     write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else "") + args.tag, {
         "loss": "stock F.cross_entropy" if args.stock_loss else "fused chunked (recguard)",
         "threads": torch.get_num_threads(),
         "matmul_peak": peak,
         "sasrec_train": thr,
-        "fraction_of_peak": thr["gflops"] / peak["gflops"],
+        "fraction_of_peak": med([r["fraction_of_peak"] for r in runs]),
+        "runs": runs,
+        "median_peak_gflops": med([r["peak_gflops"] for r in runs]),
+        "median_positions_per_s": med([r["sasrec"]["positions_per_s"] for r in runs]),
+        "median_sasrec_gflops": med([r["sasrec"]["gflops"] for r in runs]),
         "training_revision": __import__("recguard.victims._train", fromlist=["TRAINING_REVISION"]).TRAINING_REVISION,
     })
 

@@ -8,18 +8,18 @@ from torch import nn
 
 
 class _DropScale(torch.autograd.Function):
-    """``x`` with the ``drop`` positions zeroed, times ``scale``; the backward is the same map."""
+    """``x * keep_scale`` where ``keep_scale`` is 0 at dropped positions and ``1/(1-p)``
+    elsewhere; the backward is the same product (one pass each way)."""
 
     @staticmethod
-    def forward(ctx, x, drop, scale: float):
-        ctx.save_for_backward(drop)
-        ctx.scale = scale
-        return x.masked_fill(drop, 0.0).mul_(scale)
+    def forward(ctx, x, keep_scale):
+        ctx.save_for_backward(keep_scale)
+        return x * keep_scale
 
     @staticmethod
     def backward(ctx, grad):
-        (drop,) = ctx.saved_tensors
-        return grad.masked_fill(drop, 0.0).mul_(ctx.scale), None, None
+        (keep_scale,) = ctx.saved_tensors
+        return grad * keep_scale, None
 
 
 def dropout_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
@@ -40,7 +40,8 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     ``F.dropout``; a different random stream)."""
     if not training or p <= 0.0:
         return x
-    return _DropScale.apply(x, dropout_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+    keep_scale = torch.where(dropout_mask(x.shape, p, x.device), 0.0, 1.0 / (1.0 - p)).to(x.dtype)
+    return _DropScale.apply(x, keep_scale)
 
 
 class FastDropout(nn.Module):
@@ -57,7 +58,8 @@ class FastDropout(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + Attn(LN(x)); x + FFN(LN(x)).
 
-    Attention takes a boolean mask ``[B, 1, L, L]`` (True = may attend). Without attention
+    Attention takes a mask ``[B, 1, L, L]``: boolean (True = may attend) or its additive
+    form (:func:`attention_bias`, computed once per forward by the models). Without attention
     dropout (eval, or ``p = 0``) it is ``scaled_dot_product_attention``; with it, the same
     math written out so the dropout on the attention weights uses :func:`fast_dropout`.
     """
@@ -80,14 +82,23 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape  # x: [B, L, D]
         q, k, v = self.qkv(self.ln1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × [B, H, L, Dh]
+        if mask.dtype == torch.bool:
+            mask = attention_bias(mask, x.dtype)
         if self.training and self.p > 0:
-            att = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-            a = fast_dropout(att, self.p, True) @ v
+            bh, dh = b * self.heads, d // self.heads
+            bias = mask.expand(b, self.heads, l, l).reshape(bh, l, l)
+            # scores = bias + q·kᵀ/√dh in one batched GEMM
+            att = torch.baddbmm(bias, q.reshape(bh, l, dh), k.reshape(bh, l, dh).transpose(1, 2), alpha=dh**-0.5)
+            a = torch.bmm(fast_dropout(att.softmax(dim=-1), self.p, True), v.reshape(bh, l, dh)).view(b, self.heads, l, dh)
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, l, d)))  # [B, L, D]
         return x + self.drop(self.ff2(self.drop(self.act(self.ff1(self.ln2(x))))))
+
+
+def attention_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Additive form of a boolean attention mask: 0 where attending is allowed, -inf elsewhere."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -167,5 +178,5 @@ def weighted_softmax_ce(
     content has no influence on the gradient.
     """
     coef = (weights / weights.sum().clamp_min(1e-12)).to(h.dtype).detach()
-    chunk = max(64, (1 << 20) // max(1, weight.shape[0]))  # ~4 MB of float32 logits per chunk (stays in cache)
+    chunk = max(64, (1 << 21) // max(1, weight.shape[0]))  # ~8 MB of float32 logits per chunk
     return _LinearSoftmaxCE.apply(h, weight, bias, targets, coef, chunk)

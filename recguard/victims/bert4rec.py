@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_mask, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, weighted_softmax_ce
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class BERT4RecModule(nn.Module):
         valid = x > 0
         pos = torch.arange(self.max_len - l, self.max_len, device=x.device)
         h = self.emb_drop(self.emb_norm(self.item_emb(x) + self.pos_emb(pos)[None])) * valid.unsqueeze(-1)
-        mask = attention_mask(valid, causal=False)
+        mask = attention_bias(attention_mask(valid, causal=False), h.dtype)  # additive, shared by the blocks
         for blk in self.blocks:
             h = blk(h, mask)
         h = self.final_norm(h)

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_mask, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, weighted_softmax_ce
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class SASRecModule(nn.Module):
         pos = torch.arange(self.max_len - l, self.max_len, device=x.device)
         h = self.item_emb(x) * self.scale + self.pos_emb(pos)[None]
         h = self.emb_drop(h) * valid.unsqueeze(-1)
-        mask = attention_mask(valid, causal=True)
+        mask = attention_bias(attention_mask(valid, causal=True), h.dtype)  # additive, shared by the blocks
         for blk in self.blocks:
             h = blk(h, mask) * valid.unsqueeze(-1)
         return self.final_norm(h)
