@@ -50,17 +50,16 @@ def attribute(victim, sequence: Sequence[int], item: int | None = None, *, n_ste
     module = victim.module
     layer = layers["item_embedding"]
     with _eval(module):
-        with torch.no_grad():
-            scores = victim.differentiable_score(x)[0].clone()
-            scores[0] = float("-inf")
-            scores[x[0]] = float("-inf")
-            if item is None:
-                item = int(scores.argmax())
-            if not 1 <= int(item) <= victim.num_items:
-                raise ConfigError(f"item must be in 1..{victim.num_items}, got {item}", param="item")
-            with capture(layer) as box:
-                full = victim.differentiable_score(x)[0]
-            ids = box.inputs[-1][0][0].clone()  # the ids the embedding layer saw, in its own layout
+        with torch.no_grad(), capture(layer) as box:
+            full = victim.differentiable_score(x)[0]
+        ids = box.inputs[-1][0][0].clone()  # the ids the embedding layer saw, in its own layout
+        if item is None:
+            unseen = full.clone()
+            unseen[0] = float("-inf")
+            unseen[x[0]] = float("-inf")
+            item = int(unseen.argmax())
+        if not 1 <= int(item) <= victim.num_items:
+            raise ConfigError(f"item must be in 1..{victim.num_items}, got {item}", param="item")
         baseline = torch.zeros_like(x)  # all padding: only the layer's output at the baseline is used
 
         def forward(inp: torch.Tensor) -> torch.Tensor:

@@ -163,22 +163,16 @@ class SAEProbe:
         if self._fidelity is not None:
             return self._fidelity
         x_all, _ = self.split_.inputs("test", self.victim.max_len)
-        sq_err = sq_tot = 0.0
-        l0 = 0.0
-        fired = torch.zeros(sae.width, dtype=torch.bool)
-        states = [self.site.last(xb).cpu() for xb in self._batches(x_all)]
-        states = torch.cat(states)
+        states = torch.cat([self.site.last(xb).cpu() for xb in self._batches(x_all)])
         with torch.no_grad():
             z = sae.encode(states)
             rec = sae.decode(z)
         sq_err = float((states - rec).pow(2).sum())
         sq_tot = float((states - states.mean(0)).pow(2).sum())
         l0 = float((z > 0).sum(1).float().mean())
-        fired |= (z > 0).any(0)
         # dead = no firing in the last dead_after training rows (every position); silent at probe =
         # never fires at the last position of a test input or a probe sequence
-        acts = self._probe()["acts"]
-        fired |= torch.from_numpy((acts > 0).any(0))
+        fired = (z > 0).any(0) | torch.from_numpy((self._probe()["acts"] > 0).any(0))
         clean, _ = self._eval(None)
         spliced, _ = self._eval(self._spliced())
         mean = self.mean_state_
@@ -245,17 +239,10 @@ class SAEProbe:
         (confidence >= 0.8) and a ``description`` (the concept, or an LM's line when ``lm`` is
         a local Hugging Face causal-LM directory)."""
         if self._concepts is None:
-            p = self._probe()
-            cat = self.catalogue()
-            context = np.concatenate([p["history"], p["recs"]], axis=1)
-            strength = cat.strength(context)
-            build, held = ~p["held"], p["held"]
             titles = self.split_.full.meta.titles if self.split_.full.meta is not None and self.split_.full.meta.has_titles else None
-            entries = build_dictionary(p["acts"][build], strength[build], cat, p["history"][build], p["recs"][build],
-                                       top_n=self.top_n, titles=titles)
-            validate_dictionary(entries, p["acts"][held], strength[held], rng=np.random.default_rng([self.seed, 3]))
+            entries = self._dictionary(np.random.default_rng([self.seed, 3]), titles=titles)
             for e in entries:
-                e["interpretable"] = e.get("confidence") is not None and e["confidence"] >= 0.8
+                e["interpretable"] = _interpretable(e)
                 e["description"] = e.get("concept")
             self._concepts = entries
         if lm is not None:
@@ -268,19 +255,28 @@ class SAEProbe:
         """The dictionary pipeline on activations shuffled across probe sequences (within the
         building and the held-out half separately): what share of latents would pass by
         chance with this concept vocabulary. Compare with :meth:`dictionary_summary`."""
-        p = self._probe()
-        gen = np.random.default_rng([self.seed, seed, 4])
-        cat = self.catalogue()
-        strength = cat.strength(np.concatenate([p["history"], p["recs"]], axis=1))
-        build, held = ~p["held"], p["held"]
-        a_build, a_held = p["acts"][build], p["acts"][held]
-        entries = build_dictionary(a_build[gen.permutation(len(a_build))], strength[build], cat, p["history"][build],
-                                   p["recs"][build], top_n=self.top_n)
-        validate_dictionary(entries, a_held[gen.permutation(len(a_held))], strength[held], rng=gen)
-        n_int = sum(1 for e in entries if e.get("confidence") is not None and e["confidence"] >= 0.8)
+        entries = self._dictionary(np.random.default_rng([self.seed, seed, 4]), shuffle=True)
+        n_int = sum(1 for e in entries if _interpretable(e))
         scored = [e["confidence"] for e in entries if e.get("confidence") is not None]
         return {"latents": len(entries), "interpretable": n_int, "interpretable_share": n_int / max(len(entries), 1),
                 "mean_confidence": float(np.mean(scored)) if scored else None}
+
+    def _dictionary(self, gen: np.random.Generator, *, titles=None, shuffle: bool = False) -> list[dict]:
+        """Build the dictionary on the building half, validate it on the held-out half (``gen``
+        draws the non-firing validation sequences; with ``shuffle`` it first permutes each
+        half's activations across sequences, the null control)."""
+        p = self._probe()
+        cat = self.catalogue()
+        if "strength" not in p:
+            p["strength"] = cat.strength(np.concatenate([p["history"], p["recs"]], axis=1))
+        strength, build, held = p["strength"], ~p["held"], p["held"]
+        a_build, a_held = p["acts"][build], p["acts"][held]
+        if shuffle:
+            a_build = a_build[gen.permutation(len(a_build))]
+            a_held = a_held[gen.permutation(len(a_held))]
+        entries = build_dictionary(a_build, strength[build], cat, p["history"][build], p["recs"][build],
+                                   top_n=self.top_n, titles=titles)
+        return validate_dictionary(entries, a_held, strength[held], rng=gen)
 
     def dictionary_summary(self) -> dict:
         """Counts over the dictionary: latents, alive (fire on a probe sequence), with a concept,
@@ -464,3 +460,8 @@ class SAEProbe:
         probe._concepts = info.get("concepts")
         probe._fidelity = info.get("fidelity")
         return probe
+
+
+def _interpretable(entry: dict) -> bool:
+    """RecSAE's criterion: held-out confidence of at least 0.8."""
+    return entry.get("confidence") is not None and entry["confidence"] >= 0.8

@@ -204,7 +204,7 @@ def _passes(source, epochs: int, gen: torch.Generator) -> Iterator[Iterable[torc
     """One iterable per epoch. A tensor or a re-iterable object is replayed ``epochs`` times
     (a list's chunk order is reshuffled each time); a one-shot iterator (a generator) is a
     stream and is consumed once."""
-    if callable(source) and not isinstance(source, torch.Tensor):
+    if callable(source):
         for _ in range(epochs):
             yield source()
     elif isinstance(source, torch.Tensor):
