@@ -28,12 +28,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--bucket", type=int, default=None,
+                    help="length-bucketing chunk in batches (recguard's default 64; 1 = plain random batches)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (best weights kept)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     import recguard
 
+    if args.bucket is not None:
+        import recguard.victims._train as train_mod
+
+        original = train_mod.batches
+        train_mod.batches = lambda lengths, bs, gen: original(lengths, bs, gen, bucket=args.bucket)
     t0 = time.perf_counter()
     data = recguard.data.load("ml-1m", path=require_ml1m())
     load_s = time.perf_counter() - t0
@@ -55,6 +62,7 @@ def main() -> None:
         f"victims_ml1m_{args.model}{args.tag}",
         {
             "model": args.model,
+            "bucket": args.bucket,
             "config": victim.config.to_dict(),
             "load_s": load_s,
             "train_wall_s": train_s,

@@ -154,7 +154,7 @@ def test_report_with_several_seeds_draws_per_target_plot(atomic, tmp_path):
     assert "Per-target exposure" in (tmp_path / "s" / "report.html").read_text()
 
 
-def test_cells_record_the_training_revision(monkeypatch):
+def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     import recguard.audit.runner as R
 
     spec = AuditSpec()
@@ -162,3 +162,9 @@ def test_cells_record_the_training_revision(monkeypatch):
     assert key["training_revision"] == R.TRAINING_REVISION
     monkeypatch.setattr(R, "TRAINING_REVISION", R.TRAINING_REVISION + 1)
     assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) != R._hash(key)  # never resumed across code
+    lorec = R.cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")
+    none = R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")
+    assert lorec["defense_revision"] == R.LCT_REVISION and "defense_revision" not in none
+    monkeypatch.setattr(R, "LCT_REVISION", R.LCT_REVISION + 1)  # LoRec's own revision moves only its cells
+    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")) != R._hash(lorec)
+    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == R._hash(none)

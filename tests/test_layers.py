@@ -84,3 +84,31 @@ def test_training_attention_path_equals_sdpa_when_nothing_is_dropped():
     ref = blk.eval()(x, mask)  # scaled_dot_product_attention
     out = blk.train()(x, mask)
     torch.testing.assert_close(out, ref)
+
+
+def test_forward_first_equals_the_full_blocks_first_row():
+    import recguard.victims._layers as L
+
+    torch.manual_seed(0)
+    blk = L.TransformerBlock(16, 2, 1e-9, 24, activation="gelu")
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    keep = torch.rand(4, 7) > 0.4
+    keep[:, 0] = True  # the CLS position is always a key
+    keep[0, 3] = False
+    mask = attention_mask(keep, causal=False)
+    for train in (False, True):  # eval: SDPA path; train: the written-out path (nothing dropped at p ~ 0)
+        blk.train(train)
+        ref = blk(x, mask)[:, 0]
+        out = blk.forward_first(x, keep)
+        torch.testing.assert_close(out, ref)
+        g_ref, = torch.autograd.grad(ref.square().sum(), x)
+        g_out, = torch.autograd.grad(out.square().sum(), x)
+        torch.testing.assert_close(g_out, g_ref)
+    # a masked key changes nothing; an attended one does
+    blk.eval()
+    y = x.detach().clone()
+    y[0, 3] += 5.0
+    torch.testing.assert_close(blk.forward_first(y, keep)[0], blk.forward_first(x.detach(), keep)[0])
+    y = x.detach().clone()
+    y[0, 0] += 5.0
+    assert not torch.allclose(blk.forward_first(y, keep)[0], blk.forward_first(x.detach(), keep)[0])

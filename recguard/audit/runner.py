@@ -21,6 +21,7 @@ from .._io import atomic_write_json
 from ..attacks.poisoning import InjectedAttack, make_attack, select_targets
 from ..data import Split, load
 from ..defenses import make_defense
+from ..defenses.lorec import LCT_REVISION
 from ..errors import ArtifactError, ConfigError
 from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
 from ..victims import load as load_victim
@@ -52,6 +53,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
             base["extraction"] = spec.extraction
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
             base["defense_params"] = spec.defense_params[defense]
+        if defense == "lorec":
+            base["defense_revision"] = LCT_REVISION
     return base
 
 

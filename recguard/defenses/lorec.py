@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 A0 = 3.0  # every user's starting score
+# Bumped when LoRec's numbers change for the same seed (2: the LCT's last block computes the
+# CLS row alone, which draws different dropout masks); audit cells of LoRec carry it.
+LCT_REVISION = 2
 
 
 # ------------------------------------------------------------------------ pieces
@@ -164,9 +167,10 @@ class LCT(nn.Module):
         h = torch.cat([self.cls.expand(b, 1, d), feats + pos[None]], dim=1)
         keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=feats.device), valid], dim=1)
         mask = attention_mask(keep, causal=False)
-        for blk in self.blocks:
+        for blk in self.blocks[:-1]:
             h = blk(h, mask)
-        return self.norm(h[:, 0])
+        # only the CLS state is read: the last block computes its query row alone
+        return self.norm(self.blocks[-1].forward_first(h, keep))
 
 
 # ------------------------------------------------------------------ shared base

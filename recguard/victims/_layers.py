@@ -93,7 +93,30 @@ class TransformerBlock(nn.Module):
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, l, d)))  # [B, L, D]
+        return self._ffn(x)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop(self.ff2(self.drop(self.act(self.ff1(self.ln2(x))))))
+
+    def forward_first(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The block's output at position 0 only (``[B, D]``), with ``keep`` ([B, L], True at
+        keys that may be attended) as the key mask of that one query.
+
+        Equal to ``forward(x, attention_mask(keep, causal=False))[:, 0]`` whenever ``keep[:, 0]``
+        is True, at a fraction of the cost when only the first state is read (a CLS token): keys
+        and values are projected at every position, the query, attention, projection and FFN only
+        at position 0. In training the dropout draws differ from the full forward's, not their law.
+        """
+        b, l, d = x.shape
+        dh = d // self.heads
+        y = self.ln1(x)
+        w, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(y[:, 0], w[:d], bias[:d]).view(b, self.heads, 1, dh)  # [B, H, 1, Dh]
+        k, v = F.linear(y, w[d:], bias[d:]).view(b, l, 2, self.heads, dh).permute(2, 0, 3, 1, 4)  # 2 × [B, H, L, Dh]
+        att = (q @ k.transpose(-1, -2)) * dh**-0.5  # [B, H, 1, L]
+        att = att.masked_fill(~keep[:, None, None, :], float("-inf")).softmax(dim=-1)
+        a = (fast_dropout(att, self.p, self.training) @ v).reshape(b, d)
+        return self._ffn(x[:, 0] + self.drop(self.proj(a)))
 
 
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
