@@ -28,38 +28,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
-    ap.add_argument("--bucket", type=int, default=None,
-                    help="length-bucketing chunk in batches (recguard's default 64; 1 = plain random batches)")
+    ap.add_argument("--batching", choices=["length", "random"], default=None, help="victim config 'batching' (default length)")
     ap.add_argument("--init-std", type=float, default=None,
-                    help="re-initialise every Linear/Embedding weight ~ N(0, std), biases 0 (0.02 in Klenitskiy & Vasilev's code)")
+                    help="victim config 'init_std': every Linear/Embedding weight ~ N(0, std) (0.02 in Klenitskiy & Vasilev's code)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (best weights kept)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     import recguard
 
-    if args.bucket is not None:
-        import recguard.victims._train as train_mod
-
-        original = train_mod.batches
-        train_mod.batches = lambda lengths, bs, gen: original(lengths, bs, gen, bucket=args.bucket)
-    if args.init_std is not None:
-        cls = type(recguard.make_victim(args.model))
-        build = cls._build
-
-        def _build(self, num_items, std=args.init_std):
-            module = build(self, num_items)
-            with torch.no_grad():
-                for m in module.modules():
-                    if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
-                        m.weight.normal_(0.0, std)
-                        if getattr(m, "padding_idx", None) is not None:
-                            m.weight[m.padding_idx].zero_()
-                    if isinstance(m, torch.nn.Linear) and m.bias is not None:
-                        m.bias.zero_()
-            return module
-
-        cls._build = _build
     t0 = time.perf_counter()
     data = recguard.data.load("ml-1m", path=require_ml1m())
     load_s = time.perf_counter() - t0
@@ -70,6 +47,10 @@ def main() -> None:
         cfg["lr"] = args.lr
     if args.dropout is not None:
         cfg["dropout"] = args.dropout
+    if args.batching:
+        cfg["batching"] = args.batching
+    if args.init_std is not None:
+        cfg["init_std"] = args.init_std
     victim = recguard.make_victim(args.model, **cfg)
     split = data.split()
     t1 = time.perf_counter()
@@ -81,8 +62,6 @@ def main() -> None:
         f"victims_ml1m_{args.model}{args.tag}",
         {
             "model": args.model,
-            "bucket": args.bucket,
-            "init_std": args.init_std,
             "config": victim.config.to_dict(),
             "load_s": load_s,
             "train_wall_s": train_s,

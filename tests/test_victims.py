@@ -133,6 +133,50 @@ def test_config_errors():
         recguard.make_victim("lstm")
     with pytest.raises(NotFittedError):
         recguard.SASRec().score([[1]])
+    with pytest.raises(ConfigError, match="batching"):
+        recguard.SASRec(batching="bucketed")
+    with pytest.raises(ConfigError, match="init_std"):
+        recguard.GRU4Rec(init_std=0)
+
+
+def test_random_batching_mixes_lengths(monkeypatch):
+    import recguard.victims._train as T
+
+    seqs = [[1 + (i + j) % 30 for j in range(3 + i % 20)] for i in range(256)]  # lengths 3..22
+    data = recguard.data.SequenceData.from_sequences(seqs, num_items=30)
+    seen: dict[str, list] = {}
+    original = T.batches
+
+    def spy(lengths, bs, gen, bucket=64):
+        out = original(lengths, bs, gen, bucket=bucket)
+        seen.setdefault(mode, []).extend(float(np.ptp(lengths[b])) for b in out)
+        return out
+
+    monkeypatch.setattr(T, "batches", spy)
+    for mode in ("length", "random"):
+        make("sasrec", epochs=1, batching=mode).fit(data, rng=0, progress=False)
+    # sorted within a chunk, the length batches span a few lengths; random ones span most of 3..22
+    assert max(seen["length"]) <= 6 < min(seen["random"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_init_std_redraws_linear_and_embedding_weights(arch):
+    from recguard.victims._train import reinitialise
+
+    module = make(arch)._build(500)
+    reinitialise(module, 0.02)
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            w = m.weight.detach()
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                assert not w[m.padding_idx].any()
+            assert abs(float(w.std()) - 0.02) < 0.004
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            assert not m.bias.any()
+    data = cyclic_data()
+    a = make(arch, epochs=1, init_std=0.02).fit(data, rng=0, progress=False)
+    b = make(arch, epochs=1).fit(data, rng=0, progress=False)
+    assert a.config.init_std == 0.02 and not torch.equal(a.score(data.padded(16)[:4]), b.score(data.padded(16)[:4]))
 
 
 def test_bce_loss_option_trains(tiny):

@@ -25,6 +25,11 @@ class BaseConfig:
         patience: stop after this many validations without a better NDCG@10 (0 = never stop early).
         eval_every: validate every this many epochs.
         device: ``"auto"`` (GPU when torch sees one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        batching: ``"length"`` (users of similar length share a batch: little padding, fastest)
+            or ``"random"`` (plain shuffled batches, as in most published training code).
+        init_std: ``None`` keeps each architecture's own initialisation; a float re-draws every
+            Linear and Embedding weight from N(0, init_std) with zero biases and padding rows
+            (0.02 is the GPT-2 / RecBole / Klenitskiy & Vasilev choice).
     """
 
     hidden: int = 64
@@ -37,8 +42,14 @@ class BaseConfig:
     patience: int = 5
     eval_every: int = 2
     device: str = "auto"
+    batching: str = "length"
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
+        if self.batching not in ("length", "random"):
+            raise ConfigError(f"must be 'length' or 'random', got {self.batching!r}", param="batching")
+        if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and float(self.init_std) > 0):
+            raise ConfigError(f"must be None or a positive float, got {self.init_std!r}", param="init_std")
         for name in ("hidden", "max_len", "epochs", "batch_size", "eval_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -1,6 +1,6 @@
 """The one training loop shared by every recguard victim.
 
-Length-bucketed batches (little padding), per-user loss weights, AdamW, early
+Length-bucketed (default) or random batches, per-user loss weights, AdamW, early
 stopping on validation NDCG@10 (full ranking, seen items filtered), a progress
 bar, and seeded randomness that never touches the caller's global RNG state.
 """
@@ -63,6 +63,18 @@ def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, buck
     return [out[i] for i in order]
 
 
+@torch.no_grad()
+def reinitialise(module: torch.nn.Module, std: float) -> None:
+    """Every Linear and Embedding weight ~ N(0, std); Linear biases and padding rows zero."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+            m.weight.normal_(0.0, std)
+            if isinstance(m, torch.nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None:
+                m.weight[m.padding_idx].zero_()
+
+
 def _check_weights(user_weights, n_users: int) -> np.ndarray:
     if user_weights is None:
         return np.ones(n_users, dtype=np.float32)
@@ -117,7 +129,10 @@ def train(
     with torch_seeded(seed):
         gen_t = torch.Generator(device=device)
         gen_t.manual_seed(seed % (2**63 - 1))
-        module = victim._build(data.num_items).to(device)
+        module = victim._build(data.num_items)
+        if cfg.init_std is not None:
+            reinitialise(module, float(cfg.init_std))
+        module = module.to(device)
         victim.module_ = module
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         best = BestState()
@@ -132,7 +147,7 @@ def train(
             t_ep = time.perf_counter()
             module.train()
             total, count = 0.0, 0
-            for idx in batches(take[trainable], cfg.batch_size, gen_np):
+            for idx in batches(take[trainable], cfg.batch_size, gen_np, bucket=64 if cfg.batching == "length" else 1):
                 users = trainable[idx]
                 lb = int(take[users].max())
                 x = torch.from_numpy(_pad_from_csr(data.items, starts[users], lengths[users], lb)).to(device)
