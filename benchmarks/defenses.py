@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--user-text", default="prompt", choices=["prompt", "items"])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
     args = ap.parse_args()
     import torch
 
@@ -75,7 +76,7 @@ def main() -> None:
         budgets=(args.budget,), seeds=tuple(int(s) for s in args.seeds.split(",")), defenses=defenses,
         defense_params={d: text_opts for d in defenses if d in ("llm4dec", "lorec") and text_opts},
     )
-    res = run_audit(spec, out, progress=True)
+    res = run_audit(spec, out, progress=True, jobs=args.jobs)
     k = 50
     cells = [c for c in res["cells"] if c["kind"] == "poisoned"]
     table = []

@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
     ap.add_argument("--patience", type=int, default=5, help="0 = train exactly --epochs epochs")
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file (e.g. for an extra-attacks run on the same folder)")
@@ -43,7 +44,7 @@ def main() -> None:
         attacks=tuple(args.attacks.split(",")), budgets=tuple(float(b) for b in args.budgets.split(",")),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
     )
-    res = run_audit(spec, Path(args.out), progress=True)
+    res = run_audit(spec, Path(args.out), progress=True, jobs=args.jobs)
     write_result(f"poisoning_ml1m{args.tag}", {"spec": res["spec"], "clean": res["clean"], "summary": res["summary"],
                                     "compute_time_s": res["compute_time_s"]})
 

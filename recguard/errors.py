@@ -49,6 +49,11 @@ class CapabilityError(RecguardError, TypeError):
     """The object lacks a capability the operation needs (e.g. white-box access)."""
 
 
+class AuditWorkerError(RecguardError):
+    """A worker process of a parallel audit (``jobs`` > 1) failed; the message carries its
+    error (type and text) or the end of its log."""
+
+
 class QueryBudgetExceeded(RecguardError):
     """A black-box victim's query budget is exhausted."""
 

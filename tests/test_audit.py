@@ -168,3 +168,37 @@ def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     monkeypatch.setattr(R, "LCT_REVISION", R.LCT_REVISION + 1)  # LoRec's own revision moves only its cells
     assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")) != R._hash(lorec)
     assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == R._hash(none)
+
+
+def test_parallel_audit_matches_sequential(atomic, tmp_path, monkeypatch):
+    import recguard.audit._parallel as P
+
+    spec = _spec(atomic, attacks=("random", "popular", "surrogate"), seeds=(0, 1), defenses=("none",))
+    seq = run_audit(spec, tmp_path / "seq", progress=False)
+    par = run_audit(spec, tmp_path / "par", progress=False, jobs=2)
+    assert _numbers(par) == _numbers(seq)  # one thread per process in both (conftest), so bit-identical
+    names = lambda d: sorted(p.name for p in (tmp_path / d / "cells").glob("*.json"))  # noqa: E731
+    assert names("par") == names("seq") and len(names("par")) == 2 + 2 * 3
+    assert not (tmp_path / "par" / P.JOBS_DIR).exists()
+    # resuming the finished folder in parallel recomputes nothing
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "par" / "cells").glob("*.json")}
+    run_audit(spec, tmp_path / "par", progress=False, jobs=2)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "par" / "cells").glob("*.json")} == mtimes
+
+
+def test_parallel_audit_reports_a_worker_error(atomic, tmp_path, monkeypatch):
+    import recguard.audit._parallel as P
+    from recguard.errors import AuditWorkerError
+
+    spec = _spec(atomic, attacks=("random",), defenses=("none",))
+    orig = P.run_workers
+
+    def damaged(spec, out, jobs, progress=False):  # the workers read OUT/spec.json: give them a bad one
+        (out / "spec.json").write_text(json.dumps({**spec.to_dict(), "model": "lstm"}))
+        return orig(spec, out, jobs, progress=progress)
+
+    monkeypatch.setattr(P, "run_workers", damaged)
+    with pytest.raises(AuditWorkerError, match="ConfigError.*lstm"):
+        run_audit(spec, tmp_path / "p", progress=False, jobs=2)
+    with pytest.raises(ConfigError, match="jobs"):
+        run_audit(spec, tmp_path / "q", progress=False, jobs=0)

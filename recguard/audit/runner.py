@@ -90,17 +90,30 @@ def run_audit(
     progress: bool | None = None,
     command: list[str] | None = None,
     on_cell: Callable[[dict], None] | None = None,
+    jobs: int = 1,
+    _claim: Callable[[str], bool] | None = None,
+    _phase: str | None = None,
 ) -> dict:
     """Run (or resume) the audit and write ``results.json``, ``report.md`` and ``report.html``.
 
-    Returns the results dictionary (also in ``OUT/results.json``).
+    ``jobs`` > 1 computes the missing cells in that many worker processes first (each with
+    its share of torch's threads; cells are claimed one at a time, so the load balances),
+    then assembles the report here. A cell's numbers do not depend on which process computed
+    it, only on the thread count (floating-point reduction order). Returns the results
+    dictionary (also in ``OUT/results.json``).
     """
     from .report import build_results, write_reports
 
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"must be a positive integer, got {jobs!r}", param="jobs")
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "spec.json", spec.to_dict())
     t_start = time.perf_counter()
+    if jobs > 1 and _claim is None:
+        from ._parallel import run_workers
+
+        run_workers(spec, out, jobs, progress=sys.stderr.isatty() if progress is None else progress)
     data = load(spec.dataset, spec.path, min_rating=spec.min_rating, k_core=spec.k_core)
     split = data.split()
     cfg = dict(spec.model_config)
@@ -133,6 +146,8 @@ def run_audit(
             clean_victim = None
             if cfile.exists() and (model_dir / "weights.safetensors").exists():
                 clean_cell = json.loads(cfile.read_text())
+            elif _claim is not None and not _claim(f"clean_seed{seed}"):
+                continue  # another worker trains this seed's clean model
             else:
                 if bar is not None:
                     bar.set_postfix_str(f"clean seed {seed}")
@@ -159,11 +174,19 @@ def run_audit(
                 return loaded["clean"]
 
             surrogates: dict = {}
+            if _phase == "clean":  # a worker's first phase: the seed's clean model and its extracted surrogate
+                if any(g[0] == "extracted" and g[3] == seed and not _cell_file(
+                        out, cell_key(spec, "poisoned", seed, g[0], g[1] or 0.0, g[2])).exists() for g in grid) \
+                        and _claim(f"extracted_seed{seed}"):
+                    _extracted(spec, clean_model(), split, seed, out, _hash(ckey))
+                continue
             for a, b, d, s in [g for g in grid if g[3] == seed]:
                 key = cell_key(spec, "poisoned", seed, a, b or 0.0, d)
                 pfile = _cell_file(out, key)
                 if pfile.exists():
                     cell = json.loads(pfile.read_text())
+                elif _claim is not None and not _claim(pfile.stem):
+                    continue
                 else:
                     if bar is not None:
                         bar.set_postfix_str(f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}")
@@ -181,6 +204,8 @@ def run_audit(
     finally:
         if bar is not None:
             bar.close()
+    if _claim is not None:  # a worker: the parent assembles the report
+        return {}
     results = build_results(spec, cells, provenance(command), wall_time_s=time.perf_counter() - t_start)
     write_reports(results, out)
     return results

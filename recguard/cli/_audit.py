@@ -43,6 +43,8 @@ def audit(
     set_: List[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
     extraction: List[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
                                          "(mode=few-shot, num_sequences=5000, k=100, surrogate=gru4rec, epochs=30, ...)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes computing cells in parallel (each gets its share of the "
+                             "CPU threads); the numbers do not depend on it, only on the threads per process."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Run (or resume) a poisoning audit and write JSON, Markdown and HTML reports."""
@@ -86,7 +88,7 @@ def audit(
         changes["extraction"] = {**spec.extraction, **_parse_sets(extraction)}
     if changes:
         spec = spec.replace(**changes)
-    results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]])
+    results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]], jobs=jobs)
     _print_summary(results)
     typer.echo(f"\nreport: {Path(out) / 'report.html'}  (also report.md, results.json)")
 
