@@ -161,7 +161,7 @@ def test_random_batching_mixes_lengths(monkeypatch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_init_std_redraws_linear_and_embedding_weights(arch):
-    from recguard.victims._train import reinitialise
+    from recguard.victims._layers import reinitialise
 
     module = make(arch)._build(500)
     reinitialise(module, 0.02)

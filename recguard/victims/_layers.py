@@ -203,3 +203,15 @@ def weighted_softmax_ce(
     coef = (weights / weights.sum().clamp_min(1e-12)).to(h.dtype).detach()
     chunk = max(64, (1 << 21) // max(1, weight.shape[0]))  # ~8 MB of float32 logits per chunk
     return _LinearSoftmaxCE.apply(h, weight, bias, targets, coef, chunk)
+
+
+@torch.no_grad()
+def reinitialise(module: torch.nn.Module, std: float) -> None:
+    """Every Linear and Embedding weight ~ N(0, std); Linear biases and padding rows zero."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+            m.weight.normal_(0.0, std)
+            if isinstance(m, torch.nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+            if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None:
+                m.weight[m.padding_idx].zero_()

@@ -18,14 +18,15 @@ from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ..data import Split
 from ..data._core import _pad_from_csr
 from ..errors import ConfigError, DataError
+from ._layers import reinitialise
 
 __all__ = ["train", "batches"]
 
 
 # Bumped whenever a change alters what training produces at a given seed (2: FastDropout and
-# the logsumexp-reusing loss, 2026-11-26). Audit cells record it, so a resumed audit never
+# the logsumexp-reusing loss, 2026-11-26; 3: SASRec initialised N(0, 0.02)). Audit cells record it, so a resumed audit never
 # pairs models trained by different code.
-TRAINING_REVISION = 2
+TRAINING_REVISION = 3
 
 
 class BestState:
@@ -61,18 +62,6 @@ def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, buck
         out.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     order = gen.permutation(len(out))
     return [out[i] for i in order]
-
-
-@torch.no_grad()
-def reinitialise(module: torch.nn.Module, std: float) -> None:
-    """Every Linear and Embedding weight ~ N(0, std); Linear biases and padding rows zero."""
-    for m in module.modules():
-        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
-            m.weight.normal_(0.0, std)
-            if isinstance(m, torch.nn.Linear) and m.bias is not None:
-                m.bias.zero_()
-            if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None:
-                m.weight[m.padding_idx].zero_()
 
 
 def _check_weights(user_weights, n_users: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, reinitialise, weighted_softmax_ce
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,10 @@ class SASRecModule(nn.Module):
         )
         self.final_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
         self.scale = cfg.hidden**0.5
-        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+        # N(0, 0.02) weights, zero biases and padding row, as in the SASRec-CE paper's code
+        # (Klenitskiy & Vasilev): on ML-100k it converged in fewer epochs to a better
+        # validation NDCG@10 than PyTorch's defaults (benchmarks/batching.py)
+        reinitialise(self, 0.02)
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` final-normalised states at every position of left-padded ``x`` ([B, L])."""
