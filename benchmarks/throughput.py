@@ -7,7 +7,7 @@ Measures, in one run and with the same thread count:
 
 FLOPs are counted analytically for the work the step performs (forward + backward =
 3× the forward matmul FLOPs): output layer 6·N·d per predicted position (the extra
-recompute matmul of the chunked loss is *not* counted, so the rate is conservative),
+recompute matmul that the chunked loss needed before 2026-11-26 was never counted),
 the blocks' linear layers 6·(4d² + 2d·f) per position of the padded batch, and
 attention 12·L·d per position. Elementwise work (softmax, LayerNorm, dropout) is not
 counted.

@@ -19,12 +19,18 @@ def test_chunked_ce_matches_reference_value_and_gradients(with_bias, chunk):
     w[[3, 9]] = 0
     coef = w / w.sum()
     params = [h, w_out] + ([b] if with_bias else [])
-    ours = _LinearSoftmaxCE.apply(h, w_out, b, t, coef, chunk)
+    ours = _LinearSoftmaxCE.apply(h, w_out, b, t, coef, chunk, True)
     logits = h @ w_out.T + (b if with_bias else 0)
     ref = (F.cross_entropy(logits, t, reduction="none") * w).sum() / w.sum()
     torch.testing.assert_close(ours, ref)
-    for a, r in zip(torch.autograd.grad(ours, params), torch.autograd.grad(ref, params)):
+    for a, r in zip(torch.autograd.grad(ours, params), torch.autograd.grad(ref, params, retain_graph=True)):
         torch.testing.assert_close(a, r)
+    # the gradient is computed in the forward pass: an outer factor must still scale it
+    ours = _LinearSoftmaxCE.apply(h, w_out, b, t, coef, chunk, True)
+    for a, r in zip(torch.autograd.grad(-2.5 * ours, params), torch.autograd.grad(-2.5 * ref, params)):
+        torch.testing.assert_close(a, r)
+    with torch.no_grad():  # no gradient wanted: value only
+        torch.testing.assert_close(weighted_softmax_ce(h, w_out, t, w, bias=b), ref.detach())
 
 
 def test_ce_hand_computed():

@@ -138,56 +138,57 @@ def attention_mask(valid: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 class _LinearSoftmaxCE(torch.autograd.Function):
-    """Σ_i c_i·CE(h_i·Wᵀ + b, t_i), computed in row chunks with a hand-written backward.
+    """Σ_i c_i·CE(h_i·Wᵀ + b, t_i), computed in row chunks, its gradient too.
 
-    The ``[P, N]`` logits are never materialised at once: forward keeps only each row's
-    log-sum-exp (a fused ``logsumexp``); backward recomputes the chunk (one extra matmul)
-    and turns it into the gradient in place with one exp pass, using the saved
-    log-sum-exp instead of new max and sum reductions. On ML-1M (P ≈ 25k positions per
-    batch, N = 3,416) the stock ``F.cross_entropy`` path spent ~45% of SASRec's CPU
-    step in log-softmax kernels and page faults of 350 MB temporaries (torch
-    profiler); chunks of a few MB stay in the allocator's reuse pool and the memory
-    need no longer grows with the catalogue.
+    The ``[P, N]`` logits are never materialised at once. Each chunk's logits give the rows'
+    log-sum-exp (one fused pass) and, when a gradient will be needed, are turned in place
+    into c_i·(softmax − onehot) with one exp pass and multiplied out into the gradients of
+    ``h``, ``W`` and ``b`` right away. The loss is a graph's last node, so its backward only
+    scales these by the incoming gradient: three matmuls per chunk instead of the four a
+    backward that recomputes the logits needs, and nothing of size P×N is kept. On ML-1M
+    (P ≈ 25k positions per batch, N = 3,416) the stock ``F.cross_entropy`` path spent ~45%
+    of SASRec's CPU step in log-softmax kernels and page faults of 350 MB temporaries (torch
+    profiler); chunks of a few MB stay in the allocator's reuse pool and the memory need no
+    longer grows with the catalogue.
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, coef, chunk: int):
+    def forward(ctx, h, weight, bias, targets, coef, chunk: int, with_grad: bool):
         total = h.new_zeros(())
-        lse_all = h.new_empty(h.shape[0])
+        grad_h = torch.empty_like(h) if with_grad else None
+        grad_w = torch.zeros_like(weight) if with_grad else None
+        grad_b = torch.zeros_like(bias) if with_grad and bias is not None else None
         for s in range(0, h.shape[0], chunk):
-            z = h[s : s + chunk] @ weight.T  # [C, N]
+            hc = h[s : s + chunk]
+            z = hc @ weight.T  # [C, N]
             if bias is not None:
                 z += bias
             lse = torch.logsumexp(z, dim=1)  # one fused pass, nothing written back
-            lse_all[s : s + chunk] = lse
-            z_t = z.gather(1, targets[s : s + chunk].unsqueeze(1)).squeeze(1)
-            total += ((lse - z_t) * coef[s : s + chunk]).sum()
-        ctx.save_for_backward(h, weight, bias, targets, coef, lse_all)
-        ctx.chunk = chunk
+            tc = targets[s : s + chunk].unsqueeze(1)
+            cc = coef[s : s + chunk]
+            total += ((lse - z.gather(1, tc).squeeze(1)) * cc).sum()
+            if with_grad:
+                cc = cc.unsqueeze(1)
+                z -= lse.unsqueeze(1)  # softmax from the log-sum-exp: no max/sum passes
+                z.exp_()
+                z *= cc  # c_i · softmax
+                z.scatter_add_(1, tc, -cc)  # − c_i · onehot
+                grad_h[s : s + chunk] = z @ weight
+                grad_w.addmm_(z.T, hc)
+                if grad_b is not None:
+                    grad_b += z.sum(dim=0)
+        ctx.grads = (grad_h, grad_w, grad_b)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight, bias, targets, coef, lse_all = ctx.saved_tensors
-        chunk = ctx.chunk
-        c = coef * grad_out
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight)
-        grad_b = torch.zeros_like(bias) if bias is not None else None
-        for s in range(0, h.shape[0], chunk):
-            hc, cc = h[s : s + chunk], c[s : s + chunk].unsqueeze(1)
-            z = hc @ weight.T
-            if bias is not None:
-                z += bias
-            z -= lse_all[s : s + chunk].unsqueeze(1)  # the forward's log-sum-exp: softmax without max/sum passes
-            z.exp_()
-            z *= cc  # c_i · softmax
-            z.scatter_add_(1, targets[s : s + chunk].unsqueeze(1), -cc)  # − c_i · onehot
-            grad_h[s : s + chunk] = z @ weight
-            grad_w.addmm_(z.T, hc)
-            if grad_b is not None:
-                grad_b += z.sum(dim=0)
-        return grad_h, grad_w, grad_b, None, None, None
+        grad_h, grad_w, grad_b = ctx.grads
+        if grad_h is None:
+            raise RuntimeError("weighted_softmax_ce was computed without gradients (under torch.no_grad)")
+        if not (isinstance(grad_out, torch.Tensor) and grad_out.numel() == 1 and float(grad_out) == 1.0):
+            grad_h, grad_w = grad_h * grad_out, grad_w * grad_out
+            grad_b = None if grad_b is None else grad_b * grad_out
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def weighted_softmax_ce(
@@ -202,7 +203,8 @@ def weighted_softmax_ce(
     """
     coef = (weights / weights.sum().clamp_min(1e-12)).to(h.dtype).detach()
     chunk = max(64, (1 << 21) // max(1, weight.shape[0]))  # ~8 MB of float32 logits per chunk
-    return _LinearSoftmaxCE.apply(h, weight, bias, targets, coef, chunk)
+    with_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (h, weight, bias))
+    return _LinearSoftmaxCE.apply(h, weight, bias, targets, coef, chunk, with_grad)
 
 
 @torch.no_grad()
