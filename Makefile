@@ -22,7 +22,7 @@ setup: $(STAMP)
 # A real audit on the embedded MovieLens-100k: SASRec (max_len 50), random, popular, segment
 # and surrogate-guided attacks at 1% fake users; resumable (re-running skips finished cells).
 demo: $(STAMP)
-	$(BIN)/recguard audit --dataset ml-100k --model sasrec --set max_len=50 --set patience=3 --budgets 0.01 --seeds 0 --out runs/demo
+	$(BIN)/recguard audit --dataset ml-100k --model sasrec --set max_len=50 --set patience=3 --budgets 0.01 --seeds 0 --jobs 2 --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto

@@ -5,8 +5,9 @@ Usage:  python benchmarks/audit_jobs.py [--jobs 1,2] [--seeds 0,1]
 The audit is `make demo`'s (ML-100k, SASRec max_len 50, patience 3, the four attacks at
 1%) with the given seeds, run from scratch in a fresh folder per setting. With N jobs each
 worker gets total_threads / N torch threads. Reports wall times and the largest difference
-between the settings' summary numbers (thread counts change floating-point reduction order,
-so they agree closely but not bit for bit).
+between the settings' summary numbers, and each setting's T-HR@50 / NDCG@10 per attack
+(thread counts change floating-point reduction order, so the trained models, and with
+them the numbers, differ between settings; each setting is deterministic).
 Writes benchmarks/results/audit_jobs.json.
 """
 
@@ -55,8 +56,10 @@ def main() -> None:
         finally:
             shutil.rmtree(out, ignore_errors=True)
         numbers[jobs] = _numbers(res)
+        key = {f"{r['attack']} {r['defense']}": {m: r[m]["mean"] for m in ("T-HR@50", "NDCG@10") if isinstance(r.get(m), dict)}
+               for r in res["summary"]}
         rows.append({"jobs": jobs, "threads_per_process": max(1, torch.get_num_threads() // jobs), "wall_s": wall,
-                     "cells": len(res["cells"])})
+                     "cells": len(res["cells"]), "key_numbers": key})
         print(rows[-1], flush=True)
     ref = next(iter(numbers.values()))
     gap = {j: max((abs(a - b) for a, b in zip(ref, v)), default=0.0) for j, v in numbers.items()}
