@@ -78,8 +78,9 @@ def run_workers(spec: AuditSpec, out: Path, jobs: int, *, progress: bool = False
             try:
                 while any(p.poll() is None for p, _, _ in procs):
                     if bar is not None:
-                        bar.n = sum(f.exists() for f in expected)
-                        bar.refresh()
+                        done = sum(f.exists() for f in expected)
+                        if done != bar.n:
+                            bar.update(done - bar.n)
                     time.sleep(0.5)
             finally:
                 for p, log, _ in procs:
@@ -97,8 +98,7 @@ def run_workers(spec: AuditSpec, out: Path, jobs: int, *, progress: bool = False
                     raise AuditWorkerError(f"audit worker {i} ({phase}) exited with status {p.returncode}: " + " | ".join(tail)
                                            + f" (full log: {jobs_dir / f'worker{i}_{phase}.log'})")
         if bar is not None:
-            bar.n = sum(f.exists() for f in expected)
-            bar.refresh()
+            bar.update(sum(f.exists() for f in expected) - bar.n)
     finally:
         if bar is not None:
             bar.close()
