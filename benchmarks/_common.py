@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -36,6 +37,17 @@ def machine() -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
     }
+
+
+def parse_args(ap) -> "argparse.Namespace":
+    """Add ``--threads`` to ``ap``, parse the command line and apply it to torch."""
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def peak_rss_mb() -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import write_result
+from _common import parse_args, write_result
 
 
 def variant_config(name: str) -> tuple[dict, bool]:
@@ -57,12 +57,7 @@ def main() -> None:
     ap.add_argument("--variants", default="length+legacy,length,random")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     import recguard
 
     data = recguard.data.load("ml-100k")

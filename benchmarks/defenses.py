@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import HERE, require_ml1m, write_result
+from _common import HERE, parse_args, require_ml1m, write_result
 
 
 def _seed_from(other: Path, out: Path) -> int:
@@ -53,13 +53,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.01)
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--user-text", default="prompt", choices=["prompt", "items"])
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     from recguard.audit import AuditSpec, run_audit
 
     root = HERE.parent / "runs" / "bench"

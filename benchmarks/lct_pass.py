@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from _common import write_result
+from _common import parse_args, write_result
 
 
 def main() -> None:
@@ -26,13 +26,9 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=952)  # ML-100k's 943 users + 9 known fakes
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    args = parse_args(ap)
     import torch
     import torch.nn.functional as F
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     import recguard
     from recguard.defenses.lorec import LCT, pu_loss
     from recguard.victims._layers import attention_mask

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from _common import require_ml1m, write_result
+from _common import parse_args, require_ml1m, write_result
 
 
 def main() -> None:
@@ -26,12 +26,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--max-len", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     import recguard
     from recguard.defenses.lorec import LoRec
 

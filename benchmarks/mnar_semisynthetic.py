@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from _common import write_result
+from _common import parse_args, write_result
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -35,12 +35,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--losses", default="naive,relmf,clipped,ubpr")
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     from recguard.data.mar import semi_synthetic
     from recguard.defenses.mnar import MFRecommender, mar_metrics
 

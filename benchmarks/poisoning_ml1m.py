@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import RESULTS, require_ml1m, write_result
+from _common import RESULTS, parse_args, require_ml1m, write_result
 
 
 def main() -> None:
@@ -23,18 +23,13 @@ def main() -> None:
     ap.add_argument("--attacks", default="random,popular,segment,surrogate")
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
     ap.add_argument("--patience", type=int, default=5, help="0 = train exactly --epochs epochs")
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file (e.g. for an extra-attacks run on the same folder)")
     ap.add_argument("--out", default=str(RESULTS.parent.parent / "runs" / "bench" / "poisoning_ml1m"),
                     help="audit folder (cells, clean models, HTML report); resumable")
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     from recguard.audit import AuditSpec, run_audit
 
     spec = AuditSpec(

@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import write_result
+from _common import parse_args, write_result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--victim", default=None, help="a saved ML-100k victim (default: train SASRec max_len 50, seed 0)")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     import recguard
     from recguard.probes import SAEProbe
 

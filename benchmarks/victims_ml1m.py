@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from _common import peak_rss_mb, require_ml1m, write_result
+from _common import parse_args, peak_rss_mb, require_ml1m, write_result
 
 
 def main() -> None:
@@ -25,16 +23,13 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--dropout", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--batching", choices=["length", "random"], default=None, help="victim config 'batching' (default length)")
     ap.add_argument("--init-std", type=float, default=None,
                     help="victim config 'init_std': every Linear/Embedding weight ~ N(0, std) (0.02 in Klenitskiy & Vasilev's code)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (best weights kept)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap)
     import recguard
 
     t0 = time.perf_counter()

@@ -40,15 +40,10 @@ def _claimer(jobs_dir: Path):
 
 
 def _expected_cells(spec: AuditSpec, out: Path) -> list[Path]:
-    from .runner import _cell_file, cell_key
+    from .runner import _cell_file, cell_grid, cell_key, poisoned_key
 
-    attacks = list(spec.attacks) + [f"inject:{Path(p).stem}" for p in spec.inject]
-    files = [_cell_file(out, cell_key(spec, "clean", s)) for s in spec.seeds]
-    for s in spec.seeds:
-        for a in attacks:
-            for b in ([None] if a.startswith("inject:") else spec.budgets):
-                files += [_cell_file(out, cell_key(spec, "poisoned", s, a, b or 0.0, d)) for d in spec.defenses]
-    return files
+    return ([_cell_file(out, cell_key(spec, "clean", s)) for s in spec.seeds]
+            + [_cell_file(out, poisoned_key(spec, *g)) for g in cell_grid(spec)])
 
 
 def run_workers(spec: AuditSpec, out: Path, jobs: int, *, progress: bool = False) -> None:

@@ -58,6 +58,19 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
     return base
 
 
+def cell_grid(spec: AuditSpec) -> list[tuple[str, float | None, str, int]]:
+    """(attack, budget, defense, seed) of every poisoned cell, in the order they run
+    (an injected file has no budget: ``None``)."""
+    attacks = list(spec.attacks) + [f"inject:{Path(p).stem}" for p in spec.inject]
+    return [(a, b, d, s) for s in spec.seeds for a in attacks for b in ([None] if a.startswith("inject:") else spec.budgets)
+            for d in spec.defenses]
+
+
+def poisoned_key(spec: AuditSpec, attack: str, budget: float | None, defense: str, seed: int) -> dict:
+    """:func:`cell_key` of one :func:`cell_grid` entry."""
+    return cell_key(spec, "poisoned", seed, attack, budget or 0.0, defense)
+
+
 def _cell_file(out: Path, key: dict) -> Path:
     if key["kind"] == "clean":
         name = f"clean_seed{key['seed']}"
@@ -119,9 +132,8 @@ def run_audit(
     cfg = dict(spec.model_config)
     make_v = lambda: make_victim(spec.model, **cfg)  # noqa: E731
     max_len = make_v().max_len
-    attacks = list(spec.attacks) + [f"inject:{Path(p).stem}" for p in spec.inject]
     injected = {f"inject:{Path(p).stem}": InjectedAttack(p) for p in spec.inject}
-    grid = [(a, b, d, s) for s in spec.seeds for a in attacks for b in ([None] if a.startswith("inject:") else spec.budgets) for d in spec.defenses]
+    grid = cell_grid(spec)
     total = len(spec.seeds) + len(grid)
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
@@ -175,13 +187,12 @@ def run_audit(
 
             surrogates: dict = {}
             if _phase == "clean":  # a worker's first phase: the seed's clean model and its extracted surrogate
-                if any(g[0] == "extracted" and g[3] == seed and not _cell_file(
-                        out, cell_key(spec, "poisoned", seed, g[0], g[1] or 0.0, g[2])).exists() for g in grid) \
+                if any(g[0] == "extracted" and g[3] == seed and not _cell_file(out, poisoned_key(spec, *g)).exists() for g in grid) \
                         and _claim(f"extracted_seed{seed}"):
                     _extracted(spec, clean_model(), split, seed, out, _hash(ckey))
                 continue
             for a, b, d, s in [g for g in grid if g[3] == seed]:
-                key = cell_key(spec, "poisoned", seed, a, b or 0.0, d)
+                key = poisoned_key(spec, a, b, d, s)
                 pfile = _cell_file(out, key)
                 if pfile.exists():
                     cell = json.loads(pfile.read_text())

@@ -185,10 +185,7 @@ class _LinearSoftmaxCE(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.grads
         if grad_h is None:
             raise RuntimeError("weighted_softmax_ce was computed without gradients (under torch.no_grad)")
-        if not (isinstance(grad_out, torch.Tensor) and grad_out.numel() == 1 and float(grad_out) == 1.0):
-            grad_h, grad_w = grad_h * grad_out, grad_w * grad_out
-            grad_b = None if grad_b is None else grad_b * grad_out
-        return grad_h, grad_w, grad_b, None, None, None, None
+        return grad_h * grad_out, grad_w * grad_out, None if grad_b is None else grad_b * grad_out, None, None, None, None
 
 
 def weighted_softmax_ce(
