@@ -4,6 +4,7 @@ Usage:
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known random
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known popular
     python benchmarks/defenses.py --dataset ml-1m --seeds 0 --known random --user-text items
+    python benchmarks/defenses.py --dataset ml-1m --run-root /tmp/gpu --encoder DIR --jobs 8 --threads 16
 
 Each run is a resumable `recguard audit` (SASRec, max_len 50 by default; every attack at
 1%; defenses none, llm4dec, lorec) in runs/bench/defenses_<dataset>_<known>/. Runs with a
@@ -54,16 +55,20 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--user-text", default="prompt", choices=["prompt", "items"])
     ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
+    ap.add_argument("--encoder", default="minilm", help="text encoder: 'minilm' (bundled) or a local Hugging Face model directory")
+    ap.add_argument("--run-root", default=None, help="folder for the audit and its summary (default runs/bench and benchmarks/results)")
     args = parse_args(ap)
     from recguard.audit import AuditSpec, run_audit
 
-    root = HERE.parent / "runs" / "bench"
+    root = Path(args.run_root).resolve() if args.run_root else HERE.parent / "runs" / "bench"
     tag = f"{args.dataset}_{args.known}" + ("" if args.user_text == "prompt" else f"_{args.user_text}")
     out = root / f"defenses_{tag}"
     for other in sorted(root.glob(f"defenses_{args.dataset}_*")):
         if other != out:
             _seed_from(other, out)
     text_opts = {"known": args.known, "user_text": args.user_text} if (args.known != "random" or args.user_text != "prompt") else {}
+    if args.encoder != "minilm":
+        text_opts["encoder"] = str(Path(args.encoder).resolve())
     defenses = tuple(args.defenses.split(","))
     spec = AuditSpec(
         dataset=args.dataset, path=str(require_ml1m()) if args.dataset == "ml-1m" else None, model="sasrec",
@@ -98,12 +103,20 @@ def main() -> None:
                                                   if p["defense"] == "none" and p["attack"] == c["attack"] and p["seed"] == c["seed"]))
         for c in cells if c["defense"] == "lorec" and (c["attack"], c["seed"]) in plain
     ]
-    write_result(f"defenses_{tag}", {
+    summary = {
         "spec": res["spec"], "clean": res["clean"], "table": table, "encoding": encode,
         "lorec_time_ratio": {"mean": float(np.mean(ratios)) if ratios else None, "values": ratios},
         "lorec_time_per_epoch_ratio": {"mean": float(np.mean(per_epoch)) if per_epoch else None, "values": per_epoch},
-        "compute_time_s": res["compute_time_s"], "audit_dir": str(out.relative_to(HERE.parent)),
-    })
+        "compute_time_s": res["compute_time_s"],
+        "audit_dir": str(out.relative_to(HERE.parent)) if out.is_relative_to(HERE.parent) else str(out),
+    }
+    if args.run_root:  # e.g. a run on another machine: the summary stays beside its audit
+        from _common import machine
+        from recguard._io import atomic_write_json
+
+        atomic_write_json(root / f"defenses_{tag}.json", {"machine": machine(), **summary})
+    else:
+        write_result(f"defenses_{tag}", summary)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_arrays(path: str | Path, arrays: dict, metadata: dict[str, str] | None = None) -> None:
+    """numpy arrays as a safetensors file, written atomically under a temp name unique to this
+    writer (processes sharing a cache may write the same file at once)."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    atomic_write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -104,10 +104,56 @@ def test_encoder_cache_reuses_and_survives_restart(bert_dir, tmp_path):
     assert shards and not list((tmp_path / enc.identity).glob("*.tmp"))
 
 
+def test_encoder_cache_shared_by_concurrent_writers(bert_dir, tmp_path):
+    """Audit workers share one cache and may save the same shard at once (seen on a GPU machine
+    with 8 workers: a fixed temp name let one writer rename the other's file away)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encs = [TextEncoder(bert_dir, cache_dir=tmp_path) for _ in range(4)]
+    keys = [bytes([i]) * 32 for i in range(8)]
+    emb = np.arange(8 * 32, dtype=np.float32).reshape(8, 32)
+
+    def save(e):
+        for _ in range(25):
+            e._save_shard(keys, emb)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(save, encs))  # re-raises a writer's error
+    files = sorted(p.name for p in (tmp_path / encs[0].identity).iterdir())
+    assert len([f for f in files if f.endswith(".safetensors")]) == 1 and not [f for f in files if f.endswith(".tmp")]
+    cache = TextEncoder(bert_dir, cache_dir=tmp_path)._load_cache()
+    np.testing.assert_array_equal(cache[keys[3]], emb[3])
+
+
 def test_decoder_only_model_without_pad_token(gpt2_dir, tmp_path):
     enc = TextEncoder(gpt2_dir, cache_dir=tmp_path, max_tokens=12)
     out = enc.encode(["red star war", " ".join(["love night day"] * 8)], progress=False)
     assert out.shape == (2, 32) and np.all(np.isfinite(out))
+
+
+def test_half_precision_directory_computes_in_float32_by_default(bert_dir, tmp_path):
+    """A checkpoint stored in float16 is loaded as float32 unless dtype says otherwise, and the
+    compute dtype is part of the cache identity."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    half = tmp_path / "half"
+    shutil.copytree(bert_dir, half)
+    sd = load_file(str(half / "model.safetensors"))
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()},
+              str(half / "model.safetensors"), metadata={"format": "pt"})
+    enc = TextEncoder(half, cache_dir=tmp_path / "cache")
+    a = enc.encode(["red star war"], progress=False)
+    assert next(enc._model.parameters()).dtype == torch.float32
+    ref = TextEncoder(bert_dir, use_cache=False).encode(["red star war"], progress=False)
+    np.testing.assert_allclose(a, ref, atol=5e-3)  # only the stored weights were rounded
+    b16 = TextEncoder(half, cache_dir=tmp_path / "cache", dtype="bfloat16")
+    assert b16.identity == enc.identity + "-bfloat16"
+    assert b16.encode(["red star war"], progress=False).dtype == np.float32
+    assert next(b16._model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="dtype"):
+        TextEncoder(half, dtype="int8")
 
 
 def test_encoder_bad_paths(tmp_path):

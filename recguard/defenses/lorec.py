@@ -403,7 +403,7 @@ class LoRec(_TextDefense):
             with torch.no_grad():
                 h = module.hidden_states(x)
                 e = module.output_embeddings()[x]
-            return torch.cat([e, h], dim=-1).float().cpu(), (x > 0).cpu()
+            return torch.cat([e, h], dim=-1).float(), x > 0  # on the victim's device, like the LCT
 
         def due(epoch: int) -> bool:
             if epoch < start:
@@ -427,8 +427,10 @@ class LoRec(_TextDefense):
             with torch_seeded(lct_seed + epoch):
                 if state["lct"] is None:
                     d_in = 2 * int(vic.module.output_embeddings().shape[1])
-                    state["lct"] = LCT(d_in, text.shape[1], max_len=lmax)
+                    state["lct"] = LCT(d_in, text.shape[1], max_len=lmax).to(vic.device)
                     state["opt"] = self._optimizer(state["lct"])
+                    state["text"], state["labels"] = text.to(vic.device), labels.to(vic.device)
+                text_d, labels_d = state["text"], state["labels"]
                 lct, opt = state["lct"], state["opt"]
                 lct.train()
                 for _ in range(self.passes):
@@ -438,19 +440,19 @@ class LoRec(_TextDefense):
                             continue
                         f, valid = feats(ci)
                         h = lct(f, valid)
-                        z = F.gelu(lct.text_proj(text[idx]))
-                        loss = pu_loss(lct.head(h), labels[idx], self.lam1, pw) - self.lam2 * F.cosine_similarity(h, z, dim=-1).mean()
+                        z = F.gelu(lct.text_proj(text_d[idx]))
+                        loss = pu_loss(lct.head(h), labels_d[idx], self.lam1, pw) - self.lam2 * F.cosine_similarity(h, z, dim=-1).mean()
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
                 lct.eval()
-                cls = torch.zeros(n + m, lct.cls.shape[-1])
+                cls = torch.zeros(n + m, lct.cls.shape[-1], device=vic.device)
                 with torch.no_grad():
                     for ci in range(len(chunks)):
                         f, valid = feats(ci)
                         cls[chunks[ci]] = lct(f, valid)
                     refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n + m, 4096)])
-                    p = torch.sigmoid(lct.head(cls[:n_fit])).numpy().astype(np.float64)
+                    p = torch.sigmoid(lct.head(cls[:n_fit])).cpu().numpy().astype(np.float64)
             state["a"], applied = update_scores(state["a"], p)
             state["p_sum"] += p
             state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),

@@ -117,7 +117,10 @@ class TextEncoder:
             raise ConfigError(f"must be an integer >= 8, got {max_tokens!r}", param="max_tokens")
         self.batch_size = batch_size
         self.max_tokens_arg = max_tokens
-        self.identity = _model_identity(self.path)
+        self.dtype = dtype
+        # embeddings depend on the compute dtype too; float32 keeps the plain identity
+        dt = self._torch_dtype()
+        self.identity = _model_identity(self.path) + ("" if dt == torch.float32 else f"-{str(dt).split('.')[-1]}")
         if use_cache:
             from ..data._registry import cache_dir as _cache_dir
 
@@ -128,13 +131,18 @@ class TextEncoder:
         from ..victims._base import resolve_device
 
         self.device = resolve_device(device)
-        self.dtype = dtype
         self._model = None
         self._tok = None
         self._cache: dict[bytes, np.ndarray] | None = None
         self.stats = {"encoded_texts": 0, "cached_texts": 0, "tokens": 0, "encode_s": 0.0}
 
     # ------------------------------------------------------------------ model
+    def _torch_dtype(self) -> torch.dtype:
+        dt = getattr(torch, self.dtype or "float32", None)
+        if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; use 'float32', 'bfloat16' or 'float16'", param="dtype")
+        return dt
+
     def _load(self) -> None:
         if self._model is not None:
             return
@@ -150,9 +158,12 @@ class TextEncoder:
             pass
         try:
             tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            kwargs = {"local_files_only": True}
-            if self.dtype:
-                kwargs["torch_dtype"] = getattr(torch, self.dtype)
+            # Always name the dtype: transformers 5 otherwise loads a checkpoint in its stored dtype
+            # (a float16 or bfloat16 directory would then compute in half precision, also on a CPU).
+            import transformers
+
+            dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+            kwargs = {"local_files_only": True, dtype_kw: self._torch_dtype()}
             model = AutoModel.from_pretrained(str(self.path), **kwargs)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.path}: cannot load a Hugging Face model/tokenizer from it ({exc})", param="encoder") from None
@@ -207,20 +218,15 @@ class TextEncoder:
     def _save_shard(self, keys: list[bytes], emb: np.ndarray) -> None:
         if self.cache_path is None or not keys:
             return
-        from safetensors.numpy import save_file
+        from .._io import atomic_write_arrays, atomic_write_json
 
         self.cache_path.mkdir(parents=True, exist_ok=True)
         meta = self.cache_path / "model.json"
         if not meta.exists():
-            from .._io import atomic_write_json
-
             atomic_write_json(meta, {"model": self.model_name, "path": str(self.path), "identity": self.identity})
         karr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
         name = hashlib.sha256(karr.tobytes()).hexdigest()[:20]
-        final = self.cache_path / f"{name}.safetensors"
-        tmp = final.with_suffix(".tmp")
-        save_file({"keys": np.ascontiguousarray(karr), "embeddings": np.ascontiguousarray(emb, dtype=np.float32)}, str(tmp))
-        os.replace(tmp, final)
+        atomic_write_arrays(self.cache_path / f"{name}.safetensors", {"keys": karr, "embeddings": emb.astype(np.float32)})
 
     # ------------------------------------------------------------------ encode
     def _chunks(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:

@@ -120,7 +120,6 @@ def distill(
     hold, train_rows = perm[:n_hold], perm[n_hold:]
     hold_pairs = _holdout_pairs(transcript, hold, gen_np)
     max_len = surrogate.max_len
-    k = transcript.lists.shape[2]
     device = surrogate.device
     show = sys.stderr.isatty() if progress is None else progress
     surrogate.num_items = num_items

@@ -56,17 +56,12 @@ class Transcript:
     def save(self, path: str | Path) -> None:
         """Atomic safetensors file (+ JSON metadata inside the header)."""
         import json
-        import os
 
-        from safetensors.numpy import save_file
+        from ..._io import atomic_write_arrays
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"seqs": self.seqs.astype(np.int32), "lists": self.lists.astype(np.int32), "lengths": self.lengths.astype(np.int64),
-                   "real_prefix": self.real_prefix.astype(np.int64)}, str(tmp),
-                  metadata={"queries": str(self.queries), "meta": json.dumps(self.meta)})
-        os.replace(tmp, path)
+        atomic_write_arrays(path, {"seqs": self.seqs.astype(np.int32), "lists": self.lists.astype(np.int32),
+                                   "lengths": self.lengths.astype(np.int64), "real_prefix": self.real_prefix.astype(np.int64)},
+                            metadata={"queries": str(self.queries), "meta": json.dumps(self.meta)})
 
     @classmethod
     def load(cls, path: str | Path) -> "Transcript":
