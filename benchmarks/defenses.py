@@ -5,6 +5,8 @@ Usage:
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known popular
     python benchmarks/defenses.py --dataset ml-1m --seeds 0 --known random --user-text items
     python benchmarks/defenses.py --dataset ml-1m --run-root /tmp/gpu --encoder DIR --jobs 8 --threads 16
+    python benchmarks/defenses.py --dataset ml-100k --known random --controls   # + net removal
+    python benchmarks/defenses.py --dataset ml-1m --attacks '' --defenses none,lorec --controls  # controls alone
 
 Each run is a resumable `recguard audit` (SASRec, max_len 50 by default; every attack at
 1%; defenses none, llm4dec, lorec) in runs/bench/defenses_<dataset>_<known>/. Runs with a
@@ -56,6 +58,8 @@ def main() -> None:
     ap.add_argument("--user-text", default="prompt", choices=["prompt", "items"])
     ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
     ap.add_argument("--encoder", default="minilm", help="text encoder: 'minilm' (bundled) or a local Hugging Face model directory")
+    ap.add_argument("--controls", action="store_true",
+                    help="also train each defense on the clean data (net removal; with --attacks '' the controls alone)")
     ap.add_argument("--run-root", default=None, help="folder for the audit and its summary (default runs/bench and benchmarks/results)")
     args = parse_args(ap)
     from recguard.audit import AuditSpec, run_audit
@@ -72,9 +76,10 @@ def main() -> None:
     defenses = tuple(args.defenses.split(","))
     spec = AuditSpec(
         dataset=args.dataset, path=str(require_ml1m()) if args.dataset == "ml-1m" else None, model="sasrec",
-        model_config={"max_len": args.max_len, "patience": 3}, attacks=tuple(args.attacks.split(",")),
+        model_config={"max_len": args.max_len, "patience": 3}, attacks=tuple(a for a in args.attacks.split(",") if a),
         budgets=(args.budget,), seeds=tuple(int(s) for s in args.seeds.split(",")), defenses=defenses,
         defense_params={d: text_opts for d in defenses if d in ("llm4dec", "lorec") and text_opts},
+        defense_controls=args.controls,
     )
     res = run_audit(spec, out, progress=True, jobs=args.jobs)
     k = 50
@@ -84,6 +89,7 @@ def main() -> None:
         table.append({
             "attack": r["attack"], "defense": r["defense"], f"T-HR@{k}": r[f"T-HR@{k}"], f"clean_T-HR@{k}": r[f"clean_T-HR@{k}"],
             f"lift_T-HR@{k}": r[f"lift_T-HR@{k}"], "removal": r.get(f"removal_T-HR@{k}"), "NDCG@10": r["NDCG@10"],
+            "net_removal": r.get(f"net_removal_T-HR@{k}"), f"control_T-HR@{k}": r.get(f"control_T-HR@{k}"),
             "clean_cost_NDCG@10": r["clean_cost_NDCG@10"], "detection": r.get("detection"),
         })
     # encoding throughput: cells that actually encoded text
@@ -103,8 +109,9 @@ def main() -> None:
                                                   if p["defense"] == "none" and p["attack"] == c["attack"] and p["seed"] == c["seed"]))
         for c in cells if c["defense"] == "lorec" and (c["attack"], c["seed"]) in plain
     ]
+    name = f"defenses_{tag}" if cells else f"defense_controls_{tag}"
     summary = {
-        "spec": res["spec"], "clean": res["clean"], "table": table, "encoding": encode,
+        "spec": res["spec"], "clean": res["clean"], "controls": res["clean"].get("controls"), "table": table, "encoding": encode,
         "lorec_time_ratio": {"mean": float(np.mean(ratios)) if ratios else None, "values": ratios},
         "lorec_time_per_epoch_ratio": {"mean": float(np.mean(per_epoch)) if per_epoch else None, "values": per_epoch},
         "compute_time_s": res["compute_time_s"],
@@ -114,9 +121,9 @@ def main() -> None:
         from _common import machine
         from recguard._io import atomic_write_json
 
-        atomic_write_json(root / f"defenses_{tag}.json", {"machine": machine(), **summary})
+        atomic_write_json(root / f"{name}.json", {"machine": machine(), **summary})
     else:
-        write_result(f"defenses_{tag}", summary)
+        write_result(name, summary)
 
 
 if __name__ == "__main__":

@@ -39,20 +39,32 @@ def poisoning(name: str = "poisoning_ml1m") -> None:
 def defenses(name: str = "defenses_ml-100k_random") -> None:
     r = json.loads((RESULTS / f"{name}.json").read_text())
     print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
-    print("| attack | defense | T-HR@50 | lift | removal | NDCG@10 | clean cost | ROC-AUC | PR-AUC | recall | FPR |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    net = any(t.get("net_removal") for t in r["table"])
+    if r["table"]:
+        print("| attack | defense | T-HR@50 | lift | removal |" + (" net removal |" if net else "")
+              + " NDCG@10 | clean cost | ROC-AUC | PR-AUC | recall | FPR |")
+        print("|---|---|---|---|---|" + ("---|" if net else "") + "---|---|---|---|---|---|")
     for t in r["table"]:
         d = t.get("detection") or {}
         print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ms(t['lift_T-HR@50'])} | {_ms(t.get('removal'), pct=True)} | "
-              f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | {_ms(d.get('PR-AUC'), 3)} | "
+              + (f"{_ms(t.get('net_removal'), pct=True)} | " if net else "")
+              + f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | {_ms(d.get('PR-AUC'), 3)} | "
               f"{_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
+    if r.get("controls"):
+        print("\nDefenses trained on the clean data (controls):\n")
+        print("| defense | clean T-HR@50 | T-HR@50 with defense | shift | NDCG@10 | clean cost | users down-weighted |")
+        print("|---|---|---|---|---|---|---|")
+        for dname, c in r["controls"].items():
+            print(f"| {dname} | {_ms(c['clean_T-HR@50'])} | {_ms(c['T-HR@50'])} | {_ms(c['shift_T-HR@50'])} | {_ms(c['NDCG@10'])} | "
+                  f"{_ms(c['clean_cost_NDCG@10'], pct=True)} | {_ms(c['flagged_share'], pct=True)} |")
     enc = r.get("encoding") or []
     if enc:
         e = max(enc, key=lambda x: x["users"])  # the cell that encoded the genuine users
         print(f"\nencoding: {e['users']} users, {e['tokens']} tokens in {e['seconds']:.0f} s = {e['users_per_s']:.2f} users/s, "
               f"{e['tokens_per_s']:.0f} tokens/s")
-    print(f"LoRec time / plain training: {r['lorec_time_ratio']['mean']:.2f}x total, "
-          f"{r['lorec_time_per_epoch_ratio']['mean']:.2f}x per epoch")
+    if r["lorec_time_ratio"]["mean"] is not None:
+        print(f"LoRec time / plain training: {r['lorec_time_ratio']['mean']:.2f}x total, "
+              f"{r['lorec_time_per_epoch_ratio']['mean']:.2f}x per epoch")
 
 
 def mnar(name: str = "mnar_semisynthetic") -> None:

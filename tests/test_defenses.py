@@ -339,7 +339,45 @@ def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
     html = (tmp_path / "b" / "report.html").read_text()
     assert "Detection of the injected users" in html and "Defense comparison" in html
     md = (tmp_path / "b" / "report.md").read_text()
-    assert "| popular | 5% | lorec |" in md
+    assert "| popular | 5% | lorec |" in md and "net removal" not in md
+
+    # controls: the same audit resumed with each defense also trained on the clean data
+    cells = tmp_path / "b" / "cells"
+    before = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    res = run_audit(spec.replace(defense_controls=True), tmp_path / "b", progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    assert {k: after[k] for k in before} == before  # nothing recomputed: the other cells' keys did not change
+    assert sorted(set(after) - set(before)) == sorted(p.name for p in cells.glob("control_*.json"))
+    from recguard.audit._parallel import _expected_cells  # what parallel workers wait for: every cell file
+
+    assert sorted(p.name for p in _expected_cells(spec.replace(defense_controls=True), tmp_path / "b")) == sorted(after)
+    ctrl = {c["defense"]: c for c in res["cells"] if c["kind"] == "control"}
+    clean = next(c for c in res["cells"] if c["kind"] == "clean")
+    assert set(ctrl) == {"llm4dec", "lorec"} and ctrl["lorec"]["targets"] == clean["targets"]
+    k = "T-HR@50"
+    for name in ("llm4dec", "lorec"):  # net removal by hand from the cells
+        row = next(r for r in res["summary"] if r["defense"] == name)
+        poisoned = {c["defense"]: c for c in res["cells"] if c["kind"] == "poisoned"}
+        lift = poisoned["none"]["metrics"]["target"][k] - clean["metrics"]["target"][k]
+        if lift > 0:
+            expect = 1 - (poisoned[name]["metrics"]["target"][k] - ctrl[name]["metrics"]["target"][k]) / lift
+            assert row[f"net_removal_{k}"]["mean"] == pytest.approx(expect)
+        assert row[f"control_{k}"]["mean"] == pytest.approx(ctrl[name]["metrics"]["target"][k])
+        summary = res["clean"]["controls"][name]
+        assert summary[f"shift_{k}"]["mean"] == pytest.approx(ctrl[name]["metrics"]["target"][k] - clean["metrics"]["target"][k])
+        assert 0 <= summary["flagged_share"]["mean"] <= 1
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "## Defenses on clean data (controls)" in md and "net removal" in md
+    assert "Defenses on clean data" in (tmp_path / "b" / "report.html").read_text()
+    with pytest.raises(ConfigError, match="defense_controls"):
+        spec.replace(defense_controls="yes")
+    # controls alone (no attack): what the defenses cost on clean data; reuses the clean and control cells
+    res = run_audit(spec.replace(attacks=(), defense_controls=True), tmp_path / "b", progress=False)
+    assert {c["kind"] for c in res["cells"]} == {"clean", "control"} and res["summary"] == []
+    assert set(res["clean"]["controls"]) == {"llm4dec", "lorec"}
+    assert "## Defenses on clean data (controls)" in (tmp_path / "b" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="nothing to audit"):
+        spec.replace(attacks=())
 
 
 def test_cli_defense_options(bert_dir, tmp_path, capsys):

@@ -3,7 +3,7 @@
 The parent (``run_audit(..., jobs=N)``) starts N workers with ``python -m
 recguard.audit._parallel OUT PHASE THREADS INDEX``, twice: phase ``clean`` trains each seed's
 clean model (and the extracted surrogate of the black-box chain), phase ``poisoned`` the
-attack × budget × defense cells. A worker takes a cell by creating ``OUT/.jobs/<cell>.claim``
+defense controls and the attack × budget × defense cells. A worker takes a cell by creating ``OUT/.jobs/<cell>.claim``
 exclusively, so no cell is computed twice and a fast worker simply takes more cells.
 Everything passes through the audit folder as JSON and safetensors, like a resumed audit:
 nothing is pickled between processes. Cells finished by a worker survive a failure or an
@@ -40,9 +40,10 @@ def _claimer(jobs_dir: Path):
 
 
 def _expected_cells(spec: AuditSpec, out: Path) -> list[Path]:
-    from .runner import _cell_file, cell_grid, cell_key, poisoned_key
+    from .runner import _cell_file, cell_grid, cell_key, control_grid, poisoned_key
 
     return ([_cell_file(out, cell_key(spec, "clean", s)) for s in spec.seeds]
+            + [_cell_file(out, cell_key(spec, "control", s, defense=d)) for d, s in control_grid(spec)]
             + [_cell_file(out, poisoned_key(spec, *g)) for g in cell_grid(spec)])
 
 

@@ -30,27 +30,55 @@ def _ms(values: list[float]) -> dict:
 DETECTION_METRICS = ("ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR")
 
 
-def _add_removal(summary: list[dict], groups: dict, k: int) -> None:
-    """Defense removal per row, against the undefended row of the same attack and budget, seed by seed."""
+def _add_removal(summary: list[dict], groups: dict, controls: dict, k: int) -> None:
+    """Defense removal per row, against the undefended row of the same attack and budget, seed
+    by seed; with control cells also the net removal and the control's T-HR."""
+    from ..metrics import defense_removal
+
+    m = f"T-HR@{k}"
     for row in summary:
         if row["defense"] == "none":
             continue
         base = {c["seed"]: c for c in groups.get((row["attack"], row["budget"], "none"), [])}
-        vals = []
+        vals, net, ctrl = [], [], []
         for c in groups[(row["attack"], row["budget"], row["defense"])]:
             b = base.get(c["seed"])
             if b is None:
                 continue
-            from ..metrics import defense_removal
+            args = (c["clean_target"][m], b["metrics"]["target"][m], c["metrics"]["target"][m])
+            vals.append(defense_removal(*args))
+            ctl = controls.get((row["defense"], c["seed"]))
+            if ctl is not None and sorted(ctl["targets"]) == sorted(c["targets"]):
+                ctrl.append(ctl["metrics"]["target"][m])
+                net.append(defense_removal(*args, defended_clean=ctrl[-1]))
+        row[f"removal_{m}"] = _ms(vals)
+        if controls:
+            row[f"control_{m}"] = _ms(ctrl)
+            row[f"net_removal_{m}"] = _ms(net)
 
-            vals.append(defense_removal(c["clean_target"][f"T-HR@{k}"], b["metrics"]["target"][f"T-HR@{k}"],
-                                        c["metrics"]["target"][f"T-HR@{k}"]))
-        row[f"removal_T-HR@{k}"] = _ms(vals)
+
+def _control_summary(controls: list[dict], ks) -> dict:
+    """Per defense, over seeds: the defense trained on the clean data."""
+    out = {}
+    for d in dict.fromkeys(c["defense"] for c in controls):
+        cs = [c for c in controls if c["defense"] == d]
+        row = {"seeds": sorted(c["seed"] for c in cs)}
+        for k in ks:
+            row[f"clean_T-HR@{k}"] = _ms([c["clean_target"][f"T-HR@{k}"] for c in cs])
+            row[f"T-HR@{k}"] = _ms([c["metrics"]["target"][f"T-HR@{k}"] for c in cs])
+            row[f"shift_T-HR@{k}"] = _ms([c["derived"][f"shift_T-HR@{k}"] for c in cs])
+        row["NDCG@10"] = _ms([c["metrics"]["clean"]["NDCG@10"] for c in cs])
+        row["clean_cost_NDCG@10"] = _ms([c["derived"]["clean_cost_NDCG@10"] for c in cs])
+        row["flagged_share"] = _ms([c.get("flagged_share") for c in cs])
+        row["wall_time_s"] = _ms([c["wall_time_s"] for c in cs])
+        out[d] = row
+    return out
 
 
 def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_time_s: float) -> dict:
     clean = sorted([c for c in cells if c["kind"] == "clean"], key=lambda c: c["seed"])
     poisoned = [c for c in cells if c["kind"] == "poisoned"]
+    control_cells = sorted([c for c in cells if c["kind"] == "control"], key=lambda c: c["seed"])
     k_hi = max(spec.ks)
     groups: dict[tuple, list[dict]] = {}
     for c in poisoned:
@@ -78,7 +106,7 @@ def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_
         if dets:
             row["detection"] = {m: _ms([d.get(m) for d in dets]) for m in DETECTION_METRICS}
         summary.append(row)
-    _add_removal(summary, groups, k_hi)
+    _add_removal(summary, groups, {(c["defense"], c["seed"]): c for c in control_cells}, k_hi)
     clean_summary = {
         "seeds": [c["seed"] for c in clean],
         "NDCG@10": _ms([c["metrics"]["clean"]["NDCG@10"] for c in clean]),
@@ -86,6 +114,8 @@ def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_
         f"T-HR@{k_hi}": _ms([c["metrics"]["target"][f"T-HR@{k_hi}"] for c in clean]),
         "wall_time_s": _ms([c["wall_time_s"] for c in clean]),
     }
+    if control_cells:
+        clean_summary["controls"] = _control_summary(control_cells, spec.ks)
     return {
         "format": FORMAT, "format_version": 1, "spec": spec.to_dict(), "provenance": provenance,
         "clean": clean_summary, "summary": summary, "cells": sorted(cells, key=lambda c: json.dumps(c.get("key", {}), sort_keys=True)),
@@ -113,6 +143,10 @@ def _defended(results: dict) -> bool:
     return any(r["defense"] != "none" for r in results["summary"])
 
 
+def _controlled(results: dict) -> bool:
+    return bool(results["clean"].get("controls"))
+
+
 def _rows(results: dict) -> list[list[str]]:
     k = max(results["spec"]["ks"])
     rows = []
@@ -123,6 +157,8 @@ def _rows(results: dict) -> list[list[str]]:
         ]
         if _defended(results):
             row.append(_fmt(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+        if _controlled(results):
+            row.append(_fmt(r.get(f"net_removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
         row += [_fmt(r[f"T-NDCG@{k}"]), _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True),
                 _fmt(r["wall_time_s"], 1)]
         rows.append(row)
@@ -132,7 +168,7 @@ def _rows(results: dict) -> list[list[str]]:
 def _headers(results: dict) -> list[str]:
     k = max(results["spec"]["ks"])
     return ["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift"] + (
-        ["removal"] if _defended(results) else []) + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"]
+        ["removal"] if _defended(results) else []) + (["net removal"] if _controlled(results) else []) + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"]
 
 
 _DET_HEADERS = ["attack", "budget", "defense", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR (genuine)", "defense s"]
@@ -147,6 +183,21 @@ def _detection_rows(results: dict) -> list[list[str]]:
         rows.append([r["attack"], _budget(r["budget"]), r["defense"], *(_fmt(d[m], 3) for m in DETECTION_METRICS),
                      _fmt(r.get("defense_time_s"), 1)])
     return rows
+
+
+_CTRL_HEADERS = ["defense", "clean T-HR@{k}", "T-HR@{k} with defense", "shift", "NDCG@10", "clean cost", "users down-weighted",
+                 "cell s"]
+_CTRL_NOTE = ("Each defense trained on the clean data (no attack), same seeds and targets. Shift = its T-HR minus the clean "
+              "victim's: what the defense alone does to the targets. Net removal = 1 − (defended − control) / (undefended − "
+              "clean): the share of the attack's lift the defense cancels, not counting that shift.")
+
+
+def _control_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    k = max(results["spec"]["ks"])
+    rows = [[d, _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"shift_T-HR@{k}"]), _fmt(r["NDCG@10"]),
+             _fmt(r["clean_cost_NDCG@10"], pct=True), _fmt(r["flagged_share"], pct=True), _fmt(r["wall_time_s"], 1)]
+            for d, r in (results["clean"].get("controls") or {}).items()]
+    return [h.format(k=k) for h in _CTRL_HEADERS], rows
 
 
 def render_markdown(results: dict) -> str:
@@ -168,6 +219,10 @@ def render_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in det]
         lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: down-weighted users); "
                   "FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
+    if _controlled(results):
+        heads, ctrl = _control_rows(results)
+        lines += ["", "## Defenses on clean data (controls)", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(r) + " |" for r in ctrl] + ["", _CTRL_NOTE]
     if len(spec["seeds"]) == 1:
         lines += ["", f"> {_ONE_SEED}"]
     lines += [
@@ -200,6 +255,8 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     k = max(results["spec"]["ks"])
     summary = results["summary"]
     out = []
+    if not summary:  # defense controls alone: their table says it all
+        return out
     defenses = list(dict.fromkeys(r["defense"] for r in summary))
     attacks = list(dict.fromkeys(r["attack"] for r in summary))
     budgets = list(dict.fromkeys(r["budget"] for r in summary))
@@ -364,6 +421,12 @@ def render_html(results: dict) -> str:
                      "users; precision, recall and F1 at the defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: users it "
                      "down-weighted); FPR over genuine users. Defenses learn only from an attack they simulate themselves "
                      "(never from these labels).</p>")
+    if _controlled(results):
+        heads, ctrl = _control_rows(results)
+        parts.append("<h2>Defenses on clean data (controls)</h2><table><thead><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in ctrl]
+        parts.append(f"</tbody></table><p class='note'>{esc(_CTRL_NOTE)}</p>")
     if len(spec["seeds"]) == 1:
         parts.append(f"<p class='warn'>{esc(_ONE_SEED)}</p>")
     for _, title, uri in _plots(results):

@@ -51,6 +51,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
                     surrogate=spec.surrogate if attack == "surrogate" else None)
         if attack == "extracted":
             base["extraction"] = spec.extraction
+    if kind in ("poisoned", "control"):
+        base["defense"] = defense
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
             base["defense_params"] = spec.defense_params[defense]
         if defense == "lorec":
@@ -66,6 +68,13 @@ def cell_grid(spec: AuditSpec) -> list[tuple[str, float | None, str, int]]:
             for d in spec.defenses]
 
 
+def control_grid(spec: AuditSpec) -> list[tuple[str, int]]:
+    """(defense, seed) of every control cell: a defense trained on the clean data."""
+    if not spec.defense_controls:
+        return []
+    return [(d, s) for s in spec.seeds for d in spec.defenses if d != "none"]
+
+
 def poisoned_key(spec: AuditSpec, attack: str, budget: float | None, defense: str, seed: int) -> dict:
     """:func:`cell_key` of one :func:`cell_grid` entry."""
     return cell_key(spec, "poisoned", seed, attack, budget or 0.0, defense)
@@ -74,6 +83,8 @@ def poisoned_key(spec: AuditSpec, attack: str, budget: float | None, defense: st
 def _cell_file(out: Path, key: dict) -> Path:
     if key["kind"] == "clean":
         name = f"clean_seed{key['seed']}"
+    elif key["kind"] == "control":
+        name = f"control_{key['defense']}_seed{key['seed']}"
     else:
         safe = key["attack"].replace(":", "-").replace("/", "-")
         name = f"{safe}_b{key['budget']:g}_{key['defense']}_seed{key['seed']}"
@@ -134,7 +145,8 @@ def run_audit(
     max_len = make_v().max_len
     injected = {f"inject:{Path(p).stem}": InjectedAttack(p) for p in spec.inject}
     grid = cell_grid(spec)
-    total = len(spec.seeds) + len(grid)
+    controls = control_grid(spec)
+    total = len(spec.seeds) + len(controls) + len(grid)
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
     if show:
@@ -191,27 +203,38 @@ def run_audit(
                         and _claim(f"extracted_seed{seed}"):
                     _extracted(spec, clean_model(), split, seed, out, _hash(ckey))
                 continue
-            for a, b, d, s in [g for g in grid if g[3] == seed]:
-                key = poisoned_key(spec, a, b, d, s)
-                pfile = _cell_file(out, key)
-                if pfile.exists():
-                    cell = json.loads(pfile.read_text())
-                elif _claim is not None and not _claim(pfile.stem):
-                    continue
+            def cached(key: dict, label: str, compute: Callable[[], dict]) -> None:
+                """A finished cell from disk, or computed here (unless another worker claimed it)."""
+                path = _cell_file(out, key)
+                if path.exists():
+                    cell = json.loads(path.read_text())
+                elif _claim is not None and not _claim(path.stem):
+                    return
                 else:
                     if bar is not None:
-                        bar.set_postfix_str(f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}")
-                    if a == "surrogate" and a not in surrogates:
-                        surrogates[a] = (_surrogate(spec, clean_model(), split, make_v, seed), None)
-                    if a == "extracted" and a not in surrogates:
-                        surrogates[a] = _extracted(spec, clean_model(), split, seed, out, _hash(cell_key(spec, "clean", seed)))
-                    sur, sur_info = surrogates.get(a, (None, None))
-                    cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, sur, injected, clean_cell, clean_model)
-                    if sur_info is not None:
-                        cell["extraction"] = sur_info
+                        bar.set_postfix_str(label)
+                    cell = compute()
                     cell["key"] = key
-                    atomic_write_json(pfile, cell)
+                    atomic_write_json(path, cell)
                 finish(cell)
+
+            def poisoned_cell(a: str, b: float | None, d: str) -> dict:
+                if a == "surrogate" and a not in surrogates:
+                    surrogates[a] = (_surrogate(spec, clean_model(), split, make_v, seed), None)
+                if a == "extracted" and a not in surrogates:
+                    surrogates[a] = _extracted(spec, clean_model(), split, seed, out, _hash(cell_key(spec, "clean", seed)))
+                sur, sur_info = surrogates.get(a, (None, None))
+                cell = _run_cell(spec, split, a, b, d, seed, make_v, max_len, sur, injected, clean_cell, clean_model)
+                if sur_info is not None:
+                    cell["extraction"] = sur_info
+                return cell
+
+            for d in [c[0] for c in controls if c[1] == seed]:
+                cached(cell_key(spec, "control", seed, defense=d), f"{d} on clean data, seed {seed}",
+                       lambda d=d: _run_control(spec, split, d, seed, make_v, clean_cell))
+            for a, b, d, s in [g for g in grid if g[3] == seed]:
+                cached(poisoned_key(spec, a, b, d, s), f"{a} {'' if b is None else f'{b:g} '}{d} seed {seed}",
+                       lambda a=a, b=b, d=d: poisoned_cell(a, b, d))
     finally:
         if bar is not None:
             bar.close()
@@ -274,6 +297,29 @@ def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path
     res.surrogate.save(where)
     atomic_write_json(info_file, info)
     return res.surrogate, info
+
+
+def _run_control(spec, split, defense_name, seed, make_v, clean_cell) -> dict:
+    """The defense trained on the clean data: its own effect on the targets and on quality."""
+    t0 = time.perf_counter()
+    rng_defense = np.random.default_rng([seed, int(_hash(["control", defense_name]), 16) % (2**31), 1])
+    defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
+    victim, outcome = defense.train(split, make_victim=make_v, seed=seed, rng=rng_defense)
+    total_s = time.perf_counter() - t0
+    train_s = victim.fit_info_["train_time_s"]
+    targets = np.asarray(clean_cell["targets"], dtype=np.int64)
+    metrics = _victim_metrics(victim, split, targets, spec.ks)
+    cm = clean_cell["metrics"]
+    derived = {f"shift_T-HR@{k}": metrics["target"][f"T-HR@{k}"] - cm["target"][f"T-HR@{k}"] for k in spec.ks}
+    derived["clean_cost_NDCG@10"] = clean_cost(cm["clean"]["NDCG@10"], metrics["clean"]["NDCG@10"])
+    flagged = outcome.decisions()
+    return {
+        "kind": "control", "seed": seed, "defense": defense_name, "targets": targets.tolist(), "metrics": metrics,
+        "clean_target": cm["target"], "derived": derived, "defense_info": outcome.info,
+        "flagged_share": None if flagged is None else float(np.mean(flagged[: split.train.num_users])),
+        "train": victim.fit_info_, "defense_time_s": float(outcome.info.get("defense_time_s", total_s - train_s)),
+        "train_time_s": train_s, "wall_time_s": time.perf_counter() - t0,
+    }
 
 
 def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_len, surrogate, injected, clean_cell, clean_model) -> dict:

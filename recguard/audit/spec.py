@@ -46,6 +46,9 @@ class AuditSpec:
         budgets: fake users as fractions of genuine users.
         defenses: defense names (``none`` is the baseline; ``llm4dec``, ``lorec``).
         defense_params: per-defense options, e.g. ``{"lorec": {"known": "popular"}}``.
+        defense_controls: also train every defense (other than ``none``) on the clean data, one
+            cell per defense and seed: what the defense alone does to the targets' exposure
+            and to clean quality, and the removal net of it.
         seeds: one clean and one poisoned training per seed.
         targets / num_targets: target items (explicit ids, ``unpopular`` or ``popular``).
         order: where targets sit in fake profiles (``interleave``, ``target_last``, ``random``).
@@ -70,6 +73,7 @@ class AuditSpec:
     budgets: tuple[float, ...] = (0.01,)
     defenses: tuple[str, ...] = ("none",)
     defense_params: dict = field(default_factory=dict)
+    defense_controls: bool = False
     seeds: tuple[int, ...] = (0,)
     targets: Any = "unpopular"
     num_targets: int = 5
@@ -92,8 +96,9 @@ class AuditSpec:
         for a in self.attacks:
             if a not in ATTACKS and a not in ("bandwagon", "extracted"):
                 raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}", param="attacks")
-        if not self.attacks and not self.inject:
-            raise ConfigError("nothing to audit: give at least one attack or --inject file", param="attacks")
+        if not self.attacks and not self.inject and not self.defense_controls:
+            raise ConfigError("nothing to audit: give at least one attack or --inject file (or defense controls alone)",
+                              param="attacks")
         for d in self.defenses:
             if d not in DEFENSES:
                 raise ConfigError(f"unknown defense {d!r}; available: {', '.join(sorted(DEFENSES))}", param="defenses")
@@ -102,6 +107,8 @@ class AuditSpec:
                 raise ConfigError(f"budget {b!r} must be a fraction of genuine users in (0, 0.5], e.g. 0.01", param="budgets")
         if not self.seeds:
             raise ConfigError("give at least one seed", param="seeds")
+        if not isinstance(self.defense_controls, bool):
+            raise ConfigError(f"must be true or false, got {self.defense_controls!r}", param="defense_controls")
         extra = set(self.defense_params) - set(self.defenses)
         if extra:
             raise ConfigError(f"options for defenses not in the audit: {', '.join(sorted(extra))}", param="defense_params")

@@ -35,6 +35,9 @@ def audit(
     known: Optional[str] = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Text encoder for llm4dec/lorec: minilm (bundled) or a Hugging Face model directory."),
     user_text: Optional[str] = typer.Option(None, "--user-text", help="prompt (LoRec's user prompt, default) or items (mean of title embeddings, much faster)."),
+    defense_controls: Optional[bool] = typer.Option(None, "--defense-controls/--no-defense-controls",
+                                                    help="Also train each defense on the clean data (one cell per defense "
+                                                    "and seed): its own effect on the targets, and the removal net of it."),
     seeds: Optional[str] = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
     targets: Optional[str] = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
     order: Optional[str] = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
@@ -68,6 +71,8 @@ def audit(
             changes["num_targets"] = len(changes["targets"])
     if order is not None:
         changes["order"] = order
+    if defense_controls is not None:
+        changes["defense_controls"] = defense_controls
     if surrogate is not None:
         changes["surrogate"] = surrogate
     if inject:

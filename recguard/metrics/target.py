@@ -82,12 +82,17 @@ def attack_lift(clean: float, poisoned: float) -> float:
     return poisoned - clean
 
 
-def defense_removal(clean: float, poisoned: float, defended: float) -> float | None:
-    """1 − (defended − clean) / (poisoned − clean); None when the attack had no lift."""
+def defense_removal(clean: float, poisoned: float, defended: float, defended_clean: float | None = None) -> float | None:
+    """1 − (defended − clean) / (poisoned − clean); None when the attack had no lift.
+
+    With ``defended_clean`` (the defense trained on the clean data), the net removal
+    1 − (defended − defended_clean) / (poisoned − clean): the share of the attack's lift that
+    the defense cancels, not counting what the defense alone does to the targets.
+    """
     lift = poisoned - clean
     if lift <= 0:
         return None
-    return 1.0 - (defended - clean) / lift
+    return 1.0 - (defended - (clean if defended_clean is None else defended_clean)) / lift
 
 
 def clean_cost(reference: float, other: float) -> float | None:
