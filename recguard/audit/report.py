@@ -167,8 +167,9 @@ def _rows(results: dict) -> list[list[str]]:
 
 def _headers(results: dict) -> list[str]:
     k = max(results["spec"]["ks"])
-    return ["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift"] + (
-        ["removal"] if _defended(results) else []) + (["net removal"] if _controlled(results) else []) + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"]
+    return (["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift"]
+            + (["removal"] if _defended(results) else []) + (["net removal"] if _controlled(results) else [])
+            + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"])
 
 
 _DET_HEADERS = ["attack", "budget", "defense", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR (genuine)", "defense s"]
