@@ -380,7 +380,7 @@ def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
         spec.replace(attacks=())
 
 
-def test_cli_defense_options(bert_dir, tmp_path, capsys):
+def test_cli_defense_options(bert_dir, tmp_path, capsys, monkeypatch):
     from recguard.cli import main
 
     assert main(["audit", "--out", str(tmp_path / "x"), "--known", "popular"]) == 2
@@ -389,3 +389,17 @@ def test_cli_defense_options(bert_dir, tmp_path, capsys):
     assert "unknown defense 'shield'" in capsys.readouterr().err
     assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "lorec", "--user-text", "tweets"]) == 2
     assert "user_text" in capsys.readouterr().err
+    # controls alone need a real defense; the flag reaches the spec
+    assert main(["audit", "--out", str(tmp_path / "x"), "--attacks", "", "--defense", "none", "--defense-controls"]) == 2
+    assert "nothing to audit" in capsys.readouterr().err
+    import recguard.audit
+
+    seen = []
+
+    def fake_run(spec, out, **kw):
+        seen.append(spec)
+        raise ConfigError("stopped by the test")
+
+    monkeypatch.setattr(recguard.audit, "run_audit", fake_run)
+    assert main(["audit", "--out", str(tmp_path / "x"), "--attacks", "", "--defense", "lorec", "--defense-controls"]) == 2
+    assert seen[0].defense_controls is True and seen[0].attacks == () and seen[0].defenses == ("lorec",)

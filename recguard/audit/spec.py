@@ -96,9 +96,9 @@ class AuditSpec:
         for a in self.attacks:
             if a not in ATTACKS and a not in ("bandwagon", "extracted"):
                 raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}", param="attacks")
-        if not self.attacks and not self.inject and not self.defense_controls:
-            raise ConfigError("nothing to audit: give at least one attack or --inject file (or defense controls alone)",
-                              param="attacks")
+        if not self.attacks and not self.inject and not (self.defense_controls and set(self.defenses) - {"none"}):
+            raise ConfigError("nothing to audit: give at least one attack or --inject file (or --defense-controls with a "
+                              "defense other than none)", param="attacks")
         for d in self.defenses:
             if d not in DEFENSES:
                 raise ConfigError(f"unknown defense {d!r}; available: {', '.join(sorted(DEFENSES))}", param="defenses")
