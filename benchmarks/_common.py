@@ -55,11 +55,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def write_result(name: str, payload: dict) -> Path:
+def write_result(name: str, payload: dict, folder: Path | None = None) -> Path:
+    """``payload`` plus the machine record as ``<folder>/<name>.json`` (default benchmarks/results)."""
     from recguard._io import atomic_write_json
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = RESULTS if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     atomic_write_json(path, {"machine": machine(), **payload})
     print(json.dumps(payload, indent=2, default=str))
     return path

@@ -117,13 +117,7 @@ def main() -> None:
         "compute_time_s": res["compute_time_s"],
         "audit_dir": str(out.relative_to(HERE.parent)) if out.is_relative_to(HERE.parent) else str(out),
     }
-    if args.run_root:  # e.g. a run on another machine: the summary stays beside its audit
-        from _common import machine
-        from recguard._io import atomic_write_json
-
-        atomic_write_json(root / f"{name}.json", {"machine": machine(), **summary})
-    else:
-        write_result(name, summary)
+    write_result(name, summary, root if args.run_root else None)  # --run-root: the summary stays beside its audit
 
 
 if __name__ == "__main__":

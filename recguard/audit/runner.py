@@ -299,14 +299,21 @@ def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path
     return res.surrogate, info
 
 
+def _train_defended(spec, train_split: Split, defense_name: str, seed: int, make_v, rng) -> tuple:
+    """Train the victim on ``train_split`` under the defense: (victim, outcome, train s, defense s)."""
+    defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
+    t0 = time.perf_counter()
+    victim, outcome = defense.train(train_split, make_victim=make_v, seed=seed, rng=rng)
+    total_s = time.perf_counter() - t0
+    train_s = victim.fit_info_["train_time_s"]
+    return victim, outcome, train_s, float(outcome.info.get("defense_time_s", total_s - train_s))
+
+
 def _run_control(spec, split, defense_name, seed, make_v, clean_cell) -> dict:
     """The defense trained on the clean data: its own effect on the targets and on quality."""
     t0 = time.perf_counter()
     rng_defense = np.random.default_rng([seed, int(_hash(["control", defense_name]), 16) % (2**31), 1])
-    defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
-    victim, outcome = defense.train(split, make_victim=make_v, seed=seed, rng=rng_defense)
-    total_s = time.perf_counter() - t0
-    train_s = victim.fit_info_["train_time_s"]
+    victim, outcome, train_s, defense_s = _train_defended(spec, split, defense_name, seed, make_v, rng_defense)
     targets = np.asarray(clean_cell["targets"], dtype=np.int64)
     metrics = _victim_metrics(victim, split, targets, spec.ks)
     cm = clean_cell["metrics"]
@@ -317,8 +324,7 @@ def _run_control(spec, split, defense_name, seed, make_v, clean_cell) -> dict:
         "kind": "control", "seed": seed, "defense": defense_name, "targets": targets.tolist(), "metrics": metrics,
         "clean_target": cm["target"], "derived": derived, "defense_info": outcome.info,
         "flagged_share": None if flagged is None else float(np.mean(flagged[: split.train.num_users])),
-        "train": victim.fit_info_, "defense_time_s": float(outcome.info.get("defense_time_s", total_s - train_s)),
-        "train_time_s": train_s, "wall_time_s": time.perf_counter() - t0,
+        "train": victim.fit_info_, "defense_time_s": defense_s, "train_time_s": train_s, "wall_time_s": time.perf_counter() - t0,
     }
 
 
@@ -339,13 +345,8 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
             attack = attack.with_surrogate(surrogate)
     result = attack.poison(split.train, rng=rng)
     attack_s = time.perf_counter() - t0
-    poisoned = split.with_train(result.data)
-    defense = make_defense(defense_name, **spec.defense_params.get(defense_name, {}))
-    t1 = time.perf_counter()
-    victim, outcome = defense.train(poisoned, make_victim=make_v, seed=seed, rng=rng_defense)
-    total_s = time.perf_counter() - t1
-    train_s = victim.fit_info_["train_time_s"]
-    defense_s = float(outcome.info.get("defense_time_s", total_s - train_s))
+    victim, outcome, train_s, defense_s = _train_defended(spec, split.with_train(result.data), defense_name, seed, make_v,
+                                                          rng_defense)
     metrics = _victim_metrics(victim, split, result.targets, spec.ks)
     cm = clean_cell["metrics"]
     if sorted(result.targets.tolist()) == sorted(clean_cell["targets"]):
