@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/recguard audit --dataset ml-100k --model sasrec --set max_len=50 --set patience=3 --budgets 0.01 --seeds 0 --jobs 2 --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)

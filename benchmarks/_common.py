@@ -40,7 +40,7 @@ def machine() -> dict:
     }
 
 
-def parse_args(ap) -> "argparse.Namespace":
+def parse_args(ap) -> argparse.Namespace:
     """Add ``--threads`` to ``ap``, parse the command line and apply it to torch."""
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = ap.parse_args()

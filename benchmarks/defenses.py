@@ -33,6 +33,9 @@ def _seed_from(other: Path, out: Path) -> int:
     n = 0
     if not other.is_dir():
         return 0
+    from recguard._io import claim_output_dir
+
+    claim_output_dir(out, "audit", resumable=True)  # an audit folder, so that run_audit resumes in it
     (out / "cells").mkdir(parents=True, exist_ok=True)
     for f in (other / "cells").glob("*.json"):
         c = json.loads(f.read_text())

@@ -43,7 +43,8 @@ def main() -> None:
     enc.encode(texts, progress=False)
     dt = time.perf_counter() - t0
     write_result("encode_throughput" + ("" if args.dataset == "ml-100k" else f"_{args.dataset}"), {
-        "dataset": args.dataset, "cache": args.cache, "model": args.model, "context": enc.context, "users": enc.stats["encoded_texts"], "tokens": enc.stats["tokens"], "seconds": dt,
+        "dataset": args.dataset, "cache": args.cache, "model": args.model, "context": enc.context,
+        "users": enc.stats["encoded_texts"], "tokens": enc.stats["tokens"], "seconds": dt,
         "users_per_s": enc.stats["encoded_texts"] / dt, "tokens_per_s": enc.stats["tokens"] / dt,
         "mean_tokens_per_user": enc.stats["tokens"] / max(1, enc.stats["encoded_texts"]),
     })

@@ -6,7 +6,8 @@ For each seed, trains the audit's victim (SASRec, max_len 50, patience 3, the de
 maximum epochs that LoRec's schedule scales with) once plainly and once under LoRec
 (known attack Random at 1%), back to back in one process so both see the same machine
 load. The genuine users' text is encoded (and cached) before the first timing, and the
-known fakes' encoding time is subtracted, so the figures are training plus calibration only. Reports total and per-epoch time ratios, the number of LCT
+known fakes' encoding time is subtracted, so the figures are training plus calibration only. Reports total and
+per-epoch time ratios, the number of LCT
 updates, and the cost of one update in plain-epoch units.
 Writes benchmarks/results/lorec_cost_<dataset>.json.
 """

@@ -58,7 +58,7 @@ def main() -> None:
             abl = [probe.ablate(e["latent"], 0.0) for e in confident]
             row["ablations"] = abl
             out = HERE.parent / "runs" / "bench" / f"probe_ml1m{args.tag}"
-            probe.save(out / "sae")
+            probe.save(out / "sae", overwrite=True)  # the benchmark's own folder under runs/
             write_probe_report(probe_report(probe, ablations=abl, provenance={"victim": args.victim, "dataset": "ml-1m"}), out)
         rows.append(row)
         print({k2: v for k2, v in row.items() if k2 != "ablations"}, flush=True)

@@ -48,7 +48,8 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
         d = t.get("detection") or {}
         print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ms(t['lift_T-HR@50'])} | {_ms(t.get('removal'), pct=True)} | "
               + (f"{_ms(t.get('net_removal'), pct=True)} | " if net else "")
-              + f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | {_ms(d.get('PR-AUC'), 3)} | "
+              + f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | "
+              + f"{_ms(d.get('PR-AUC'), 3)} | "
               f"{_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
     if r.get("controls"):
         print("\nDefenses trained on the clean data (controls):\n")

@@ -94,7 +94,8 @@ def render_api() -> str:
             if kind == "constant":
                 lines.append(f"- **`{name}`** — constant")
                 continue
-            lines.append(f"- **`{name}{_signature(obj) if kind == 'function' else ''}`** ({kind}) — {_first_paragraph(obj) or 'undocumented'}")
+            sig = _signature(obj) if kind == "function" else ""
+            lines.append(f"- **`{name}{sig}`** ({kind}) — {_first_paragraph(obj) or 'undocumented'}")
             if inspect.isclass(obj):
                 for meth, fn in inspect.getmembers(obj, predicate=lambda m: inspect.isfunction(m) or isinstance(m, property)):
                     if meth.startswith("_") or meth not in obj.__dict__:

@@ -9,11 +9,11 @@ initialisation are reproducible without leaking into the user's own RNG stream.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Union
+from collections.abc import Iterator
 
 import numpy as np
 
-RNGLike = Union[int, np.random.Generator, None]
+RNGLike = int | np.random.Generator | None
 
 
 def as_generator(rng: RNGLike) -> np.random.Generator:

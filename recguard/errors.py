@@ -49,6 +49,19 @@ class CapabilityError(RecguardError, TypeError):
     """The object lacks a capability the operation needs (e.g. white-box access)."""
 
 
+class OutputExistsError(RecguardError, FileExistsError):
+    """An output path holds something recguard did not write (or an earlier output that needs
+    ``overwrite=True`` / ``--overwrite`` to be replaced). Nothing was changed."""
+
+
+class NonFiniteError(RecguardError, ArithmeticError):
+    """A model produced (or holds) NaN or infinite values: a diverged model is an error, never a score."""
+
+
+class AuditLockedError(RecguardError):
+    """Another audit is running on the same output folder."""
+
+
 class AuditWorkerError(RecguardError):
     """A worker process of a parallel audit (``jobs`` > 1) failed; the message carries its
     error (type and text) or the end of its log."""

@@ -23,7 +23,7 @@ from conftest import cyclic_data, make
 @pytest.fixture(scope="module")
 def meta_data():
     base = cyclic_data(num_users=100, num_items=40, length=12, seed=3)
-    genres = ((),) + tuple(("g%d" % (i % 4),) for i in range(1, 41))
+    genres = ((),) + tuple((f"g{i % 4}",) for i in range(1, 41))
     meta = ItemMeta(titles=("",) + tuple(f"item {i}" for i in range(1, 41)), genres=genres, years=np.zeros(41, int))
     return SequenceData(base.items, base.offsets, 40, meta=meta, name="meta")
 
@@ -127,7 +127,7 @@ def test_surrogate_fillers_raise_the_target_more_than_random(arch):
         guided = SurrogateAttack(sur, objective="likelihood", pool_fraction=1.0, candidates=8, **kw).poison(data, rng=0)
         rand = RandomAttack(**kw).poison(data, rng=0)
 
-        def mean_logp(res):
+        def mean_logp(res, sur=sur):
             vals = []
             for seq in res.fake_sequences:
                 for j in range(1, len(seq) - 1, 2):  # after filler j comes the target

@@ -119,8 +119,8 @@ def test_cli_audit_and_report(atomic, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["audit", "--dataset", str(atomic), "--model", "gru4rec", "--attacks", "random,popular", "--budgets", "0.05",
             "--out", str(out), "--no-progress", "--targets", "3,4"]
-    for kv in FAST_MODEL.items():
-        argv += ["--set", "%s=%s" % kv]
+    for k, v in FAST_MODEL.items():
+        argv += ["--set", f"{k}={v}"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "random" in text and "report.html" in text

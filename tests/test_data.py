@@ -150,7 +150,8 @@ def test_registry_offline_error_says_how_to_fix():
 def test_ml1m_sas_format_with_metadata(tmp_path):
     (tmp_path / "ml-1m.txt").write_text("1 1\n1 2\n2 2\n2 1\n2 3\n")
     (tmp_path / "ml-1m.sas_items.tsv").write_text(
-        "sas_item_id\tml1m_movie_id\ttitle\tgenres\n1\t1198\tRaiders (1981)\tAction|Adventure\n2\t3552\tCaddyshack (1980)\tComedy\n3\t1\tToy Story (1995)\tAnimation\n"
+        "sas_item_id\tml1m_movie_id\ttitle\tgenres\n1\t1198\tRaiders (1981)\tAction|Adventure\n"
+        "2\t3552\tCaddyshack (1980)\tComedy\n3\t1\tToy Story (1995)\tAnimation\n"
     )
     d = recguard.data.load("ml-1m", path=tmp_path)
     assert d.num_items == 3 and d.meta.genres[1] == ("Action", "Adventure") and d.meta.years.tolist() == [0, 1981, 1980, 1995]
@@ -202,7 +203,8 @@ def test_download_verifies_checksum_and_caches(monkeypatch, tmp_path):
         recguard.data.load("ml-100k", download=True)
     assert not (tmp_path / "cache" / "ml-100k" / "u.data").exists()
     info = _registry._REGISTRY["ml-100k"]
-    monkeypatch.setitem(_registry._REGISTRY, "ml-100k", _registry.DatasetInfo(**{**info.to_dict(), "md5": hashlib.md5(payload).hexdigest()}))
+    patched = _registry.DatasetInfo(**{**info.to_dict(), "md5": hashlib.md5(payload).hexdigest()})
+    monkeypatch.setitem(_registry._REGISTRY, "ml-100k", patched)
     d = recguard.data.load("ml-100k", download=True)
     assert d.num_users == 2 and d.meta.titles[1] == "Heat (1995)" and d.meta.genres[1] == ("Action", "Crime")
     assert [s.tolist() for s in d] == [[1, 2], [1]]  # user 1: item 10 at t=100, item 20 at t=200
@@ -225,7 +227,9 @@ def test_recbole_wheel_path(tmp_path):
 
     whl = tmp_path / "recbole-1.2.1-py3-none-any.whl"
     with zipfile.ZipFile(whl, "w") as zf:
-        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t3\t1\n1\t6\t3\t2\n")
-        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tA\t1990\tDrama\n6\tB\t1991\tComedy\n")
+        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.inter",
+                    "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t3\t1\n1\t6\t3\t2\n")
+        zf.writestr("recbole/dataset_example/ml-100k/ml-100k.item",
+                    "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tA\t1990\tDrama\n6\tB\t1991\tComedy\n")
     d = recguard.data.load(str(whl))
     assert d.num_items == 2 and d.meta.titles == ("", "A", "B")

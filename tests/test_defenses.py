@@ -312,7 +312,7 @@ def test_defense_option_errors():
 
 
 def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
-    from test_audit import FAST_MODEL  # noqa: F401  (same tiny victim settings)
+    from test_audit import FAST_MODEL
 
     d = titled(cyclic_data(num_users=80, num_items=30, length=10, seed=5))
     path = tmp_path / "toy.txt"

@@ -306,10 +306,13 @@ def test_attributions_are_complete_and_chronological(arch, clustered):
     assert b["contributions"] == a["contributions"]  # deterministic
 
 
-def victim_for(arch, data, _cache={}):
-    if arch not in _cache:
-        _cache[arch] = make(arch, epochs=2).fit(data, rng=0)
-    return _cache[arch]
+_VICTIMS: dict = {}
+
+
+def victim_for(arch, data):
+    if arch not in _VICTIMS:
+        _VICTIMS[arch] = make(arch, epochs=2).fit(data, rng=0)
+    return _VICTIMS[arch]
 
 
 def test_attribution_input_errors(victim):

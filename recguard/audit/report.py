@@ -436,7 +436,8 @@ def render_html(results: dict) -> str:
     fps = sorted({c.get("data_fingerprint", "") for c in results["cells"] if c["kind"] == "clean"})
     for key, val in [("recguard", prov["recguard"]), ("torch", prov["torch"]), ("numpy", prov["numpy"]),
                      ("python", prov["python"]), ("platform", prov["platform"]), ("command", " ".join(prov["command"])),
-                     ("data fingerprint", ", ".join(f[:16] for f in fps)), ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
+                     ("data fingerprint", ", ".join(f[:16] for f in fps)),
+                     ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
                      ("this run's wall time", f"{results['wall_time_s']:.0f} s")]:
         parts.append(f"<tr><td>{esc(key)}</td><td style='text-align:left'>{esc(str(val))}</td></tr>")
     parts.append("</tbody></table></body></html>")
@@ -444,11 +445,14 @@ def render_html(results: dict) -> str:
 
 
 def write_reports(results: dict, out: str | Path, *, with_json: bool = True) -> None:
+    """``report.md`` and ``report.html`` (and ``results.json``); both reports are rendered before
+    anything is written, so a failure leaves the folder as it was."""
     out = Path(out)
+    md, page = render_markdown(results), render_html(results)
     if with_json:
         atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "report.md", render_markdown(results))
-    atomic_write_text(out / "report.html", render_html(results))
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", page)
 
 
 def rerender(out: str | Path) -> dict:
@@ -457,7 +461,11 @@ def rerender(out: str | Path) -> dict:
     if not p.exists():
         raise ArtifactError(f"{p}: not found; run `recguard audit --out {out}` first")
     results = read_json(p, ArtifactError)
-    if results.get("format") != FORMAT:
-        raise ArtifactError(f"{p}: not a recguard audit result")
-    write_reports(results, out, with_json=False)
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise ArtifactError(f"{p}: not a recguard audit result (no \"format\": \"{FORMAT}\")")
+    try:
+        write_reports(results, out, with_json=False)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ArtifactError(f"{p}: malformed audit result ({type(exc).__name__}: {exc}); run `recguard audit` with the same "
+                            "--out again to rebuild it from its cells") from None
     return results

@@ -12,13 +12,16 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_write_json
+from .._io import atomic_write_json, claim_output_dir
 from ..attacks.poisoning import InjectedAttack, make_attack, select_targets
+from ..attacks.poisoning._base import MAX_BUDGET
+from ..attacks.poisoning.inject import file_digest
 from ..data import Split, load
 from ..defenses import make_defense
 from ..defenses.lorec import LCT_REVISION
@@ -27,9 +30,10 @@ from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
 from ..victims import load as load_victim
 from ..victims import make_victim
 from ..victims._train import TRAINING_REVISION
+from ._lock import AuditLock
 from .spec import AuditSpec
 
-__all__ = ["run_audit", "cell_key"]
+__all__ = ["run_audit", "cell_key", "preflight"]
 
 
 def _hash(obj: Any) -> str:
@@ -51,6 +55,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
                     surrogate=spec.surrogate if attack == "surrogate" else None)
         if attack == "extracted":
             base["extraction"] = spec.extraction
+        if attack.startswith("inject:"):  # the file's content, not its name: an edited file is a new attack
+            base["inject_sha256"] = file_digest(spec.inject_files()[attack])
     if kind in ("poisoned", "control"):
         base["defense"] = defense
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
@@ -63,7 +69,7 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
 def cell_grid(spec: AuditSpec) -> list[tuple[str, float | None, str, int]]:
     """(attack, budget, defense, seed) of every poisoned cell, in the order they run
     (an injected file has no budget: ``None``)."""
-    attacks = list(spec.attacks) + [f"inject:{Path(p).stem}" for p in spec.inject]
+    attacks = spec.attack_names()
     return [(a, b, d, s) for s in spec.seeds for a in attacks for b in ([None] if a.startswith("inject:") else spec.budgets)
             for d in spec.defenses]
 
@@ -126,24 +132,65 @@ def run_audit(
     it, only on the thread count (floating-point reduction order). Returns the results
     dictionary (also in ``OUT/results.json``).
     """
-    from .report import build_results, write_reports
-
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"must be a positive integer, got {jobs!r}", param="jobs")
+    if not isinstance(spec, AuditSpec):
+        raise ConfigError(f"expected an AuditSpec, got {type(spec).__name__}", param="spec")
     out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "spec.json", spec.to_dict())
-    t_start = time.perf_counter()
-    if jobs > 1 and _claim is None:
-        from ._parallel import run_workers
+    if _claim is not None:  # a worker of a parallel audit: its parent holds the folder
+        return _run_audit(spec, out, progress=progress, command=command, on_cell=on_cell, jobs=1, _claim=_claim, _phase=_phase)
+    claim_output_dir(out, "audit", resumable=True)
+    with AuditLock(out):
+        return _run_audit(spec, out, progress=progress, command=command, on_cell=on_cell, jobs=jobs)
 
-        run_workers(spec, out, jobs, progress=sys.stderr.isatty() if progress is None else progress)
+
+def preflight(spec: AuditSpec, split: Split) -> dict[str, InjectedAttack]:
+    """Every check that needs the data, before anything trains: the victim's settings, the
+    targets, each attack on this data, the surrogate and the injected files. Returns the
+    injected attacks by name."""
+    max_len = make_victim(spec.model, **spec.model_config).max_len
+    train = split.train
+    targets = select_targets(train, spec.targets if isinstance(spec.targets, str) else list(spec.targets), spec.num_targets,
+                             np.random.default_rng([spec.seeds[0], 7919]))
+    for a in spec.attacks:
+        params = dict(spec.attack_params.get(a, {}))
+        atk = make_attack("surrogate" if a == "extracted" else a, budget=spec.budgets[0], targets=targets.tolist(),
+                          num_targets=len(targets), max_profile_length=max_len, order=params.pop("order", spec.order), **params)
+        if a not in ("surrogate", "extracted"):  # those check their surrogate once it exists
+            atk._check(train)
+    if "extracted" in spec.attacks:
+        make_victim(spec.extraction.get("surrogate", spec.model),
+                    **(spec.model_config if spec.extraction.get("surrogate", spec.model) == spec.model else {}))
+    if "surrogate" in spec.attacks and spec.surrogate not in ("victim", "retrain"):
+        sur = _surrogate(spec, None, split, None, 0)
+        if sur.num_items != train.num_items:
+            raise ConfigError(f"{spec.surrogate}: the surrogate knows {sur.num_items} items, the dataset has {train.num_items}",
+                              param="surrogate")
+    injected = {}
+    for name, path in spec.inject_files().items():
+        atk = InjectedAttack(path)
+        atk.check(train, max_fake_users=int(MAX_BUDGET * train.num_users))
+        injected[name] = atk
+    return injected
+
+
+def _run_audit(spec: AuditSpec, out: Path, *, progress, command, on_cell, jobs: int, _claim=None, _phase=None) -> dict:
+    from .report import build_results, write_reports
+
+    t_start = time.perf_counter()
     data = load(spec.dataset, spec.path, min_rating=spec.min_rating, k_core=spec.k_core)
     split = data.split()
+    injected = preflight(spec, split)
+    if _claim is None:
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "spec.json", spec.to_dict())
+        if jobs > 1:
+            from ._parallel import run_workers
+
+            run_workers(spec, out, jobs, progress=sys.stderr.isatty() if progress is None else progress)
     cfg = dict(spec.model_config)
     make_v = lambda: make_victim(spec.model, **cfg)  # noqa: E731
     max_len = make_v().max_len
-    injected = {f"inject:{Path(p).stem}": InjectedAttack(p) for p in spec.inject}
     grid = cell_grid(spec)
     controls = control_grid(spec)
     total = len(spec.seeds) + len(controls) + len(grid)
@@ -336,10 +383,13 @@ def _run_cell(spec, split, attack_name, budget, defense_name, seed, make_v, max_
     rng_defense = np.random.default_rng([seed, int(_hash([attack_name, budget, defense_name]), 16) % (2**31), 1])
     if attack_name.startswith("inject:"):
         attack = injected[attack_name]
+        if attack.sha256 != file_digest(attack.path):
+            raise ConfigError(f"{attack.path}: the file changed while the audit ran; run the audit again", param="inject")
     else:
         params = dict(spec.attack_params.get(attack_name, {}))
         targets = clean_cell["targets"]
-        attack = make_attack("surrogate" if attack_name == "extracted" else attack_name, budget=budget, targets=targets, num_targets=len(targets),
+        attack = make_attack("surrogate" if attack_name == "extracted" else attack_name, budget=budget, targets=targets,
+                             num_targets=len(targets),
                              max_profile_length=max_len, order=params.pop("order", spec.order), **params)
         if attack_name in ("surrogate", "extracted"):
             attack = attack.with_surrogate(surrogate)

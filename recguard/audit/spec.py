@@ -18,17 +18,54 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._params import check_value
 from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 __all__ = ["AuditSpec", "DEFAULT_ATTACKS"]
 
 DEFAULT_ATTACKS = ("random", "popular", "segment", "surrogate")
-EXTRACTION_KEYS = {"mode", "num_sequences", "length", "k", "surrogate", "epochs", "real_fraction", "random_share"}
+EXTRACTION_TYPES = {"mode": "str", "num_sequences": "int", "length": "int | None", "k": "int", "surrogate": "str", "epochs": "int",
+                    "real_fraction": "float", "random_share": "float"}
+EXTRACTION_KEYS = set(EXTRACTION_TYPES)
+
+
+def _table(name: str, value: Any) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"must be a table of NAME = VALUE (e.g. [{name}] in TOML), got {type(value).__name__}", param=name)
+    return dict(value)
+
+
+def _list(name: str, value: Any, kind: str) -> tuple:
+    """A scalar or a list of scalars of ``kind`` → a tuple, without duplicates."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    out = tuple(check_value(f"{name}[{i}]", v, kind) for i, v in enumerate(items))
+    dup = [v for i, v in enumerate(out) if v in out[:i]]
+    if dup:
+        raise ConfigError(f"{dup[0]!r} is listed twice; each entry must be distinct", param=name)
+    return out
+
+
+def _targets(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("unpopular", "popular"):
+            raise ConfigError(f"must be 'unpopular', 'popular' or a list of item ids, got {value!r}", param="targets")
+        return value
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"must be 'unpopular', 'popular' or a non-empty list of item ids, got {value!r}", param="targets")
+    out = _list("targets", value, "int")
+    if any(t < 1 for t in out):
+        raise ConfigError("item ids are positive integers (0 is padding)", param="targets")
+    return out
 
 
 @dataclass(frozen=True)
@@ -83,32 +120,59 @@ class AuditSpec:
     extraction: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("attacks", "inject", "budgets", "defenses", "seeds", "ks"):
-            v = getattr(self, name)
-            if isinstance(v, (str, int, float)):
-                v = (v,)
-            object.__setattr__(self, name, tuple(v))
-        if isinstance(self.targets, list):
-            object.__setattr__(self, "targets", tuple(int(t) for t in self.targets))
         from ..attacks.poisoning import ATTACKS
+        from ..attacks.poisoning._base import MAX_BUDGET, ORDERS
         from ..defenses import DEFENSES
 
+        for name, ann in (("dataset", "str"), ("path", "str | None"), ("min_rating", "float | None"), ("k_core", "int | None"),
+                          ("model", "str"), ("defense_controls", "bool"), ("num_targets", "int"), ("order", "str"),
+                          ("surrogate", "str")):
+            object.__setattr__(self, name, check_value(name, getattr(self, name), ann))
+        if self.k_core is not None and self.k_core < 1:
+            raise ConfigError(f"must be a positive integer (keep users and items with >= k interactions), got {self.k_core}",
+                              param="k_core")
+        if self.num_targets < 1:
+            raise ConfigError(f"must be a positive integer, got {self.num_targets}", param="num_targets")
+        for name in ("model_config", "extraction"):
+            object.__setattr__(self, name, _table(name, getattr(self, name)))
+        for name in ("attack_params", "defense_params"):
+            tables = {k: _table(f"{name}.{k}", v) for k, v in _table(name, getattr(self, name)).items()}
+            object.__setattr__(self, name, tables)
+        object.__setattr__(self, "attacks", _list("attacks", self.attacks, "str"))
+        object.__setattr__(self, "inject", _list("inject", self.inject, "str"))
+        object.__setattr__(self, "defenses", _list("defenses", self.defenses, "str"))
+        object.__setattr__(self, "budgets", _list("budgets", self.budgets, "float"))
+        object.__setattr__(self, "seeds", _list("seeds", self.seeds, "int"))
+        object.__setattr__(self, "ks", _list("ks", self.ks, "int"))
+        object.__setattr__(self, "targets", _targets(self.targets))
         for a in self.attacks:
             if a not in ATTACKS and a not in ("bandwagon", "extracted"):
-                raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}", param="attacks")
+                raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}, extracted", param="attacks")
         if not self.attacks and not self.inject and not (self.defense_controls and set(self.defenses) - {"none"}):
             raise ConfigError("nothing to audit: give at least one attack or --inject file (or --defense-controls with a "
                               "defense other than none)", param="attacks")
+        if not self.defenses:
+            raise ConfigError("give at least one defense (none = the undefended baseline)", param="defenses")
         for d in self.defenses:
             if d not in DEFENSES:
                 raise ConfigError(f"unknown defense {d!r}; available: {', '.join(sorted(DEFENSES))}", param="defenses")
+        if self.attacks and not self.budgets:
+            raise ConfigError("give at least one budget for the attacks (a fraction of genuine users, e.g. 0.01)", param="budgets")
         for b in self.budgets:
-            if not isinstance(b, (int, float)) or not 0 < b <= 0.5:
-                raise ConfigError(f"budget {b!r} must be a fraction of genuine users in (0, 0.5], e.g. 0.01", param="budgets")
+            if not 0 < b <= MAX_BUDGET:
+                raise ConfigError(f"budget {b!r} must be a fraction of genuine users in (0, {MAX_BUDGET}], e.g. 0.01", param="budgets")
         if not self.seeds:
             raise ConfigError("give at least one seed", param="seeds")
-        if not isinstance(self.defense_controls, bool):
-            raise ConfigError(f"must be true or false, got {self.defense_controls!r}", param="defense_controls")
+        for sd in self.seeds:
+            if not 0 <= sd < 2**63:
+                raise ConfigError(f"seed {sd} must be an integer in 0..2**63-1", param="seeds")
+        if not self.ks:
+            raise ConfigError("give at least one cut-off k", param="ks")
+        for k in self.ks:
+            if k < 1:
+                raise ConfigError(f"cut-off {k} must be a positive integer", param="ks")
+        if self.order not in ORDERS:
+            raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {self.order!r}", param="order")
         extra = set(self.defense_params) - set(self.defenses)
         if extra:
             raise ConfigError(f"options for defenses not in the audit: {', '.join(sorted(extra))}", param="defense_params")
@@ -120,9 +184,44 @@ class AuditSpec:
         if bad:
             raise ConfigError(f"unknown extraction option(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(EXTRACTION_KEYS))}",
                               param="extraction")
+        for key, ann in EXTRACTION_TYPES.items():
+            if key in self.extraction:
+                self.extraction[key] = check_value(f"extraction.{key}", self.extraction[key], ann)
         unknown = set(self.attack_params) - set(self.attacks) - {"bandwagon"}
         if unknown:
             raise ConfigError(f"options for attacks not in the audit: {', '.join(sorted(unknown))}", param="attack_params")
+        from ..attacks.poisoning import make_attack
+
+        for a in self.attacks:  # data-independent checks of every attack's options, before any training
+            params = dict(self.attack_params.get(a, {}))
+            order = params.pop("order", self.order)
+            make_attack("surrogate" if a == "extracted" else a, budget=(self.budgets or (0.01,))[0],
+                        targets=self.targets if isinstance(self.targets, str) else list(self.targets),
+                        num_targets=self.num_targets, order=order, **params)
+        self.inject_files()  # distinct names, no file given twice
+
+    def inject_files(self) -> dict[str, str]:
+        """Attack name → path of each ``inject`` file. Names are ``inject:<stem>``; files that share
+        a stem are told apart by as many parent folders as it takes (``inject:a/x``, ``inject:b/x``)."""
+        paths = [Path(p) for p in self.inject]
+        resolved = [p.resolve() for p in paths]
+        for i, r in enumerate(resolved):
+            if r in resolved[:i]:
+                raise ConfigError(f"{paths[i]}: given twice (the same file would count as two attacks)", param="inject")
+        parts = [r.with_suffix("").parts for r in resolved]
+        depth = [1] * len(paths)
+        while True:
+            names = ["/".join(pp[-d:]) for pp, d in zip(parts, depth)]
+            clash = [i for i, n in enumerate(names) if names.count(n) > 1]
+            if not clash:
+                break
+            grow = [i for i in clash if depth[i] < len(parts[i])]
+            if not grow:  # same path but for the suffix (x.json, x.txt): keep the whole file name
+                names = [n if i not in clash else "/".join(r.parts[-depth[i]:]) for i, (n, r) in enumerate(zip(names, resolved))]
+                break
+            for i in grow:
+                depth[i] += 1
+        return {f"inject:{n}": str(p) for n, p in zip(names, paths)}
 
     # ------------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict:
@@ -130,27 +229,41 @@ class AuditSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict, *, source: str = "audit spec") -> "AuditSpec":
+    def from_dict(cls, d: dict, *, source: str | None = None) -> AuditSpec:
+        """A spec from plain data (a TOML table, ``spec.json``); ``source`` names the file in errors."""
+        where = f"{source}: " if source else ""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}an audit spec must be a table of KEY = VALUE, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}", param=unknown[0])
-        return cls(**d)
+            raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}", param=unknown[0])
+        if not source:
+            return cls(**d)
+        try:
+            return cls(**d)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "AuditSpec":
+    def from_toml(cls, path: str | Path) -> AuditSpec:
+        from .._io import read_regular_file
+
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: file not found", param="--config")
+        raw = read_regular_file(p, ConfigError, what="TOML audit spec")
         try:
-            obj = tomllib.loads(p.read_text())
+            obj = tomllib.loads(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})", param="--config") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML ({exc})", param="--config") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: TOML nested too deeply", param="--config") from None
         if "audit" in obj and isinstance(obj["audit"], dict):
             obj = {**{k: v for k, v in obj.items() if k != "audit"}, **obj["audit"]}
         return cls.from_dict(obj, source=str(p))
 
-    def replace(self, **changes) -> "AuditSpec":
+    def replace(self, **changes) -> AuditSpec:
         return AuditSpec.from_dict({**self.to_dict(), **changes})
 
     def digest(self) -> str:
@@ -158,4 +271,4 @@ class AuditSpec:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def attack_names(self) -> list[str]:
-        return list(self.attacks) + [f"inject:{Path(p).stem}" for p in self.inject]
+        return list(self.attacks) + list(self.inject_files())

@@ -36,23 +36,50 @@ def _root() -> None:
     """recguard: robustness audits and probes for sequential recommenders."""
 
 
+def _click_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(usage/parameter errors, exits, no-args-help) of click: typer >= 0.24 vendors click as
+    ``typer._click``, older ones use ``click`` itself; both are recognised."""
+    import importlib
+
+    errors, exits, helps = [], [typer.Exit], []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        if hasattr(mod, "Exit"):
+            exits.append(mod.Exit)
+        if hasattr(mod, "NoArgsIsHelpError"):
+            helps.append(mod.NoArgsIsHelpError)
+    return tuple(errors), tuple(exits), tuple(helps)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point: every user error is one ``error:`` line on stderr (exit 2),
+    never a traceback."""
     try:
         app(args=argv, prog_name="recguard", standalone_mode=False)
     except RecguardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment's (permissions, a full disk): one line, the path is in the message
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
+    except Exception as exc:  # click's usage errors (an unknown option, a value of the wrong type, ...)
+        errors, exits, helps = _click_types()
+        if isinstance(exc, exits):
             return exc.exit_code
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, helps):
             exc.show()
+            return 0
+        if isinstance(exc, errors):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
             return exc.exit_code
         raise
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -13,7 +12,7 @@ from ._common import KCoreOpt, MinRatingOpt, PathOpt, load_dataset, print_table
 from ._train import _parse_sets
 
 
-def _csv(value: Optional[str], cast=str) -> Optional[tuple]:
+def _csv(value: str | None, cast=str) -> tuple | None:
     if value is None:
         return None
     try:
@@ -24,27 +23,29 @@ def _csv(value: Optional[str], cast=str) -> Optional[tuple]:
 
 def audit(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (results.json, report.md, report.html, cells/)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML audit spec; flags given here override it."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name or file (default ml-100k)."),
-    path: Optional[Path] = PathOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML audit spec; flags given here override it."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name or file (default ml-100k)."),
+    path: Path | None = PathOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
+    attacks: str | None = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
                                           "(extracted = surrogate stolen through the victim's top-k API)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
-    defense: Optional[str] = typer.Option(None, "--defense", help="Comma-separated defenses: none, llm4dec, lorec."),
-    known: Optional[str] = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Text encoder for llm4dec/lorec: minilm (bundled) or a Hugging Face model directory."),
-    user_text: Optional[str] = typer.Option(None, "--user-text", help="prompt (LoRec's user prompt, default) or items (mean of title embeddings, much faster)."),
-    defense_controls: Optional[bool] = typer.Option(None, "--defense-controls/--no-defense-controls",
+    budgets: str | None = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
+    defense: str | None = typer.Option(None, "--defense", help="Comma-separated defenses: none, llm4dec, lorec."),
+    known: str | None = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Text encoder for llm4dec/lorec: minilm (bundled) or a "
+                                       "Hugging Face model directory."),
+    user_text: str | None = typer.Option(None, "--user-text", help="prompt (LoRec's user prompt, default) or items (mean of "
+                                         "title embeddings, much faster)."),
+    defense_controls: bool | None = typer.Option(None, "--defense-controls/--no-defense-controls",
                                                     help="Also train each defense on the clean data (one cell per defense "
                                                     "and seed): its own effect on the targets, and the removal net of it."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
-    targets: Optional[str] = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
-    order: Optional[str] = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
-    surrogate: Optional[str] = typer.Option(None, "--surrogate", help="victim (white-box), retrain, or a saved victim directory."),
-    inject: List[Path] = typer.Option([], "--inject", help="JSON file of externally crafted fake users (repeatable)."),
-    set_: List[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
-    extraction: List[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
+    seeds: str | None = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
+    targets: str | None = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
+    order: str | None = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
+    surrogate: str | None = typer.Option(None, "--surrogate", help="victim (white-box), retrain, or a saved victim directory."),
+    inject: list[Path] = typer.Option([], "--inject", help="JSON file of externally crafted fake users (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
+    extraction: list[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
                                          "(mode=few-shot, num_sequences=5000, k=100, surrogate=gru4rec, epochs=30, ...)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes computing cells in parallel (each gets its share of the "
                              "CPU threads); the numbers do not depend on it, only on the threads per process."),
@@ -124,15 +125,16 @@ def attack(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for poisoned.txt, inject.json and attack.json."),
     name: str = typer.Option("random", "--attack", "-a", help="random, popular, segment or surrogate."),
     dataset: str = typer.Option("ml-100k", "--dataset", "-d", help="Dataset name or file."),
-    path: Optional[Path] = PathOpt,
-    min_rating: Optional[float] = MinRatingOpt,
-    k_core: Optional[int] = KCoreOpt,
+    path: Path | None = PathOpt,
+    min_rating: float | None = MinRatingOpt,
+    k_core: int | None = KCoreOpt,
     budget: float = typer.Option(0.01, "--budget", "-b", help="Fake users as a fraction of genuine users."),
     targets: str = typer.Option("unpopular", "--targets", help="unpopular, popular, or comma-separated item ids."),
     num_targets: int = typer.Option(5, "--num-targets", help="How many targets to draw."),
     order: str = typer.Option("interleave", "--order", help="interleave, target_last or random."),
-    surrogate: Optional[Path] = typer.Option(None, "--surrogate", help="Saved white-box victim (for --attack surrogate)."),
+    surrogate: Path | None = typer.Option(None, "--surrogate", help="Saved white-box victim (for --attack surrogate)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output of an earlier `recguard attack` at --out."),
 ) -> None:
     """Poison the training part of a dataset and write it to files.
 
@@ -140,10 +142,11 @@ def attack(
     training data plus the fake users; inject.json holds the fake users in LoRec's layout
     (replay it with `recguard audit --inject`).
     """
-    from .._io import atomic_write_json, atomic_write_text
+    from .._io import atomic_write_json, atomic_write_text, claim_output_dir
     from ..attacks.poisoning import make_attack
     from ..victims import load as load_victim
 
+    claim_output_dir(out, "attack", overwrite=overwrite)
     data = load_dataset(dataset, path, min_rating, k_core)
     tg = targets if targets in ("unpopular", "popular") else list(_csv(targets, int))
     atk = make_attack(name, budget=budget, targets=tg, num_targets=num_targets if isinstance(tg, str) else len(tg), order=order)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,9 +24,9 @@ def list_() -> None:
 @app.command("info")
 def info(
     name: str = typer.Argument(..., help="Dataset name (ml-100k, ml-1m) or a data file path."),
-    path: Optional[Path] = typer.Option(None, "--path", help="Local copy of the dataset (file or directory)."),
-    min_rating: Optional[float] = MinRatingOpt,
-    k_core: Optional[int] = KCoreOpt,
+    path: Path | None = typer.Option(None, "--path", help="Local copy of the dataset (file or directory)."),
+    min_rating: float | None = MinRatingOpt,
+    k_core: int | None = KCoreOpt,
 ) -> None:
     """Load a dataset and print its statistics and fingerprint."""
     data = load_dataset(name, path, min_rating, k_core)

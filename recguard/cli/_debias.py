@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,13 +13,15 @@ from ..errors import ConfigError
 
 def debias(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json, report.md, report.html."),
-    dataset: str = typer.Option("semi-synthetic", "--dataset", "-d", help="coat, yahoo-r3 (local folders) or semi-synthetic (embedded ML-100k)."),
-    path: Optional[Path] = typer.Option(None, "--path", help="Local folder of Coat or Yahoo! R3."),
+    dataset: str = typer.Option("semi-synthetic", "--dataset", "-d",
+                                help="coat, yahoo-r3 (local folders) or semi-synthetic (embedded ML-100k)."),
+    path: Path | None = typer.Option(None, "--path", help="Local folder of Coat or Yahoo! R3."),
     loss: str = typer.Option("naive,relmf,clipped,ubpr", "--loss", help="Comma-separated: naive, relmf, clipped, ubpr."),
     seeds: str = typer.Option("0", "--seeds", "-s", help="Comma-separated seeds."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs (UBPR gets 10x: it visits clicks, not all cells)."),
     dim: int = typer.Option(64, "--dim", help="Latent factors."),
     clip: float = typer.Option(0.1, "--clip", help="Propensity floor M of the clipped estimator."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier `recguard debias` at --out."),
 ) -> None:
     """Train MF with naive / Rel-MF / clipped / UBPR losses on clicks; report DCG, Recall, MAP@{1,3,5} on MAR data."""
     import numpy as np
@@ -37,6 +38,9 @@ def debias(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"could not parse {seeds!r} as comma-separated integers", param="--seeds") from None
+    from .._io import claim_output_dir
+
+    claim_output_dir(out, "debias", overwrite=overwrite)
     rows = []
     t0 = time.perf_counter()
     for seed in seed_list:
@@ -51,7 +55,6 @@ def debias(
         vals = {k: [r[k] for r in rows if r["loss"] == name and r[k] is not None] for k in keys}
         summary[name] = {k: {"mean": float(np.mean(v)) if v else None, "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
                          for k, v in vals.items()}
-    out.mkdir(parents=True, exist_ok=True)
     results = {"dataset": dataset, "losses": losses, "seeds": seed_list, "epochs": epochs, "dim": dim, "clip": clip,
                "summary": summary, "rows": rows, "wall_time_s": time.perf_counter() - t0}
     atomic_write_json(out / "results.json", results)

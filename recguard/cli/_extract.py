@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,15 +16,15 @@ def extract(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the surrogate, the query transcript and extraction.json."),
     mode: str = typer.Option("data-free", "--mode", help="data-free or few-shot."),
     budget: int = typer.Option(5000, "--budget", help="Sequences to generate (each costs up to max_len queries)."),
-    max_queries: Optional[int] = typer.Option(None, "--max-queries", help="Hard cap on queries (the API's budget)."),
+    max_queries: int | None = typer.Option(None, "--max-queries", help="Hard cap on queries (the API's budget)."),
     k: int = typer.Option(100, "--k", help="Items the API returns per query."),
-    length: Optional[int] = typer.Option(None, "--length", help="Items per generated sequence (default: the victim's max_len)."),
+    length: int | None = typer.Option(None, "--length", help="Items per generated sequence (default: the victim's max_len)."),
     real_fraction: float = typer.Option(0.1, "--real-fraction", help="few-shot: share of real training sequences the attacker holds."),
     surrogate: str = typer.Option("sasrec", "--surrogate", help="Architecture to distil into: sasrec, bert4rec, gru4rec."),
     epochs: int = typer.Option(30, "--epochs", help="Distillation epochs (best kept on the attacker's held-out queries)."),
     random_share: float = typer.Option(0.1, "--random-share", help="Share of uniformly random next items."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
-    path: Optional[Path] = PathOpt,
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
+    path: Path | None = PathOpt,
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -40,8 +39,11 @@ def extract(
     from ..metrics import evaluate
     from ..victims import BlackBoxVictim, load
 
+    from .._io import claim_output_dir
+
     victim = load(victim_dir)
     data = victim_dataset(victim, victim_dir, dataset, path)
+    claim_output_dir(out, "extraction", resumable=True)  # resumes its own transcript; refuses anything else
     if not 0 < real_fraction <= 1:
         raise ConfigError(f"must be in (0, 1], got {real_fraction}", param="--real-fraction")
     split = data.split()
@@ -52,13 +54,12 @@ def extract(
         users = rng.choice(split.train.num_users, size=n_real, replace=False)
         real = [split.train[u].tolist() for u in users]
     bb = BlackBoxVictim(victim, k=k, query_budget=max_queries)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res = run_extract(bb, mode=mode, num_sequences=budget, length=length, real_sequences=real, random_share=random_share,
                       surrogate=surrogate, epochs=epochs, rng=rng, progress=progress, checkpoint=out / "transcript.safetensors")
     wall = time.perf_counter() - t0
     res.surrogate.dataset_spec_ = victim.dataset_spec_
-    res.surrogate.save(out / "surrogate")
+    res.surrogate.save(out / "surrogate", overwrite=True)
     x, _ = split.inputs("test", victim.max_len)
     agree = agreement(victim, res.surrogate, x)
     quality = evaluate(res.surrogate, split, which="test", ks=(10,))

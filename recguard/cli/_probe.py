@@ -7,7 +7,6 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,16 +16,17 @@ from ._common import PathOpt, print_table, victim_dataset
 def probe(
     run: Path = typer.Argument(..., help="Saved victim (a folder from `recguard train` or an audit's models/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.json, report.html and the SAE (OUT/sae: safetensors + JSON)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one recorded with the victim)."),
-    path: Optional[Path] = PathOpt,
-    layer: str = typer.Option("representation", "--layer", help="Activation site: representation or a layer name (block.0, final_norm, ...)."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one recorded with the victim)."),
+    path: Path | None = PathOpt,
+    layer: str = typer.Option("representation", "--layer",
+                              help="Activation site: representation or a layer name (block.0, final_norm, ...)."),
     k: int = typer.Option(8, "--k", help="Active latents per input (TopK)."),
     expansion: int = typer.Option(16, "--expansion", help="Latents per input dimension."),
     epochs: int = typer.Option(10, "--epochs", help="SAE training passes over every valid training position."),
     lr: float = typer.Option(1e-3, "--lr", help="SAE learning rate (Adam)."),
     prefixes: int = typer.Option(5, "--prefixes", help="Probe sequences per user for the concept dictionary."),
     ablate_top: int = typer.Option(12, "--ablate-top", help="Ablate this many of the most confident latents."),
-    lm: Optional[Path] = typer.Option(None, "--lm", help="Local Hugging Face causal-LM folder for one-line descriptions."),
+    lm: Path | None = typer.Option(None, "--lm", help="Local Hugging Face causal-LM folder for one-line descriptions."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same report)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
@@ -40,8 +40,11 @@ def probe(
     from ..probes.report import probe_report, write_probe_report
     from ..victims import load
 
+    from .._io import claim_output_dir
+
     victim = load(run)
     data = victim_dataset(victim, run, dataset, path)
+    claim_output_dir(out, "probe-report", resumable=True)  # re-runs reuse its SAE; refuses anything else
     split = data.split()
     settings = dict(layer=layer, k=k, expansion=expansion, epochs=epochs, lr=lr, prefixes=prefixes, seed=seed)
     from .._io import atomic_write_json
@@ -55,11 +58,11 @@ def probe(
     if pr is None:
         typer.echo(f"training a TopK SAE (k={k}, {expansion}x) on {layer} of {victim.architecture} ...")
         pr = SAEProbe(victim, **settings).fit(split, progress=progress)
-        pr.save(art)
+        pr.save(art, overwrite=True)
         atomic_write_json(state_file, settings)
     fid = pr.fidelity()
     entries = pr.concepts(lm=lm)
-    pr.save(art)
+    pr.save(art, overwrite=True)
     confident = sorted((e for e in entries if e.get("concept") is not None),
                        key=lambda e: (-e["confidence"], -(e.get("auc") or 0), e["latent"]))[:ablate_top]
     ablations = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from ..errors import ConfigError
 from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, PathOpt, dataset_spec, load_dataset, print_table, victim_dataset
 
 
-def _parse_sets(items: List[str]) -> dict:
+def _parse_sets(items: list[str]) -> dict:
     out: dict = {}
     for item in items:
         if "=" not in item:
@@ -28,21 +27,24 @@ def _parse_sets(items: List[str]) -> dict:
 def train(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the trained victim (weights.safetensors + config.json)."),
     dataset: str = DatasetOpt,
-    path: Optional[Path] = PathOpt,
-    min_rating: Optional[float] = MinRatingOpt,
-    k_core: Optional[int] = KCoreOpt,
+    path: Path | None = PathOpt,
+    min_rating: float | None = MinRatingOpt,
+    k_core: int | None = KCoreOpt,
     model: str = typer.Option("sasrec", "--model", "-m", help="Victim architecture: sasrec, bert4rec or gru4rec."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on validation NDCG@10)."),
-    max_len: Optional[int] = typer.Option(None, "--max-len", help="Longest history the model reads."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on validation NDCG@10)."),
+    max_len: int | None = typer.Option(None, "--max-len", help="Longest history the model reads."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model)."),
-    set_: List[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set loss=bce)."),
+    set_: list[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set loss=bce)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a victim saved earlier at --out (never anything else)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a victim on a dataset and save it, then print its test metrics."""
+    from .._io import check_artifact_target
     from ..metrics import evaluate as run_eval
     from ..victims import make_victim
 
+    check_artifact_target(out, "victim", overwrite=overwrite)  # a bad --out fails before training, not after
     cfg = _parse_sets(set_)
     if epochs is not None:
         cfg["epochs"] = epochs
@@ -57,7 +59,7 @@ def train(
     victim.fit(split, rng=seed, progress=progress)
     metrics = run_eval(victim, split, which="test", ks=(10, 20))
     victim.fit_info_["test"] = metrics
-    victim.save(out)
+    victim.save(out, overwrite=overwrite)
     info = victim.fit_info_
     typer.echo(f"saved {out}  (best epoch {info['best_epoch']} of {info['epochs_run']}, {info['wall_time_s']:.1f} s)")
     print_table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()])
@@ -65,8 +67,8 @@ def train(
 
 def evaluate(
     run: Path = typer.Argument(..., help="Directory of a saved victim (from `recguard train`)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the victim was trained on)."),
-    path: Optional[Path] = PathOpt,
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset (default: the one the victim was trained on)."),
+    path: Path | None = PathOpt,
     split: str = typer.Option("test", "--split", help="test or valid."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:

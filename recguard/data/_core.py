@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class ItemMeta:
     def has_genres(self) -> bool:
         return self.genres is not None and any(self.genres[1:])
 
-    def take(self, index: np.ndarray) -> "ItemMeta":
+    def take(self, index: np.ndarray) -> ItemMeta:
         """Metadata re-aligned to new item ids: new item ``j`` takes old item ``index[j]``."""
         return ItemMeta(
             titles=None if self.titles is None else tuple(self.titles[i] for i in index),
@@ -61,7 +61,7 @@ class ItemMeta:
             years=None if self.years is None else np.asarray(self.years)[index],
         )
 
-    def _digest(self, h: "hashlib._Hash") -> None:
+    def _digest(self, h: hashlib._Hash) -> None:
         if self.titles is not None:
             h.update("\x1f".join(self.titles).encode())
         if self.genres is not None:
@@ -133,7 +133,7 @@ class SequenceData:
         meta: ItemMeta | None = None,
         item_ids: Sequence[str] | None = None,
         name: str = "custom",
-    ) -> "SequenceData":
+    ) -> SequenceData:
         """Build from in-memory sequences of item ids already in ``1..num_items``.
 
         ``sequences`` is a list of lists, or a mapping ``user_id -> list``.
@@ -148,8 +148,8 @@ class SequenceData:
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         try:
-            items = np.concatenate([np.asarray(s, dtype=np.int64).reshape(-1) for s in seqs]) if seqs else np.zeros(0, np.int64)
-        except (TypeError, ValueError) as exc:
+            items = np.concatenate([_int_ids(s) for s in seqs]) if seqs else np.zeros(0, np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise DataError(f"sequences must contain integer item ids: {exc}") from None
         if num_items is None:
             num_items = int(items.max()) if len(items) else 0
@@ -223,7 +223,7 @@ class SequenceData:
         }
 
     # --------------------------------------------------------- transformations
-    def select_users(self, users: Iterable[int] | np.ndarray) -> "SequenceData":
+    def select_users(self, users: Iterable[int] | np.ndarray) -> SequenceData:
         """A new dataset with the given user indices (in the given order); the catalogue is unchanged."""
         idx = np.asarray(list(users) if not isinstance(users, np.ndarray) else users, dtype=np.int64)
         if len(idx) and (idx.min() < 0 or idx.max() >= self.num_users):
@@ -237,7 +237,7 @@ class SequenceData:
             user_ids=tuple(self.user_ids[i] for i in idx), item_ids=self.item_ids, meta=self.meta, name=self.name,
         )
 
-    def truncate(self, *, drop_last: int = 0) -> "SequenceData":
+    def truncate(self, *, drop_last: int = 0) -> SequenceData:
         """Drop the last ``drop_last`` items of every user whose sequence is longer than ``drop_last``."""
         lengths = self.lengths
         new_len = np.where(lengths > drop_last, lengths - drop_last, lengths)
@@ -249,7 +249,7 @@ class SequenceData:
             user_ids=self.user_ids, item_ids=self.item_ids, meta=self.meta, name=self.name,
         )
 
-    def append_users(self, sequences: Sequence[Sequence[int]], user_ids: Sequence[str] | None = None) -> "SequenceData":
+    def append_users(self, sequences: Sequence[Sequence[int]], user_ids: Sequence[str] | None = None) -> SequenceData:
         """A new dataset with extra users appended at the end (e.g. injected fake users)."""
         extra = SequenceData.from_sequences(list(sequences), num_items=self.num_items)
         uids = tuple(user_ids) if user_ids is not None else tuple(f"added_{i}" for i in range(extra.num_users))
@@ -259,7 +259,7 @@ class SequenceData:
             user_ids=self.user_ids + uids, item_ids=self.item_ids, meta=self.meta, name=self.name,
         )
 
-    def split(self) -> "Split":
+    def split(self) -> Split:
         """Leave-one-out split (PROTOCOLS §1): last item = test, second-to-last = validation, rest = train.
 
         Users with fewer than 3 interactions are kept for training only.
@@ -290,7 +290,7 @@ class Split:
     test_target: np.ndarray
 
     @classmethod
-    def leave_one_out(cls, data: SequenceData) -> "Split":
+    def leave_one_out(cls, data: SequenceData) -> Split:
         lengths = data.lengths
         eval_users = np.flatnonzero(lengths >= 3)
         ends = data.offsets[1:]
@@ -303,7 +303,7 @@ class Split:
             test_target=_frozen(data.items[ends[eval_users] - 1]),
         )
 
-    def with_train(self, train: SequenceData) -> "Split":
+    def with_train(self, train: SequenceData) -> Split:
         """The same evaluation (users, targets) with another training set, e.g. the clean
         training data plus injected fake users. Fake users only ever enter training."""
         if train.num_items != self.full.num_items:
@@ -357,16 +357,31 @@ def _pad_from_csr(items: np.ndarray, starts: np.ndarray, lengths: np.ndarray, ma
     return out
 
 
+def _int_ids(seq) -> np.ndarray:
+    """One sequence as int64 ids; floats, booleans and other objects are refused, not truncated."""
+    a = np.asarray(seq)
+    if a.ndim > 1:
+        raise TypeError("got nested lists")
+    if a.size and not (np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_):
+        raise TypeError(f"got {a.dtype} values")
+    return a.astype(np.int64).reshape(-1)
+
+
 def pad_sequences(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarray:
     """Left-pad (with 0) and truncate to the most recent ``max_len`` items: ``[B, max_len]`` int64."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    items = np.concatenate([np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+    try:
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        items = np.concatenate([_int_ids(s) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"sequences must be lists of integer item ids (0 = padding): {exc}", param="seqs") from None
     starts = np.zeros(len(sequences), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:]) if len(sequences) > 1 else None
     return _pad_from_csr(items, starts, lengths, max_len)
 
 
-def as_split(data: "SequenceData | Split") -> Split:
+def as_split(data: SequenceData | Split) -> Split:
     """``data`` itself when it is a :class:`Split`, else its leave-one-out split."""
     if isinstance(data, Split):
         return data

@@ -12,11 +12,13 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from .._io import read_regular_file
 from ..errors import DataError
 from ._core import ItemMeta, SequenceData
 
@@ -34,18 +36,19 @@ _YEAR_IN_TITLE = re.compile(r"\s*\((\d{4})\)\s*$")
 
 # --------------------------------------------------------------------------- low level
 def _read_bytes(path: str | Path) -> bytes:
+    """A data file's bytes: a regular file only (a FIFO would hang), gunzipped when compressed,
+    a UTF-8 byte-order mark dropped, and CR-only or CRLF line endings turned into LF."""
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found; check the path (or pass path=... to recguard.data.load)", path=path)
-    if path.is_dir():
-        raise DataError("expected a file, got a directory", path=path)
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    raw = read_regular_file(path, DataError, what="data file")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"corrupt gzip file ({exc})", path=path) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return raw
 
 
@@ -63,7 +66,9 @@ def _read_table(path: str | Path, sep: str, header: bool, encoding: str = "utf-8
     if len(sep) > 1:
         text = text.replace(sep, "\x1f")
         sep = "\x1f"
-    reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"' if sep == "," else "\x00")
+    # quotes are honoured in CSV only; other separators take every character literally
+    quoting = {"quotechar": '"'} if sep == "," else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(io.StringIO(text), delimiter=sep, **quoting)
     names: list[str] = []
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -92,8 +97,9 @@ def _column(path, names: list[str], rows: list[list[str]], name: str) -> list[st
 
 
 def _to_float(path, values: list[str], lines: list[int], what: str) -> np.ndarray:
+    """Finite numbers, or :class:`DataError` naming the first bad value and its line."""
     try:
-        return np.asarray(values, dtype=np.float64)
+        arr = np.asarray(values, dtype=np.float64)
     except ValueError:
         for v, ln in zip(values, lines):
             try:
@@ -101,18 +107,40 @@ def _to_float(path, values: list[str], lines: list[int], what: str) -> np.ndarra
             except ValueError:
                 raise DataError(f"{what} {v!r} is not a number", path=path, line=ln) from None
         raise
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise DataError(f"{what} {values[bad[0]]!r} is not a finite number", path=path, line=lines[bad[0]])
+    return arr
 
 
 def _ids_array(values: list[str]) -> np.ndarray:
-    """Ids as int64 when every id is an integer (numeric order), else as strings."""
+    """Ids as int64 when every id is an integer that fits (numeric order), else as strings (tokens)."""
     arr = np.asarray(values)
     try:
         return arr.astype(np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         return arr.astype(str)
 
 
 # --------------------------------------------------------------------------- builder
+def check_filters(min_rating, k_core) -> tuple[float | None, int | tuple[int, int] | None]:
+    """``min_rating`` a finite number or None; ``k_core`` a positive int, a pair of them, or None."""
+    from .._params import check_value
+    from ..errors import ConfigError
+
+    min_rating = check_value("min_rating", min_rating, "float | None")
+    if isinstance(k_core, (tuple, list)) and len(k_core) == 2:
+        pair = tuple(check_value("k_core", k, "int") for k in k_core)
+        if min(pair) < 1:
+            raise ConfigError(f"both counts must be positive integers, got {k_core!r}", param="k_core")
+        return min_rating, pair
+    k_core = check_value("k_core", k_core, "int | None")
+    if k_core is not None and k_core < 1:
+        raise ConfigError(f"must be a positive integer (keep users and items with >= k interactions), got {k_core}", param="k_core")
+    return min_rating, k_core
+
+
+
 def build_dataset(
     users: np.ndarray,
     items: np.ndarray,
@@ -136,6 +164,7 @@ def build_dataset(
             point); an int or ``(user_k, item_k)``.
         item_meta: ``raw item id -> (title, genres, year)``.
     """
+    min_rating, k_core = check_filters(min_rating, k_core)
     users = np.asarray(users)
     items = np.asarray(items)
     n = len(users)
@@ -224,15 +253,20 @@ def read_user_item(
         ln = _line_of(raw, bad.start())
         line = raw.splitlines()[ln - 1].decode("utf-8", "replace")
         raise DataError(f"expected two integer ids 'user item', got {line!r}", path=path, line=ln)
+    if not raw.strip():
+        raise DataError("file has no interactions", path=path)
+    for m in re.finditer(rb"\d{19,}", raw):  # some numpy versions parse these through float64, silently wrong
+        if int(m.group()) >= 2**63:
+            raise DataError(f"id {m.group().decode()} is too large (ids in `user item` files must be below 2**63)",
+                            path=path, line=_line_of(raw, m.start()))
     try:
         arr = np.loadtxt(io.BytesIO(raw), dtype=np.int64, ndmin=2)
     except ValueError:
         for ln, line in enumerate(raw.splitlines(), 1):
-            if line.strip() and len(line.split()) != 2:
-                raise DataError(f"malformed line: expected 'user item', got {line.decode('utf-8', 'replace')!r}", path=path, line=ln) from None
+            if line.split() and len(line.split()) != 2:
+                raise DataError(f"malformed line: expected 'user item', got {line.decode('utf-8', 'replace')!r}",
+                                path=path, line=ln) from None
         raise
-    if arr.size == 0:
-        raise DataError("file has no interactions", path=path)
     if arr.shape[1] != 2:
         raise DataError(f"malformed lines: expected 2 columns 'user item', found {arr.shape[1]}", path=path, line=1)
     return build_dataset(arr[:, 0], arr[:, 1], item_meta=item_meta, k_core=k_core, name=name or Path(path).name.split(".")[0], source=path)

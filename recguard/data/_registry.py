@@ -21,7 +21,7 @@ from pathlib import Path
 from .._io import atomic_write_bytes
 from ..errors import DataError
 from ._core import SequenceData
-from ._loaders import read_item_table, read_movielens_raw, read_recbole, read_user_item
+from ._loaders import check_filters, read_item_table, read_movielens_raw, read_recbole, read_user_item
 
 __all__ = ["DatasetInfo", "list_datasets", "dataset_info", "load", "cache_dir", "DEFAULT_DATASET"]
 
@@ -106,6 +106,12 @@ def load(
     """
     if download is None:
         download = os.environ.get("RECGUARD_OFFLINE", "") not in ("1", "true", "yes")
+    if not isinstance(name, (str, os.PathLike)):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"must be a dataset name or a path, got {type(name).__name__}", param="dataset")
+    name = os.fspath(name)
+    min_rating, k_core = check_filters(min_rating, k_core)  # before any file is read
     filters = dict(min_rating=min_rating, k_core=k_core)
     if name not in _REGISTRY:
         p = Path(name)

@@ -221,7 +221,8 @@ def load_mar(name: str, path: str | os.PathLike | None = None, *, rng: RNGLike =
     if name in ("coat", "yahoo-r3"):
         if path is None:
             raise ConfigError(f"{name} needs --path to its local folder" + (
-                " (download: " + COAT_URL + ")" if name == "coat" else " (Yahoo! R3 cannot be redistributed; request it from Yahoo Webscope)"),
+                " (download: " + COAT_URL + ")" if name == "coat"
+                else " (Yahoo! R3 cannot be redistributed; request it from Yahoo Webscope)"),
                 param="path")
         return load_coat(path) if name == "coat" else load_yahoo_r3(path)
     raise ConfigError(f"unknown MAR dataset {name!r}; choose coat, yahoo-r3 or semi-synthetic", param="dataset")

@@ -9,8 +9,9 @@ defender simulates itself, never from the injected users' true labels.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
+from .._params import check_kwargs
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome, NoDefense
 from .lorec import LLM4Dec, LoRec, lorec_weights, update_scores
@@ -28,6 +29,7 @@ def make_defense(name: str, **params) -> Defense:
     """A defense by name (``none``, ``llm4dec``, ``lorec``, ``mnar``) with its options."""
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; available: {', '.join(sorted(DEFENSES))}", param="defense")
+    params = check_kwargs(DEFENSES[name], params, f"defense_params.{name}")
     try:
         return DEFENSES[name](**params)
     except TypeError as exc:

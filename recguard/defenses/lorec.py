@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._finite import check_loss
 from .._rng import derive_seed, torch_seeded
 from ..data import SequenceData, Split
 from ..data._core import _pad_from_csr
@@ -310,6 +311,7 @@ class LLM4Dec(_TextDefense):
             head.eval()
             with torch.no_grad():
                 p = torch.sigmoid(head(torch.from_numpy(eu))).numpy().astype(np.float64)
+            check_loss(float(p.sum()), "LLM4Dec's detector head", lr=self.lr)
         flagged = p >= self.threshold
         if flagged.all():
             raise DataError(
@@ -453,6 +455,7 @@ class LoRec(_TextDefense):
                         cls[chunks[ci]] = lct(f, valid)
                     refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n + m, 4096)])
                     p = torch.sigmoid(lct.head(cls[:n_fit])).cpu().numpy().astype(np.float64)
+                check_loss(float(p.sum()), "LoRec's calibrator (LCT)", epoch=epoch, lr=self.lr)
             state["a"], applied = update_scores(state["a"], p)
             state["p_sum"] += p
             state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),
@@ -472,7 +475,8 @@ class LoRec(_TextDefense):
             user_weights=weights, scores=scores, flagged=flagged, threshold=None,
             info={**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
                   "calibrate_time_s": state["time"],
-                  "defense_time_s": (t1 - t0) + encode_s + state["time"], "schedule": {"start": start, "every": [every_before, every_after]},
+                  "defense_time_s": (t1 - t0) + encode_s + state["time"],
+                  "schedule": {"start": start, "every": [every_before, every_after]},
                   "updates": state["updates"], "encoder_stats": dict(self.encoder.stats), "flagged_users": int(flagged.sum())},
         )
         return victim, outcome

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._finite import check_loss
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome
 
@@ -172,7 +173,7 @@ class MFRecommender:
         self.P = self.Q = self.b = None
         self.history_: list[dict] = []
 
-    def fit(self, data, *, propensity: np.ndarray | None = None, rng=None) -> "MFRecommender":
+    def fit(self, data, *, propensity: np.ndarray | None = None, rng=None) -> MFRecommender:
         from .._rng import as_generator, derive_seed, torch_seeded
 
         gen = as_generator(rng)
@@ -215,6 +216,7 @@ class MFRecommender:
                         loss.backward()
                         opt.step()
                         total, steps = total + float(loss.detach()), steps + 1
+                check_loss(total, f"MF with the {self.loss} loss", epoch=epoch + 1, lr=self.lr)
                 self.history_.append({"epoch": epoch + 1, "loss": total / max(1, steps)})
         self.P, self.Q, self.b = P.detach(), Q.detach(), b.detach()
         return self

@@ -7,10 +7,12 @@ input sequence ("filter seen"; the target itself is never filtered).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
+
+from .._finite import check_scores
 
 __all__ = ["hit_rate", "ndcg", "mrr", "ranks_from_scores", "evaluate", "summarize_ranks"]
 
@@ -41,7 +43,7 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, seen: torch.T
     ``seen`` ([B, L] item ids, 0 = padding) are excluded from the candidates except
     the target itself. Column 0 (padding) is never a candidate. ``scores`` is not modified.
     """
-    s = scores.detach().float().clone()
+    s = check_scores(scores.detach().float(), "the scores given to ranks_from_scores").clone()
     t = targets.view(-1, 1).to(s.device)
     target_score = s.gather(1, t)
     if seen is not None:
@@ -89,7 +91,7 @@ def evaluate(
     for start in range(0, len(y), batch_size):
         xb = torch.from_numpy(x[start : start + batch_size])
         yb = torch.from_numpy(y[start : start + batch_size])
-        scores = victim.score(xb)
+        scores = check_scores(victim.score(xb), victim)
         ranks[start : start + len(yb)] = ranks_from_scores(scores, yb, xb).cpu().numpy()
     out = summarize_ranks(ranks, ks)
     return (out, ranks) if return_ranks else out

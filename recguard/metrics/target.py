@@ -9,11 +9,12 @@ test item). T-HR@k = share of users with rank ≤ k; T-NDCG@k = mean of
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
+from .._finite import check_scores
 from ..data import Split
 from ..data._core import _pad_from_csr
 
@@ -51,7 +52,7 @@ def target_exposure(
     eligible_all = []
     for s in range(0, len(eval_users), batch_size):
         e = slice(s, s + batch_size)
-        scores = victim.score(torch.from_numpy(x[e])).float().cpu()
+        scores = check_scores(victim.score(torch.from_numpy(x[e])), victim).float().cpu()
         hist = torch.from_numpy(_pad_from_csr(d.items, starts[e], lengths[e], full_len))
         seen = torch.zeros_like(scores, dtype=torch.bool)
         seen.scatter_(1, hist, True)
@@ -67,12 +68,16 @@ def target_exposure(
     per_target = {}
     for j, t in enumerate(t_arr.tolist()):
         r = ranks[eligible[:, j], j].astype(np.float64)
-        row = {"users": int(len(r)), "mean_rank": float(r.mean()) if len(r) else float("nan")}
+        row = {"users": int(len(r)), "mean_rank": float(r.mean()) if len(r) else None}
         for k in ks:
             row[f"T-HR@{k}"] = float(np.mean(r <= k)) if len(r) else 0.0
             row[f"T-NDCG@{k}"] = float(np.mean(np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0))) if len(r) else 0.0
         per_target[str(int(t))] = row  # string keys: identical before and after a JSON round trip
-    out = {key: float(np.mean([row[key] for row in per_target.values()])) for key in next(iter(per_target.values())) if key != "users"}
+    out = {}
+    for key in next(iter(per_target.values())):
+        if key != "users":  # a target every test user already has has no rank: left out of the mean rank
+            vals = [row[key] for row in per_target.values() if row[key] is not None]
+            out[key] = float(np.mean(vals)) if vals else None
     out["per_target"] = per_target
     return out
 

@@ -8,7 +8,7 @@ with the left-padded input (SASRec/BERT4Rec blocks, ``final_norm``, ``item_embed
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -127,7 +127,7 @@ class Site:
         out[:, 0] = float("-inf")
         return out
 
-    def stream(self, data: SequenceData, *, batch_users: int = 64, rng: RNGLike = 0, prefixes: bool = False) -> "ActivationStream":
+    def stream(self, data: SequenceData, *, batch_users: int = 64, rng: RNGLike = 0, prefixes: bool = False) -> ActivationStream:
         return ActivationStream(self, data, batch_users=batch_users, rng=rng, prefixes=prefixes)
 
 

@@ -3,15 +3,14 @@ validate a concept dictionary, explain single sequences and act on latents."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
-from .._io import atomic_directory, atomic_write_json
+from .._io import atomic_directory, atomic_write_json, read_json
 from ..data import SequenceData, Split, as_split
 from ..errors import ArtifactError, ConfigError
 from ..metrics.ranking import ranks_from_scores, summarize_ranks
@@ -69,7 +68,7 @@ class SAEProbe:
         self.seed = int(seed)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: SequenceData | Split, *, progress: bool = False) -> "SAEProbe":
+    def fit(self, data: SequenceData | Split, *, progress: bool = False) -> SAEProbe:
         """Train the SAE on every valid position of the training sequences (streamed), then
         record the mean state (the mean-ablation baseline). ``data``: the victim's dataset or its split."""
         split = as_split(data)
@@ -410,20 +409,22 @@ class SAEProbe:
         return res
 
     # ---------------------------------------------------------------- artifacts
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """``sae.safetensors`` + ``sae.json`` (SAE) and ``probe.json`` (settings, mean state,
-        the concept dictionary if built, fidelity if measured); written atomically."""
+        the concept dictionary if built, fidelity if measured); written atomically. An existing
+        folder is replaced only if it is a saved probe and ``overwrite`` is set."""
         sae = self._require()
         directory = Path(directory)
         meta = {"layer": self.layer, "victim_architecture": self.site.arch,
                 "victim_fingerprint": getattr(self.victim, "data_fingerprint_", None)}
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, kind="probe", overwrite=overwrite) as tmp:
             sae.save(tmp / "sae", meta=meta)
             for f in ("sae.safetensors", "sae.json"):
                 (tmp / "sae" / f).replace(tmp / f)
             (tmp / "sae").rmdir()
             atomic_write_json(tmp / "probe.json", {
-                "format": "recguard-probe/1", "layer": self.layer, "train_on": self.train_on, "prefixes": self.prefixes, "holdout": self.holdout,
+                "format": "recguard-probe/1", "layer": self.layer, "train_on": self.train_on, "prefixes": self.prefixes,
+                "holdout": self.holdout,
                 "context_items": self.context_items, "top_n": self.top_n, "seed": self.seed,
                 "mean_state": self.mean_state_.tolist(), "train_rows": self.train_rows_,
                 "train_time_s": getattr(self, "train_time_s_", None), "history": getattr(sae, "history_", []),
@@ -432,16 +433,23 @@ class SAEProbe:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, victim, data: SequenceData | Split) -> "SAEProbe":
+    def load(cls, directory: str | Path, victim, data: SequenceData | Split) -> SAEProbe:
         """Re-attach a saved probe to its victim and dataset (no retraining)."""
         directory = Path(directory)
         f = directory / "probe.json"
         if not f.exists():
             raise ArtifactError(f"{f}: missing; is {directory} a folder written by SAEProbe.save?")
-        info = json.loads(f.read_text())
-        if info.get("format") != "recguard-probe/1":
-            raise ArtifactError(f"{f}: unknown format {info.get('format')!r}")
+        info = read_json(f, ArtifactError)
+        if not isinstance(info, dict) or info.get("format") != "recguard-probe/1":
+            raise ArtifactError(f"{f}: not a saved probe (expected an object with \"format\": \"recguard-probe/1\")")
         sae, meta = load_sae(directory)
+        try:
+            return cls._attach(info, sae, meta, victim, data, directory)
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError includes ConfigError from bad settings
+            raise ArtifactError(f"{f}: missing or malformed entry ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _attach(cls, info: dict, sae, meta: dict, victim, data, directory: Path) -> SAEProbe:
         fp = meta.get("victim_fingerprint")
         if fp and getattr(victim, "data_fingerprint_", None) and fp != victim.data_fingerprint_:
             raise ArtifactError(f"{directory}: this probe was trained on a victim of another dataset (fingerprint {fp[:12]})")

@@ -105,7 +105,8 @@ def render_probe_html(report: dict) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f"<p class='sub'>layer <code>{esc(fid['layer'])}</code> · {fid['width']} latents (TopK k={fid['k']}, d={fid['d_in']}) · "
-        f"trained on {fid['train_rows']:,} positions in {_f(fid.get('train_time_s'), 1)} s · dataset {esc(str(prov.get('dataset', '')))}</p>",
+        f"trained on {fid['train_rows']:,} positions in {_f(fid.get('train_time_s'), 1)} s · "
+        f"dataset {esc(str(prov.get('dataset', '')))}</p>",
         "<div class='cards'>" + "".join(f"<div class='card'><b>{esc(v)}</b><span>{esc(t)}</span></div>" for v, t in cards) + "</div>",
         "<h2>Fidelity</h2><table><tbody>",
     ]
@@ -142,7 +143,9 @@ def render_probe_html(report: dict) -> str:
 
 
 def write_probe_report(report: dict, out: str | Path) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """``OUT/report.json`` + ``OUT/report.html``; ``out`` must be new, empty or a probe-report folder."""
+    from .._io import claim_output_dir
+
+    out = claim_output_dir(out, "probe-report", resumable=True)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.html", render_probe_html(report))

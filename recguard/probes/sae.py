@@ -8,17 +8,16 @@ residual ``x - x_hat`` from the ``k_aux`` most active dead latents.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_directory, atomic_write_json
+from .._finite import check_loss, check_tensors
+from .._io import atomic_directory, atomic_write_json, read_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..errors import ArtifactError, ConfigError
 
@@ -52,6 +51,9 @@ class SAEConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from .._params import check_field_types
+
+        check_field_types(self)
         for name in ("expansion", "k", "dead_after", "epochs", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
@@ -72,7 +74,9 @@ class SAEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SAEConfig":
+    def from_dict(cls, d: dict) -> SAEConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"SAE settings must be a table of KEY = VALUE, got {type(d).__name__}", param="sae")
         known = {f.name for f in fields(cls)}
         bad = set(d) - known
         if bad:
@@ -162,12 +166,13 @@ class TopKSAE(nn.Module):
             g.sub_((g * self.W_dec).sum(1, keepdim=True) * self.W_dec)
 
     # ----------------------------------------------------------------- artifacts
-    def save(self, directory: str | Path, *, meta: dict | None = None) -> Path:
-        """``sae.safetensors`` + ``sae.json`` (config, dimensions, extra ``meta``), written atomically."""
+    def save(self, directory: str | Path, *, meta: dict | None = None, overwrite: bool = False) -> Path:
+        """``sae.safetensors`` + ``sae.json`` (config, dimensions, extra ``meta``), written atomically;
+        an existing folder is replaced only if it is a saved SAE and ``overwrite`` is set."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, kind="sae", overwrite=overwrite) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "sae.safetensors"))
             atomic_write_json(tmp / "sae.json", {"format": "recguard-sae/1", "d_in": self.d_in, "width": self.width,
@@ -184,20 +189,30 @@ def load_sae(directory: str | Path) -> tuple[TopKSAE, dict]:
     for f in (cfg_file, w_file):
         if not f.exists():
             raise ArtifactError(f"{f}: missing; is {directory} a folder written by TopKSAE.save / SAEProbe.save?")
+    info = read_json(cfg_file, ArtifactError)
+    if not isinstance(info, dict) or info.get("format") != "recguard-sae/1":
+        raise ArtifactError(f"{cfg_file}: not a saved SAE (expected an object with \"format\": \"recguard-sae/1\")")
+    d_in, meta = info.get("d_in"), info.get("meta", {})
+    if isinstance(d_in, bool) or not isinstance(d_in, int) or d_in < 1 or not isinstance(meta, dict):
+        raise ArtifactError(f"{cfg_file}: 'd_in' must be a positive integer and 'meta' an object")
     try:
-        info = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{cfg_file}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
-    if info.get("format") != "recguard-sae/1":
-        raise ArtifactError(f"{cfg_file}: unknown format {info.get('format')!r} (expected recguard-sae/1)")
-    sae = TopKSAE(int(info["d_in"]), SAEConfig.from_dict(info["config"]))
-    state = load_file(str(w_file))
-    missing = set(sae.state_dict()) - set(state)
-    if missing:
-        raise ArtifactError(f"{w_file}: missing tensors {sorted(missing)}")
+        config = SAEConfig.from_dict(info.get("config"))
+    except ConfigError as exc:
+        raise ArtifactError(f"{cfg_file}: bad 'config': {exc}") from None
+    try:
+        state = load_file(str(w_file))
+    except Exception as exc:
+        raise ArtifactError(f"{w_file}: cannot read safetensors ({exc})") from None
+    check_tensors(state, str(w_file))
+    with torch.device("meta"):  # shapes first, without allocating what a corrupt config asks for
+        shell = TopKSAE(d_in, config)
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    if want != {k: tuple(v.shape) for k, v in state.items()}:
+        raise ArtifactError(f"{w_file}: the tensors do not match the SAE described in {cfg_file.name}")
+    sae = TopKSAE(d_in, config)
     sae.load_state_dict(state)
     sae.eval()
-    return sae, info.get("meta", {})
+    return sae, meta
 
 
 def _passes(source, epochs: int, gen: torch.Generator) -> Iterator[Iterable[torch.Tensor]]:
@@ -299,12 +314,11 @@ def train_sae(
                 bar.close()
             if sums["rows"] == 0:
                 raise ConfigError("the activation source yielded no rows", param="source")
+            check_loss(sums["fvu"], "SAE training", epoch=epoch + 1, lr=float(config.lr))
             history.append({"epoch": epoch + 1, "fvu": sums["fvu"] / sums["rows"], "aux": sums["aux"] / sums["rows"],
                             "dead": sums["dead"], "rows": sums["rows"], "steps": sums["steps"]})
     if sae is None:
         raise ConfigError("the activation source yielded no rows", param="source")
     sae.eval()
     sae.history_ = history
-    if not all(math.isfinite(h["fvu"]) for h in history):
-        raise ConfigError("SAE training diverged (non-finite FVU); lower lr", param="lr")
     return sae

@@ -6,7 +6,10 @@ import html
 import re
 from pathlib import Path
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import format_stamp, atomic_write_json, atomic_write_text
+from ..errors import OutputExistsError
+
+CHECK_FORMAT = "recguard-check"
 
 __all__ = ["write_check_report"]
 
@@ -35,7 +38,8 @@ def render_check_html(result: dict, name: str) -> str:
         heads = list(per[0])
         parts.append("<h2>Per seed</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>")
         for r in per:
-            parts.append("<tr>" + "".join(f"<td>{esc(f'{r[h]:.4f}' if isinstance(r[h], float) else str(r[h]))}</td>" for h in heads) + "</tr>")
+            cells = (f"{r[h]:.4f}" if isinstance(r[h], float) else str(r[h]) for h in heads)
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
         parts.append("</tbody></table>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -46,6 +50,13 @@ def write_check_report(result: dict, out: str | Path, name: str) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stem = _safe(name)
-    atomic_write_json(out / f"{stem}.json", result)
+    js, page = out / f"{stem}.json", out / f"{stem}.html"
+    ours = js.is_file() and format_stamp(out, js.name) == CHECK_FORMAT
+    for f in (js, page):  # replace only a report recguard wrote for this very check
+        if (f.exists() or f.is_symlink()) and not ours:
+            raise OutputExistsError(f"{f}: exists and is not a recguard check report; recguard will not replace it "
+                                    "(use another --recguard-report folder)")
+    result = {"format": CHECK_FORMAT, **result}
+    atomic_write_json(js, result)
     atomic_write_text(out / f"{stem}.html", render_check_html(result, name))
     return out / f"{stem}.json"

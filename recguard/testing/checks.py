@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -67,7 +67,8 @@ def check_score_shape_and_padding(make):
     x = _inputs(v, data)
     s = v.score(x)
     assert isinstance(s, torch.Tensor) and s.is_floating_point(), f"score() must return a float tensor, got {type(s).__name__}"
-    assert tuple(s.shape) == (len(x), v.num_items + 1), f"score() shape {tuple(s.shape)} != (batch, num_items + 1) = {(len(x), v.num_items + 1)}"
+    want = (len(x), v.num_items + 1)
+    assert tuple(s.shape) == want, f"score() shape {tuple(s.shape)} != (batch, num_items + 1) = {want}"
     assert torch.isneginf(s[:, 0]).all(), "score()[:, 0] (the padding item) must be -inf"
     assert torch.isfinite(s[:, 1:]).all(), "score() has non-finite scores for real items"
 
@@ -216,7 +217,7 @@ def check_rejects_out_of_catalogue_ids(make):
     except RecguardError as exc:
         assert str(v.num_items) in str(exc), f"the error should name the valid range: {exc}"
         return
-    except Exception as exc:  # noqa: BLE001 - any other type is the failure being reported
+    except Exception as exc:
         raise AssertionError(f"an out-of-catalogue id raised {type(exc).__name__} ({exc}); expected a recguard ConfigError") from None
     raise AssertionError("an out-of-catalogue item id was scored without error")
 

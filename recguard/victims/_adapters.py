@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
+from .._finite import check_module, check_scores
 from .._io import atomic_directory, to_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..data import SequenceData, Split
@@ -31,7 +33,7 @@ def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int = 1024
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
-        s = victim.score(xb)
+        s = check_scores(victim.score(xb), victim)
         if exclude_seen:
             mask_seen_(s, xb)
         out.append(torch.topk(s, k, dim=1).indices.cpu())
@@ -77,7 +79,10 @@ class TorchVictim:
     def module(self) -> nn.Module:
         return self.module_
 
-    def fit(self, data: SequenceData | Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None) -> "TorchVictim":
+    def __repr__(self) -> str:
+        return f"TorchVictim({type(self.module_).__name__}, num_items={self.num_items}, max_len={self.max_len})"
+
+    def fit(self, data: SequenceData | Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None) -> TorchVictim:
         if self.fit_fn is None:
             raise CapabilityError("this TorchVictim has no fit_fn; pass fit_fn=... to let recguard retrain it")
         split = data if isinstance(data, Split) else data.split()
@@ -87,6 +92,7 @@ class TorchVictim:
             self.module_.train()
             self.fit_fn(self.module_, split, user_weights, np.random.default_rng(seed))
             self.module_.eval()
+        check_module(self.module_, f"{type(self.module_).__name__} after fit_fn")
         return self
 
     @torch.no_grad()
@@ -100,10 +106,11 @@ class TorchVictim:
             self.module_.train(was)
         if not isinstance(out, torch.Tensor) or out.shape != (x.shape[0], self.num_items + 1):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise CapabilityError(f"module returned {shape}; expected scores of shape [B, num_items + 1] = [{x.shape[0]}, {self.num_items + 1}]")
+            raise CapabilityError(f"module returned {shape}; expected scores of shape [B, num_items + 1] = "
+                                  f"[{x.shape[0]}, {self.num_items + 1}]")
         out = out.float().clone()
         out[:, 0] = float("-inf")
-        return out
+        return check_scores(out, self)
 
     def recommend(self, seqs, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         return topk(self, seqs, k, exclude_seen)
@@ -128,8 +135,11 @@ class TorchVictim:
     def layers(self) -> dict[str, nn.Module]:
         return {name: m for name, m in self.module_.named_modules() if name}
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the module's weights + ``config.json`` atomically (same rules as ``SASRec.save``)."""
         from safetensors.torch import save_file
+
+        check_module(self.module_, f"{type(self.module_).__name__} (not saved)")
 
         meta = {
             "format": "recguard-victim", "format_version": 1, "architecture": "torch",
@@ -138,17 +148,20 @@ class TorchVictim:
             "seed": self.seed_, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.module_.state_dict().items()}
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, kind="victim", overwrite=overwrite) as tmp:
             save_file(state, str(tmp / "weights.safetensors"))
             (tmp / "config.json").write_text(to_json(meta))
         return Path(directory)
 
     @classmethod
-    def load(cls, directory: str | Path, *, module: nn.Module, fit_fn: FitFn | None = None, device: str = "auto") -> "TorchVictim":
+    def load(cls, directory: str | Path, *, module: nn.Module, fit_fn: FitFn | None = None, device: str = "auto") -> TorchVictim:
         """Load weights saved by :meth:`save` into ``module`` (a freshly built instance of your model)."""
         meta, state = read_artifact(directory)
-        if meta.get("architecture") != "torch":
-            raise ArtifactError(f"{directory}: not a TorchVictim artifact (architecture {meta.get('architecture')!r}); use recguard.load")
+        if meta["architecture"] != "torch":
+            raise ArtifactError(f"{directory}: not a TorchVictim artifact (architecture {meta['architecture']!r}); use recguard.load")
+        ml = meta.get("max_len")
+        if isinstance(ml, bool) or not isinstance(ml, int) or ml < 1:
+            raise ArtifactError(f"{Path(directory) / 'config.json'}: 'max_len' must be a positive integer, got {ml!r}")
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

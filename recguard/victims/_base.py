@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
+from .._finite import check_module, check_scores, check_tensors
 from .._io import atomic_directory, read_json, to_json
 from .._rng import RNGLike
 from ..data import SequenceData, Split, pad_sequences
@@ -38,7 +40,7 @@ class Victim(Protocol):
 
     def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray: ...
 
-    def fit(self, data: SequenceData | Split, *, user_weights: np.ndarray | None = None, rng: RNGLike = None) -> "Victim": ...
+    def fit(self, data: SequenceData | Split, *, user_weights: np.ndarray | None = None, rng: RNGLike = None) -> Victim: ...
 
 
 @runtime_checkable
@@ -100,10 +102,10 @@ def mask_seen_(scores: torch.Tensor, seqs: torch.Tensor, keep: torch.Tensor | No
     return scores
 
 
-_REGISTRY: dict[str, type["SequentialVictim"]] = {}
+_REGISTRY: dict[str, type[SequentialVictim]] = {}
 
 
-def register(cls: type["SequentialVictim"]) -> type["SequentialVictim"]:
+def register(cls: type[SequentialVictim]) -> type[SequentialVictim]:
     _REGISTRY[cls.architecture] = cls
     return cls
 
@@ -140,7 +142,8 @@ class SequentialVictim:
     def _build(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
+    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor,
+                    gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def _next_item_terms(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor):
@@ -191,7 +194,7 @@ class SequentialVictim:
         reweight=None,
         select_after: int = 0,
         item_weights: np.ndarray | Sequence[float] | None = None,
-    ) -> "SequentialVictim":
+    ) -> SequentialVictim:
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
         Args:
@@ -251,7 +254,7 @@ class SequentialVictim:
         rep = self.representation(seqs)
         out = module.logits(rep)
         out[:, 0] = float("-inf")
-        return out
+        return check_scores(out, self)
 
     def item_embeddings(self) -> torch.Tensor:
         """Output item embedding matrix ``[num_items + 1, hidden]`` (row 0 = padding)."""
@@ -273,11 +276,16 @@ class SequentialVictim:
         return topk(self, seqs, k, exclude_seen)
 
     # ------------------------------------------------------------------- artifacts
-    def save(self, directory: str | Path) -> Path:
-        """Write ``weights.safetensors`` + ``config.json`` atomically to ``directory``."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``weights.safetensors`` + ``config.json`` atomically to ``directory``.
+
+        ``directory`` must not exist, be empty, or (with ``overwrite=True``) hold a victim saved
+        by recguard and nothing else; anything else is refused with
+        :class:`~recguard.errors.OutputExistsError` and left untouched."""
         from safetensors.torch import save_file
 
         module = self._require_fitted()
+        check_module(module, f"{type(self).__name__} (not saved)")
         directory = Path(directory)
         meta = {
             "format": "recguard-victim",
@@ -295,23 +303,45 @@ class SequentialVictim:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, kind="victim", overwrite=overwrite) as tmp:
             save_file(state, str(tmp / "weights.safetensors"))
             (tmp / "config.json").write_text(to_json(meta))
         return directory
 
     @classmethod
-    def _from_artifact(cls, meta: dict, state: dict[str, torch.Tensor], device: str | None) -> "SequentialVictim":
-        cfg = dict(meta["config"])
+    def _from_artifact(cls, meta: dict, state: dict[str, torch.Tensor], device: str | None, where: Path) -> SequentialVictim:
+        cfg_path = where / "config.json"
+        cfg = meta.get("config")
+        if not isinstance(cfg, dict):
+            raise ArtifactError(f"{cfg_path}: 'config' must be an object of {cls.__name__} settings, got {type(cfg).__name__}")
+        cfg = dict(cfg)
         if device is not None:
             cfg["device"] = device
-        victim = cls(cls.Config.from_dict(cfg))
-        victim.num_items = int(meta["num_items"])
+        try:
+            config = cls.Config.from_dict(cfg)
+        except ConfigError as exc:
+            raise ArtifactError(f"{cfg_path}: bad 'config': {exc}") from None
+        victim = cls(config)
+        victim.num_items = meta["num_items"]
+        try:
+            with torch.device("meta"):  # shapes first, without allocating what a corrupt config asks for
+                shell = victim._build(victim.num_items)
+        except (RuntimeError, ValueError, OverflowError) as exc:
+            raise ArtifactError(f"{cfg_path}: the weights do not match a {cls.architecture} with these settings "
+                                f"(they describe an impossible model: {exc})") from None
+        want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if want != got:
+            diff = sorted(set(want) ^ set(got)) or [k for k in want if want[k] != got[k]]
+            k = diff[0]
+            raise ArtifactError(f"{where / 'weights.safetensors'}: the weights do not match a {cls.architecture} with the "
+                                f"settings in config.json ({len(diff)} tensor(s) differ, e.g. {k!r}: config expects "
+                                f"{want.get(k, 'nothing')}, file holds {got.get(k, 'nothing')})")
         module = victim._build(victim.num_items)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ArtifactError(f"weights do not match a {cls.architecture} with this config: {exc}") from None
+            raise ArtifactError(f"{where}: weights do not match a {cls.architecture} with this config: {exc}") from None
         victim.module_ = module.to(victim.device).eval()
         victim.seed_ = meta.get("seed")
         victim.data_fingerprint_ = meta.get("data_fingerprint")
@@ -321,8 +351,19 @@ class SequentialVictim:
         return victim
 
 
+# config.json keys every saved victim has, with their types (None allowed where recguard writes null)
+_META_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "num_items": ((int,), False), "seed": ((int,), True), "data_fingerprint": ((str,), True),
+    "dataset": ((dict,), True), "training": ((dict,), True), "history": ((list,), True),
+}
+
+
 def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``(config.json contents, state dict)`` of an artifact directory, with clear errors."""
+    """``(config.json contents, state dict)`` of a saved victim, with clear errors.
+
+    ``config.json`` must be a recguard victim's (format stamp, an architecture, a positive
+    ``num_items`` that the weights can hold, keys of the right types) and every weight must be
+    finite (a diverged model is refused)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -334,24 +375,44 @@ def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
         if not p.exists():
             raise ArtifactError(f"{p}: missing; this directory is not a complete recguard artifact")
     meta = read_json(cfg_path, ArtifactError)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{cfg_path}: must hold a JSON object (a saved victim's settings), got {type(meta).__name__}")
+    if meta.get("format") != "recguard-victim":
+        raise ArtifactError(f"{cfg_path}: not a recguard victim artifact (no \"format\": \"recguard-victim\" stamp)")
+    if not isinstance(meta.get("architecture"), str):
+        raise ArtifactError(f"{cfg_path}: 'architecture' must be a string such as \"sasrec\", got {meta.get('architecture')!r}")
+    for key, (types, nullable) in _META_TYPES.items():
+        if key not in meta:
+            if nullable:
+                continue
+            raise ArtifactError(f"{cfg_path}: missing key {key!r}; this is not a complete victim artifact")
+        v = meta[key]
+        if (v is None and not nullable) or (v is not None and (isinstance(v, bool) or not isinstance(v, types))):
+            raise ArtifactError(f"{cfg_path}: {key!r} must be {' or '.join(t.__name__ for t in types)}"
+                                f"{' or null' if nullable else ''}, got {v!r}")
     try:
         state = load_file(str(w_path))
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"{w_path}: cannot read safetensors ({exc})") from None
+    rows = max((t.shape[0] for t in state.values() if t.dim() >= 1), default=0)
+    # recguard's own architectures hold an item table of num_items + 1 (or + 2) rows; a wrapped
+    # model's layout is its own business, so only a positive count is required of it
+    if meta["num_items"] < 1 or (meta["architecture"] != "torch" and meta["num_items"] >= rows):
+        raise ArtifactError(f"{cfg_path}: num_items {meta['num_items']} is impossible for these weights (their largest "
+                            f"table has {rows} rows, i.e. at most {rows - 1} items); the artifact is corrupt")
+    check_tensors(state, str(w_path))
     return meta, state
 
 
 def load(directory: str | Path, *, device: str | None = None) -> SequentialVictim:
     """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's."""
     meta, state = read_artifact(directory)
-    if meta.get("format") != "recguard-victim":
-        raise ArtifactError(f"{directory}: config.json is not a recguard victim artifact")
-    arch = meta.get("architecture")
+    arch = meta["architecture"]
     if arch == "torch":
         raise ArtifactError(f"{directory}: a TorchVictim artifact; load it with TorchVictim.load(dir, module=YourModule(...))")
     if arch not in _REGISTRY:
         raise ArtifactError(f"{directory}: unknown architecture {arch!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[arch]._from_artifact(meta, state, device)
+    return _REGISTRY[arch]._from_artifact(meta, state, device, Path(directory))
 
 
 def architectures() -> dict[str, type[SequentialVictim]]:

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .._params import check_field_types
 from ..errors import ConfigError
 
 T = TypeVar("T", bound="BaseConfig")
-
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -46,6 +46,7 @@ class BaseConfig:
     init_std: float | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.batching not in ("length", "random"):
             raise ConfigError(f"must be 'length' or 'random', got {self.batching!r}", param="batching")
         if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and float(self.init_std) > 0):
@@ -66,6 +67,8 @@ class BaseConfig:
 
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        if not isinstance(d, dict):
+            raise ConfigError(f"{cls.__name__} settings must be a table of KEY = VALUE, got {type(d).__name__}", param="config")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from .._finite import check_loss, check_module
 from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ..data import Split
 from ..data._core import _pad_from_csr
@@ -144,7 +145,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
+                total += check_loss(float(loss.detach()), f"training {victim!r}", epoch=epoch, lr=cfg.lr)
                 count += 1
             train_s += time.perf_counter() - t_ep
             entry = {"epoch": epoch, "loss": total / max(1, count), "train_s": train_s, "time_s": time.perf_counter() - t0}
@@ -180,6 +181,7 @@ def train(
             bar.close()
         restored = best.restore(module)
         module.eval()
+    check_module(module, f"{victim!r} after training")
     victim.history_ = history
     victim.fit_info_ = {
         "epochs_run": len(history),

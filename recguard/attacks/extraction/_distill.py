@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from ..._finite import check_loss
 from ..._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ...data._core import _pad_from_csr
 from ...errors import ConfigError
@@ -151,7 +152,7 @@ def distill(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
+                total += check_loss(float(loss.detach()), f"distilling into {surrogate.architecture}", epoch=epoch, lr=lr)
                 count += 1
             module.eval()
             entry = {"epoch": epoch, "loss": total / max(1, count), "time_s": time.perf_counter() - t0}

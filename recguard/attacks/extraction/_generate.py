@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class Transcript:
                             metadata={"queries": str(self.queries), "meta": json.dumps(self.meta)})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Transcript":
+    def load(cls, path: str | Path) -> Transcript:
         import json
 
         from safetensors import safe_open
@@ -78,7 +78,7 @@ class Transcript:
                 t = {k: f.get_tensor(k) for k in f.keys()}
             return cls(t["seqs"].astype(np.int64), t["lists"].astype(np.int64), t["lengths"], t["real_prefix"],
                        int(md.get("queries", 0)), json.loads(md.get("meta", "{}")))
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        except Exception as exc:
             raise ArtifactError(f"{path}: not a recguard extraction transcript ({exc})") from None
 
 

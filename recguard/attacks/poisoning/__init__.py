@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ..._params import check_kwargs
 from ...errors import ConfigError
 from ._base import PoisoningAttack, PoisonResult, select_targets
 from .inject import InjectedAttack
@@ -33,6 +34,7 @@ def make_attack(name: str, **params) -> PoisoningAttack:
     key = "popular" if name == "bandwagon" else name
     if key not in ATTACKS:
         raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))} (or --inject FILE)", param="attack")
+    params = check_kwargs(ATTACKS[key], params, f"attack_params.{name}")
     try:
         return ATTACKS[key](**params)
     except TypeError as exc:

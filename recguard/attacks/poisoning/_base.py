@@ -8,7 +8,8 @@ are never edited. An attack is configured in ``__init__`` and applied with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -85,7 +85,7 @@ class SurrogateAttack(PoisoningAttack):
         p["surrogate"] = None if s is None else getattr(s, "architecture", type(s).__name__)
         return p
 
-    def with_surrogate(self, surrogate) -> "SurrogateAttack":
+    def with_surrogate(self, surrogate) -> SurrogateAttack:
         """A copy of this attack that uses ``surrogate``."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -95,7 +95,8 @@ class SurrogateAttack(PoisoningAttack):
     def _check(self, data) -> None:
         s = self.surrogate
         if s is None:
-            raise ConfigError("the surrogate attack needs a trained white-box surrogate: SurrogateAttack(surrogate=victim)", param="surrogate")
+            raise ConfigError("the surrogate attack needs a trained white-box surrogate: SurrogateAttack(surrogate=victim)",
+                              param="surrogate")
         for attr in ("differentiable_score", "item_embeddings", "layers"):
             if not hasattr(s, attr):
                 raise CapabilityError(f"the surrogate ({type(s).__name__}) is not white-box: it lacks {attr}()")
