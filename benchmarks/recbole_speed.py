@@ -60,7 +60,7 @@ def run_recguard(epochs: int, target: float) -> list[dict]:
         t_state["last"] = time.perf_counter()
 
     t_state["last"] = time.perf_counter()
-    v.fit(split, rng=0, progress=False, callback=timed)
+    v.fit(split, rng=0, progress=False, on_epoch_end=timed)
     return rows
 
 

@@ -77,7 +77,7 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
         lb = int(take[users].max())
         x = torch.from_numpy(_pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
         t = time.perf_counter()
-        loss = victim._train_loss(module, x, torch.ones(len(users)), gen)
+        loss = victim._train_loss(module, x, torch.ones(len(users)), gen, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -50,7 +50,7 @@ def main() -> None:
     split = data.split()
     t1 = time.perf_counter()
     deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
-    victim.fit(split, rng=args.seed, progress=True, callback=lambda e, v: deadline is not None and time.perf_counter() > deadline)
+    victim.fit(split, rng=args.seed, progress=True, on_epoch_end=lambda e, v: deadline is not None and time.perf_counter() > deadline)
     train_s = time.perf_counter() - t1
     test = recguard.evaluate(victim, split, which="test", ks=(10, 20))
     write_result(

@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 import recguard
@@ -28,6 +29,33 @@ def tiny() -> SequenceData:
 def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("RECGUARD_OFFLINE", "1")
     monkeypatch.setenv("RECGUARD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+WORDS = ["movie", "item", "title", "user", "recommendation", "sequence", "interaction", "fraudster", "likelihood",
+         "assess", "please", "this", "being", "the", "of", "in", "a", "is", "as", "follows", "s", "'", ":", ";", ".",
+         "(", ")", ",", "red", "blue", "green", "star", "war", "love", "night", "day"] + [str(i) for i in range(10)]
+
+
+def _write_vocab(path):
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    path.write_text("\n".join(specials + WORDS) + "\n")
+    return len(specials) + len(WORDS)
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory):
+    """A tiny randomly initialised BERT with a WordPiece tokenizer, saved like any HF model directory."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    n = _write_vocab(d / "vocab.txt")
+    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(str(d))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(str(d))
+    return d
 
 
 FAST = dict(hidden=16, max_len=16, epochs=3, batch_size=32, eval_every=1, patience=0)

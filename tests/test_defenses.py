@@ -15,34 +15,7 @@ from recguard.defenses.text import TextEncoder, item_texts, user_prompt
 from recguard.errors import ConfigError, DataError
 from recguard.metrics import detection_metrics
 
-from conftest import cyclic_data, make
-
-WORDS = ["movie", "item", "title", "user", "recommendation", "sequence", "interaction", "fraudster", "likelihood",
-         "assess", "please", "this", "being", "the", "of", "in", "a", "is", "as", "follows", "s", "'", ":", ";", ".",
-         "(", ")", ",", "red", "blue", "green", "star", "war", "love", "night", "day"] + [str(i) for i in range(10)]
-
-
-def _write_vocab(path):
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    path.write_text("\n".join(specials + WORDS) + "\n")
-    return len(specials) + len(WORDS)
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-    """A tiny randomly initialised BERT with a WordPiece tokenizer, saved like any HF model directory."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    d = tmp_path_factory.mktemp("tiny-bert")
-    n = _write_vocab(d / "vocab.txt")
-    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True)
-    tok.save_pretrained(str(d))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(str(d))
-    return d
-
+from conftest import WORDS, cyclic_data, make
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
@@ -225,22 +198,25 @@ def test_detection_metrics_by_hand():
 
 
 # ---------------------------------------------------------- training hook
-def test_reweight_hook_changes_training_and_select_after(tiny):
+def test_epoch_callback_reweights_and_resets_selection(tiny):
+    from recguard.victims import EpochUpdate
+
     base = make("sasrec", epochs=4).fit(tiny, rng=0, progress=False)
     calls = []
 
     def hook(epoch, victim):
         calls.append(epoch)
         assert not victim.module.training
-        return np.where(np.arange(tiny.num_users) < 60, 0.0, 1.0) if epoch == 2 else None
+        weights = np.where(np.arange(tiny.num_users) < 60, 0.0, 1.0) if epoch == 2 else None
+        return EpochUpdate(user_weights=weights, reset_selection=epoch <= 3)
 
-    v = make("sasrec", epochs=4).fit(tiny, rng=0, progress=False, reweight=hook, select_after=3)
+    v = make("sasrec", epochs=4).fit(tiny, rng=0, progress=False, on_epoch_end=hook)
     assert calls == [1, 2, 3, 4]
     assert [h.get("reweighted", False) for h in v.history_] == [False, True, False, False]
-    assert v.fit_info_["best_epoch"] >= 3
+    assert [h.get("selection_reset", False) for h in v.history_] == [True, True, True, False]
+    assert v.fit_info_["best_epoch"] >= 3  # validations before the last reset never choose the checkpoint
     assert v.history_[1]["loss"] == pytest.approx(base.history_[1]["loss"])  # weights apply from the next epoch
     assert v.history_[2]["loss"] != pytest.approx(base.history_[2]["loss"])
-    assert all("valid_ndcg@10" not in h for h in v.history_[:2])
 
 
 # ------------------------------------------------------------- defenses
@@ -277,7 +253,7 @@ def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
     ups = out.info["updates"]
     assert [u["epoch"] for u in ups] == [1, 2, 3, 5]
     assert out.user_weights.shape == (n,) and out.scores.shape == (n,)
-    assert victim.fit_info_["best_epoch"] >= 3 and victim.fit_info_["reweight_time_s"] > 0
+    assert victim.fit_info_["best_epoch"] >= 3 and victim.fit_info_["callback_time_s"] > 0
     assert victim.fit_info_["train_users"] == n + out.info["known_fakes"]  # the defender's own fakes are trained on
     assert out.info["known_injected"] and "known_down_weighted" in ups[-1]
     assert [h.get("reweighted", False) for h in victim.history_] == [False, False, True, False, True, False]

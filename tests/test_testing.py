@@ -23,7 +23,7 @@ from recguard.testing import (
     tiny_dataset,
 )
 from recguard.testing import checks as C
-from recguard.victims import TorchVictim
+from recguard.victims import EpochUpdate, TorchVictim
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +110,114 @@ def test_input_mutation_and_leftover_hooks_are_caught():
         C.check_hooks_cleaned_up(hooking)
 
 
+# ------------------------------------------- the white-box checks fail on broken models
+class Prefix(nn.Module):
+    """A correct white-box model: the state at t is the mean of the embeddings of items up to t."""
+
+    def __init__(self, n=30, d=8):
+        super().__init__()
+        self.emb = nn.Embedding(n + 1, d, padding_idx=0)
+
+    def hidden_states(self, x):
+        m = (x > 0).unsqueeze(-1).float()
+        return (self.emb(x) * m).cumsum(1) / m.cumsum(1).clamp_min(1)
+
+    def representation(self, x):
+        return self.hidden_states(x)[:, -1]
+
+    def item_embeddings(self):
+        return self.emb.weight
+
+    def forward(self, x):
+        return self.representation(x) @ self.emb.weight.T
+
+
+def _fit_full(module, split, user_weights, rng, *, item_weights=None, on_epoch_end=None, epochs=3):
+    opt = torch.optim.SGD(module.parameters(), lr=0.2)
+    x, y = (np.array(a) for a in split.inputs("valid", 8))
+    w = torch.ones(len(y)) if user_weights is None else torch.tensor(np.asarray(user_weights, dtype=np.float32)[split.eval_users])
+    for epoch in range(1, epochs + 1):
+        terms = w * (1.0 if item_weights is None else torch.as_tensor(item_weights, dtype=torch.float32)[torch.from_numpy(y)])
+        loss = (nn.functional.cross_entropy(module(torch.from_numpy(x)), torch.from_numpy(y), reduction="none") * terms).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if on_epoch_end is not None:
+            update = on_epoch_end(epoch)
+            if update.user_weights is not None:
+                w = torch.tensor(np.asarray(update.user_weights, dtype=np.float32)[split.eval_users])
+            if update.stop:
+                break
+
+
+def _wrap(module_cls, fit=_fit_full, **kw):
+    def make():
+        torch.manual_seed(0)
+        return TorchVictim(module_cls(), num_items=30, max_len=8, fit_fn=fit, device="cpu", causal=True, **kw)
+
+    return make
+
+
+def test_a_correct_white_box_model_passes_every_capability_check():
+    make = _wrap(Prefix)
+    assert {"white_box", "gradients", "hidden_states", "epoch_callback", "item_weights"} <= make().capabilities()
+    check_victim(make)
+
+
+def test_each_white_box_check_fails_on_a_model_broken_for_it():
+    class WrongRep(Prefix):  # the representation is not what the scores come from
+        def representation(self, x):
+            return self.hidden_states(x)[:, 0]
+
+        def forward(self, x):
+            return self.hidden_states(x)[:, -1] @ self.emb.weight.T
+
+    class ShortTable(Prefix):
+        def item_embeddings(self):
+            return self.emb.weight[1:]
+
+    class Detached(Prefix):  # input embeddings cut off from the gradient
+        def hidden_states(self, x):
+            m = (x > 0).unsqueeze(-1).float()
+            return (self.emb(x).detach() * m).cumsum(1) / m.cumsum(1).clamp_min(1) + 0 * self.emb.weight.sum()
+
+    class Peeking(Prefix):  # declared causal, but every position sees the whole sequence
+        def hidden_states(self, x):
+            m = (x > 0).unsqueeze(-1).float()
+            return ((self.emb(x) * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1)).expand(-1, x.shape[1], -1)
+
+    def never_calls(module, split, user_weights, rng, *, on_epoch_end=None):
+        _fit_full(module, split, user_weights, rng)
+
+    def ignores_weights(module, split, user_weights, rng, *, on_epoch_end=None):
+        _fit_full(module, split, user_weights, rng, on_epoch_end=lambda e: (on_epoch_end(e), EpochUpdate())[1])
+
+    def ignores_stop(module, split, user_weights, rng, *, on_epoch_end=None):
+        def cb(e):
+            u = on_epoch_end(e)
+            return EpochUpdate(user_weights=u.user_weights)
+
+        _fit_full(module, split, user_weights, rng, on_epoch_end=cb)
+
+    def ignores_item_weights(module, split, user_weights, rng, *, item_weights=None):
+        _fit_full(module, split, user_weights, rng)
+
+    cases = [
+        (C.check_representation_consistent_with_score, _wrap(WrongRep), "not the state the scores come from"),
+        (C.check_item_embeddings_shape, _wrap(ShortTable), "item_embeddings\\(\\) shape"),
+        (C.check_gradients_reach_input_embeddings, _wrap(Detached), "do not depend on input_embedding_layer"),
+        (C.check_hidden_states, _wrap(Peeking), "declared causal"),
+        (C.check_epoch_callback_honoured, _wrap(Prefix, never_calls), "called with epochs \\[\\]"),
+        (C.check_epoch_callback_honoured, _wrap(Prefix, ignores_weights), "did not change the following epochs"),
+        (C.check_epoch_callback_honoured, _wrap(Prefix, ignores_stop), "went on after on_epoch_end returned STOP"),
+        (C.check_item_weights_honoured, _wrap(Prefix, ignores_item_weights), "item_weights are ignored"),
+    ]
+    for check, make, needle in cases:
+        check(_wrap(Prefix))  # the correct model passes the very same check ...
+        with pytest.raises(AssertionError, match=needle):  # ... and the broken one fails it
+            check(make)
+
+
 def test_padding_leak_breaks_batch_invariance():
     class Leaky(Mean):
         def forward(self, x):  # the mean runs over padding too: depends on the batch's padded width
@@ -126,7 +234,7 @@ def test_padding_leak_breaks_batch_invariance():
 def test_parametrize_ids_name_victim_and_check():
     mark = parametrize_with_checks([_good])
     ids = mark.kwargs["ids"]
-    assert len(ids) == len(CHECKS) and ids[0] == "_good-check_score_shape_and_padding"
+    assert len(ids) == len(C.checks_for(_good)) > len(CHECKS) and ids[0] == "_good-check_score_shape_and_padding"
 
 
 # ------------------------------------------------------------------------- assertions
@@ -204,4 +312,31 @@ def test_the_example_project_passes():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                          cwd=ROOT / "examples" / "custom_model", env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "12 passed" in run.stdout
+    assert "18 passed" in run.stdout  # 9 base contract checks + 6 capability checks + 3 requirements
+
+
+def test_the_example_readme_audit_command_runs(tmp_path, monkeypatch, capsys):
+    """The README's `recguard audit --model mymodel:make_victim ...` as written, on a small titled dataset
+    (the README runs it on ML-100k) with fewer epochs."""
+    import shlex
+
+    from recguard.cli import main
+
+    from conftest import cyclic_data
+
+    readme = (ROOT / "examples" / "custom_model" / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("recguard audit --model mymodel:make_victim"))
+    argv = shlex.split(line)[1:]
+    assert {"--attacks", "--defense"} <= set(argv) and "popular,surrogate" in argv and "none,lorec" in argv
+    d = cyclic_data(num_users=60, num_items=20, length=10, seed=2)
+    (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                                        + "".join(f"{u}\t{i}\t{t}\n" for u, s in enumerate(d) for t, i in enumerate(s.tolist())))
+    (tmp_path / "toy.item").write_text("item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tred star {i}\n" for i in range(1, 21)))
+    monkeypatch.chdir(ROOT / "examples" / "custom_model")
+    monkeypatch.delitem(sys.modules, "mymodel", raising=False)
+    out = tmp_path / "audit"
+    argv += ["--dataset", str(tmp_path / "toy.inter"), "--budgets", "0.05", "--set", "epochs=4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["attack"], r["defense"]) for r in res["summary"]} == {(a, d) for a in ("popular", "surrogate") for d in ("none", "lorec")}
+    assert res["provenance"]["model"]["module_file"].endswith("mymodel.py")

@@ -31,7 +31,9 @@ def test_score_shape_padding_and_recommend(fitted):
         assert not set(row.tolist()) & set(seq[seq > 0].tolist())
     assert victim.representation(seqs).shape == (5, victim.config.hidden)
     assert victim.item_embeddings().shape == (data.num_items + 1, victim.config.hidden)
-    assert "item_embedding" in victim.layers()
+    assert victim.input_embedding_layer().num_embeddings >= data.num_items + 1
+    every = frozenset(recguard.victims.CAPABILITIES)
+    assert victim.capabilities() == (every - {"layers"} if victim.architecture == "gru4rec" else every)
 
 
 def test_list_input_and_bad_ids(fitted):
@@ -92,7 +94,7 @@ def test_zero_weight_user_has_no_influence_on_gradients(arch):
     def grads(batch):
         gen = torch.Generator().manual_seed(0)
         module.zero_grad()
-        victim._train_loss(module, batch, w, gen).backward()
+        victim._train_loss(module, batch, w, gen, None).backward()
         return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
 
     g1, g2 = grads(x), grads(x2)
@@ -101,11 +103,11 @@ def test_zero_weight_user_has_no_influence_on_gradients(arch):
     w_all = torch.tensor([1.0, 0.5, 1.0, 2.0])  # with weight 1 the same change does move the gradients
     gen = torch.Generator().manual_seed(0)
     module.zero_grad()
-    victim._train_loss(module, x, w_all, gen).backward()
+    victim._train_loss(module, x, w_all, gen, None).backward()
     ga = [p.grad.clone() for p in module.parameters() if p.grad is not None]
     gen = torch.Generator().manual_seed(0)
     module.zero_grad()
-    victim._train_loss(module, x2, w_all, gen).backward()
+    victim._train_loss(module, x2, w_all, gen, None).backward()
     gb = [p.grad.clone() for p in module.parameters() if p.grad is not None]
     assert any(not torch.allclose(a, b) for a, b in zip(ga, gb))
 
@@ -249,7 +251,10 @@ def test_black_box_counts_queries_and_enforces_budget(fitted):
         bb.recommend(seqs[:1], k=10)
 
 
-def test_callback_can_stop_training(tiny):
+def test_epoch_callback_can_stop_training(tiny):
+    from recguard.victims import STOP
+
     seen = []
-    v = make("gru4rec", epochs=10).fit(tiny, rng=0, progress=False, callback=lambda e, vic: seen.append(e) or e >= 3)
+    v = make("gru4rec", epochs=10).fit(tiny, rng=0, progress=False,
+                                       on_epoch_end=lambda e, vic: seen.append(e) or (STOP if e >= 3 else None))
     assert seen == [1, 2, 3] and v.fit_info_["epochs_run"] == 3

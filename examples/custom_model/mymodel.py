@@ -1,12 +1,22 @@
 """A user's own next-item model, made auditable with recguard.TorchVictim.
 
-BagOfRecent: the next-item scores are the dot products of every item embedding with a
-position-weighted mean of the last few items' embeddings. Nothing here is specific to
-recguard except the ``fit_fn`` contract: ``fit_fn(module, split, user_weights, rng)``
-trains in place and multiplies each user's loss terms by ``user_weights[user]``.
+BagOfRecent: the state at each position is a position-weighted mean of the embeddings of
+the last few items up to it; next-item scores are its dot products with every item
+embedding, plus an item bias. Nothing in the model is specific to recguard. What recguard
+uses, and what each piece unlocks (docs/custom-models.md has the full table):
+
+- ``forward(x)``: scores — evaluation, black-box attacks, extraction of this model;
+- ``representation``, ``item_embeddings``, ``score_representation``: white box — SAE probes,
+  the surrogate attack's influence objective;
+- ``hidden_states``: the state at every position — LoRec, fast distillation;
+- the one ``nn.Embedding`` over item ids: gradients — the surrogate attack, captum attributions;
+- ``fit_fn``: retraining — every audit cell; its ``item_weights`` and ``on_epoch_end`` keywords
+  let the MNAR and LoRec defenses train it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -30,40 +40,61 @@ class BagOfRecent(nn.Module):
             self.pos.fill_(1.0)
             self.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L] left-padded -> [B, N + 1]
-        recent = x[:, -self.window:]
-        w = self.pos[-recent.shape[1]:][None, :, None] * (recent > 0).unsqueeze(-1)
-        h = (self.emb(recent) * w).sum(1) / w.sum(1).clamp_min(1e-6)
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:  # [B, L] left-padded -> [B, L, D]
+        b, l = x.shape
+        pad = lambda t: torch.cat([t.new_zeros(b, self.window - 1, *t.shape[2:]), t], dim=1)  # noqa: E731
+        windows = pad(self.emb(x)).unfold(1, self.window, 1)  # [B, L, D, W]: the last `window` items up to each position
+        w = self.pos * pad(x > 0).unfold(1, self.window, 1)  # [B, L, W]
+        return (windows * w.unsqueeze(2)).sum(-1) / w.sum(-1, keepdim=True).clamp_min(1e-6)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:  # [B, D]: the state the scores come from
+        return self.hidden_states(x)[:, -1]
+
+    def item_embeddings(self) -> torch.Tensor:  # [N + 1, D]
+        return self.emb.weight
+
+    def score_representation(self, h: torch.Tensor) -> torch.Tensor:  # [B, D] -> [B, N + 1]
         return h @ self.emb.weight.T + self.bias
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L] -> [B, N + 1]
+        return self.score_representation(self.representation(x))
 
-def fit_fn(module: BagOfRecent, split, user_weights, rng: np.random.Generator, epochs: int = 30) -> None:
-    """Every (last-window prefix -> next item) pair of the training sequences, cross-entropy
-    weighted per user. Weights are re-initialised first, so a seed fixes the whole run."""
+
+def fit_fn(module: BagOfRecent, split, user_weights, rng: np.random.Generator, *, item_weights=None, on_epoch_end=None,
+           epochs: int = 20, max_len: int = 20, batch_size: int = 128) -> None:
+    """Cross-entropy on every next item of the training sequences. Each term is multiplied by its
+    user's weight and, when given, its target item's weight; after every epoch ``on_epoch_end``
+    may hand new user weights or ask to stop. Weights are re-initialised first, so the seed
+    recguard sets fixes the whole run."""
     module.reset_parameters()
     train = split.train
-    xs, ys, us = [], [], []
-    for u in range(train.num_users):
-        s = train[u]
-        for t in range(1, len(s)):
-            xs.append(np.pad(s[max(0, t - module.window):t], (module.window - min(t, module.window), 0)))
-            ys.append(s[t])
-            us.append(u)
-    x, y = torch.tensor(np.array(xs)), torch.tensor(np.array(ys))
     w = torch.ones(train.num_users) if user_weights is None else torch.as_tensor(user_weights, dtype=torch.float32)
-    wu = w[torch.tensor(us)]
+    iw = None if item_weights is None else torch.as_tensor(item_weights, dtype=torch.float32)
+    seqs = train.padded(max_len + 1)
     opt = torch.optim.Adam(module.parameters(), lr=0.05)
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(y)))
-        for b in order.split(256):
-            logits = module(x[b])
+    for epoch in range(1, epochs + 1):
+        for users in np.array_split(rng.permutation(train.num_users), max(1, train.num_users // batch_size)):
+            batch = torch.from_numpy(seqs[users])
+            inp, tgt = batch[:, :-1], batch[:, 1:]
+            keep = (inp > 0) & (tgt > 0)
+            logits = module.score_representation(module.hidden_states(inp)[keep])
             logits[:, 0] = float("-inf")
-            loss = (nn.functional.cross_entropy(logits, y[b], reduction="none") * wu[b]).sum() / wu[b].sum().clamp_min(1e-9)
+            terms = w[torch.from_numpy(users)][:, None].expand_as(tgt)[keep]
+            if iw is not None:
+                terms = terms * iw[tgt[keep]]
+            loss = (nn.functional.cross_entropy(logits, tgt[keep], reduction="none") * terms).sum() / terms.sum().clamp_min(1e-9)
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if on_epoch_end is not None:
+            update = on_epoch_end(epoch)
+            if update.user_weights is not None:
+                w = torch.as_tensor(update.user_weights, dtype=torch.float32)
+            if update.stop:
+                break
 
 
-def make_victim(num_items: int = 40) -> TorchVictim:
-    """A fresh, unfitted victim (the factory the contract checks call)."""
-    return TorchVictim(BagOfRecent(num_items), num_items=num_items, max_len=8, fit_fn=fit_fn, device="cpu")
+def make_victim(num_items: int = 40, dim: int = 16, max_len: int = 20, epochs: int = 20) -> TorchVictim:
+    """A fresh, unfitted victim: the factory that contract checks and ``recguard audit --model mymodel:make_victim`` call."""
+    return TorchVictim(BagOfRecent(num_items, dim), num_items=num_items, max_len=max_len, device="cpu", causal=True,
+                       max_epochs=epochs, fit_fn=functools.partial(fit_fn, epochs=epochs, max_len=max_len))

@@ -62,8 +62,9 @@ def run_workers(spec: AuditSpec, out: Path, jobs: int, *, progress: bool = False
 
         bar = tqdm(total=len(expected), desc=f"audit ({jobs} workers)", unit="cell", file=sys.stderr, dynamic_ncols=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    root = str(Path(__file__).resolve().parents[2])  # so the workers import this very recguard
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # the workers import this very recguard, and a user's model factory from the working directory
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, os.getcwd(), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     try:
         for phase in ("clean", "poisoned"):
             procs = []

@@ -27,8 +27,10 @@ from ..defenses import make_defense
 from ..defenses.lorec import LCT_REVISION
 from ..errors import ArtifactError, ConfigError
 from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
+from ..victims import build_victim, model_identity
 from ..victims import load as load_victim
-from ..victims import make_victim
+from ..victims._contract import require
+from ..victims._factory import is_factory_path
 from ..victims._train import TRAINING_REVISION
 from ._lock import AuditLock
 from .spec import AuditSpec
@@ -47,6 +49,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         "model": spec.model, "model_config": spec.model_config, "targets": spec.targets, "num_targets": spec.num_targets,
         "ks": list(spec.ks),
     }
+    if is_factory_path(spec.model):  # the user's model code: an edited model is a new model
+        base["model_sha256"] = model_identity(spec.model).get("module_sha256")
     if TRAINING_REVISION > 1:  # cells written before the first revision bump keep their names
         base["training_revision"] = TRAINING_REVISION
     if kind == "poisoned":
@@ -97,14 +101,17 @@ def _cell_file(out: Path, key: dict) -> Path:
     return out / "cells" / f"{name}_{_hash(key)}.json"
 
 
-def provenance(command: list[str] | None = None) -> dict:
+def provenance(command: list[str] | None = None, model: str | None = None) -> dict:
     import numpy
     import torch
 
-    return {
+    out = {
         "recguard": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": numpy.__version__, "platform": platform.platform(), "command": command or sys.argv,
     }
+    if model is not None:
+        out["model"] = model_identity(model)  # a factory's import path and the SHA-256 of its file
+    return out
 
 
 def _victim_metrics(victim, split: Split, targets: np.ndarray, ks) -> dict:
@@ -148,8 +155,11 @@ def preflight(spec: AuditSpec, split: Split) -> dict[str, InjectedAttack]:
     """Every check that needs the data, before anything trains: the victim's settings, the
     targets, each attack on this data, the surrogate and the injected files. Returns the
     injected attacks by name."""
-    max_len = make_victim(spec.model, **spec.model_config).max_len
     train = split.train
+    victim = build_victim(spec.model, num_items=train.num_items, **spec.model_config)
+    max_len = victim.max_len
+    for need, who in capability_needs(spec):
+        require(victim, need, who=who)
     targets = select_targets(train, spec.targets if isinstance(spec.targets, str) else list(spec.targets), spec.num_targets,
                              np.random.default_rng([spec.seeds[0], 7919]))
     for a in spec.attacks:
@@ -159,8 +169,8 @@ def preflight(spec: AuditSpec, split: Split) -> dict[str, InjectedAttack]:
         if a not in ("surrogate", "extracted"):  # those check their surrogate once it exists
             atk._check(train)
     if "extracted" in spec.attacks:
-        make_victim(spec.extraction.get("surrogate", spec.model),
-                    **(spec.model_config if spec.extraction.get("surrogate", spec.model) == spec.model else {}))
+        sur = _extraction_surrogate(spec, train.num_items)
+        require(sur, ["distill", *make_attack("surrogate").requires()], who="the extracted attack's surrogate")
     if "surrogate" in spec.attacks and spec.surrogate not in ("victim", "retrain"):
         sur = _surrogate(spec, None, split, None, 0)
         if sur.num_items != train.num_items:
@@ -189,7 +199,7 @@ def _run_audit(spec: AuditSpec, out: Path, *, progress, command, on_cell, jobs: 
 
             run_workers(spec, out, jobs, progress=sys.stderr.isatty() if progress is None else progress)
     cfg = dict(spec.model_config)
-    make_v = lambda: make_victim(spec.model, **cfg)  # noqa: E731
+    make_v = lambda: build_victim(spec.model, num_items=data.num_items, **cfg)  # noqa: E731
     max_len = make_v().max_len
     grid = cell_grid(spec)
     controls = control_grid(spec)
@@ -227,7 +237,7 @@ def _run_audit(spec: AuditSpec, out: Path, *, progress, command, on_cell, jobs: 
                 t0 = time.perf_counter()
                 clean_victim = make_v().fit(split, rng=seed, progress=False)
                 train_s = time.perf_counter() - t0
-                clean_victim.save(model_dir)
+                clean_victim.save(model_dir, overwrite=True)  # the audit's own folder
                 clean_cell = {
                     "key": ckey, "kind": "clean", "seed": seed, "targets": targets.tolist(),
                     "data_fingerprint": data.fingerprint(), "train_fingerprint": split.train.fingerprint(),
@@ -241,7 +251,7 @@ def _run_audit(spec: AuditSpec, out: Path, *, progress, command, on_cell, jobs: 
             def clean_model() -> object:
                 """The seed's clean victim, reloaded from OUT/models/ when this run did not train it."""
                 if loaded["clean"] is None:
-                    loaded["clean"] = load_victim(model_dir)
+                    loaded["clean"] = _reload(spec.model, model_dir, make_v)
                 return loaded["clean"]
 
             surrogates: dict = {}
@@ -287,9 +297,36 @@ def _run_audit(spec: AuditSpec, out: Path, *, progress, command, on_cell, jobs: 
             bar.close()
     if _claim is not None:  # a worker: the parent assembles the report
         return {}
-    results = build_results(spec, cells, provenance(command), wall_time_s=time.perf_counter() - t_start)
+    results = build_results(spec, cells, provenance(command, spec.model), wall_time_s=time.perf_counter() - t_start)
     write_reports(results, out)
     return results
+
+
+def capability_needs(spec: AuditSpec) -> list[tuple[list[str], str]]:
+    """What the audited victim must offer for this grid: (capabilities, who needs them)."""
+    from ..defenses import make_defense
+
+    needs = [(["retrain"], "an audit (every cell retrains the victim)")]
+    for d in spec.defenses:
+        needs.append((list(make_defense(d, **spec.defense_params.get(d, {})).requires), f"the {d} defense"))
+    if "surrogate" in spec.attacks and spec.surrogate in ("victim", "retrain"):
+        atk = make_attack("surrogate", **{k: v for k, v in spec.attack_params.get("surrogate", {}).items() if k != "order"})
+        needs.append((atk.requires(), f"the surrogate attack with surrogate={spec.surrogate!r}"))
+    return needs
+
+
+def _reload(model: str, directory: Path, make_v):
+    """A victim saved under the audit folder: recguard's own through recguard.load, a factory's
+    by loading the weights into a fresh instance from the factory."""
+    if is_factory_path(model):
+        return make_v().load_weights(directory)
+    return load_victim(directory)
+
+
+def _extraction_surrogate(spec: AuditSpec, num_items: int):
+    """An unfitted victim of the architecture the ``extracted`` attack distils into."""
+    name = spec.extraction.get("surrogate", spec.model)
+    return build_victim(name, num_items=num_items, **(spec.model_config if name == spec.model else {}))
 
 
 def _surrogate(spec: AuditSpec, clean_victim, split: Split, make_v, seed: int):
@@ -326,7 +363,8 @@ def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path
     where = out / "models" / f"extracted_seed{seed}_{_hash([tag, opts])}"
     info_file = where / "extraction.json"
     if info_file.exists() and (where / "weights.safetensors").exists():
-        return load_victim(where), json.loads(info_file.read_text())
+        return (_reload(opts["surrogate"], where, lambda: _extraction_surrogate(spec, clean_victim.num_items)),
+                json.loads(info_file.read_text()))
     rng = np.random.default_rng([seed, 4242])
     real = None
     if opts["mode"] == "few-shot":
@@ -341,7 +379,7 @@ def _extracted(spec: AuditSpec, clean_victim, split: Split, seed: int, out: Path
     x, _ = split.inputs("test", clean_victim.max_len)
     info = {**opts, "queries": res.queries, "time_s": time.perf_counter() - t0, "agreement": agreement(clean_victim, res.surrogate, x),
             "surrogate_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"]}
-    res.surrogate.save(where)
+    res.surrogate.save(where, overwrite=True)  # the audit's own folder: a save cut short before its report is redone
     atomic_write_json(info_file, info)
     return res.surrogate, info
 

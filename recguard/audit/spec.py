@@ -74,7 +74,9 @@ class AuditSpec:
 
     Attributes:
         dataset, path, min_rating, k_core: what :func:`recguard.data.load` gets.
-        model, model_config: the victim architecture and config overrides.
+        model, model_config: the victim: an architecture (``sasrec``, ``bert4rec``, ``gru4rec``) with
+            config overrides, or ``MODULE:FACTORY`` — the user's own model, imported from the
+            working directory or ``PYTHONPATH`` and built as ``FACTORY(num_items, **model_config)``.
         attacks: attack names (``random``, ``popular``, ``segment``, ``surrogate``, and ``extracted``:
             the surrogate-guided attack with a surrogate stolen from the clean victim's top-k API —
             the black-box chain).
@@ -128,6 +130,12 @@ class AuditSpec:
                           ("model", "str"), ("defense_controls", "bool"), ("num_targets", "int"), ("order", "str"),
                           ("surrogate", "str")):
             object.__setattr__(self, name, check_value(name, getattr(self, name), ann))
+        from ..victims import architectures
+        from ..victims._factory import is_factory_path
+
+        if not is_factory_path(self.model) and self.model not in architectures():
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(architectures()))} or give your own "
+                              "as MODULE:FACTORY (e.g. mymodel:make_victim)", param="model")
         if self.k_core is not None and self.k_core < 1:
             raise ConfigError(f"must be a positive integer (keep users and items with >= k interactions), got {self.k_core}",
                               param="k_core")

@@ -26,7 +26,8 @@ def audit(
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML audit spec; flags given here override it."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name or file (default ml-100k)."),
     path: Path | None = PathOpt,
-    model: str | None = typer.Option(None, "--model", "-m", help="Victim architecture (sasrec, bert4rec, gru4rec)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Victim: sasrec, bert4rec, gru4rec, or your own model as "
+                                     "MODULE:FACTORY (FACTORY(num_items, **config) returns an unfitted victim; --set fills config)."),
     attacks: str | None = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
                                           "(extracted = surrogate stolen through the victim's top-k API)."),
     budgets: str | None = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),

@@ -10,6 +10,8 @@ DatasetOpt = typer.Option("ml-100k", "--dataset", "-d", help="Registered dataset
 PathOpt = typer.Option(None, "--path", help="Local copy of the dataset (file or directory).")
 MinRatingOpt = typer.Option(None, "--min-rating", help="Keep interactions with rating >= this value.")
 KCoreOpt = typer.Option(None, "--k-core", help="Keep users and items with >= K interactions.")
+ModelOpt = typer.Option(None, "--model", "-m", help="For a wrapped model (TorchVictim): MODULE:FACTORY that rebuilds it (default: "
+                        "the factory recorded when it was saved).")
 
 
 def load_dataset(name: str, path: Path | None, min_rating: float | None, k_core: int | None):

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from ._common import PathOpt, print_table, victim_dataset
+from ._common import ModelOpt, PathOpt, print_table, victim_dataset
 
 
 def extract(
@@ -20,12 +20,14 @@ def extract(
     k: int = typer.Option(100, "--k", help="Items the API returns per query."),
     length: int | None = typer.Option(None, "--length", help="Items per generated sequence (default: the victim's max_len)."),
     real_fraction: float = typer.Option(0.1, "--real-fraction", help="few-shot: share of real training sequences the attacker holds."),
-    surrogate: str = typer.Option("sasrec", "--surrogate", help="Architecture to distil into: sasrec, bert4rec, gru4rec."),
+    surrogate: str = typer.Option("sasrec", "--surrogate", help="What to distil into: sasrec, bert4rec, gru4rec, or your own "
+                                  "model as MODULE:FACTORY."),
     epochs: int = typer.Option(30, "--epochs", help="Distillation epochs (best kept on the attacker's held-out queries)."),
     random_share: float = typer.Option(0.1, "--random-share", help="Share of uniformly random next items."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
     path: Path | None = PathOpt,
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    model: str | None = ModelOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Extract a surrogate from a victim's top-k lists, then report Agreement@1/10 and NDCG@10.
@@ -41,7 +43,7 @@ def extract(
 
     from .._io import claim_output_dir
 
-    victim = load(victim_dir)
+    victim = load(victim_dir, model=model)
     data = victim_dataset(victim, victim_dir, dataset, path)
     claim_output_dir(out, "extraction", resumable=True)  # resumes its own transcript; refuses anything else
     if not 0 < real_fraction <= 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import PathOpt, print_table, victim_dataset
+from ._common import ModelOpt, PathOpt, print_table, victim_dataset
 
 
 def probe(
@@ -28,6 +28,7 @@ def probe(
     ablate_top: int = typer.Option(12, "--ablate-top", help="Ablate this many of the most confident latents."),
     lm: Path | None = typer.Option(None, "--lm", help="Local Hugging Face causal-LM folder for one-line descriptions."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same report)."),
+    model: str | None = ModelOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
 ) -> None:
     """Train a TopK SAE on the victim's activations, build and validate a concept dictionary,
@@ -42,7 +43,7 @@ def probe(
 
     from .._io import claim_output_dir
 
-    victim = load(run)
+    victim = load(run, model=model)
     data = victim_dataset(victim, run, dataset, path)
     claim_output_dir(out, "probe-report", resumable=True)  # re-runs reuse its SAE; refuses anything else
     split = data.split()

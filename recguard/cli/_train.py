@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, PathOpt, dataset_spec, load_dataset, print_table, victim_dataset
+from ._common import DatasetOpt, KCoreOpt, MinRatingOpt, ModelOpt, PathOpt, dataset_spec, load_dataset, print_table, victim_dataset
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -30,7 +30,8 @@ def train(
     path: Path | None = PathOpt,
     min_rating: float | None = MinRatingOpt,
     k_core: int | None = KCoreOpt,
-    model: str = typer.Option("sasrec", "--model", "-m", help="Victim architecture: sasrec, bert4rec or gru4rec."),
+    model: str = typer.Option("sasrec", "--model", "-m", help="sasrec, bert4rec, gru4rec, or your own model as MODULE:FACTORY "
+                              "(FACTORY(num_items, **config); --set fills config)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on validation NDCG@10)."),
     max_len: int | None = typer.Option(None, "--max-len", help="Longest history the model reads."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
@@ -42,7 +43,8 @@ def train(
     """Train a victim on a dataset and save it, then print its test metrics."""
     from .._io import check_artifact_target
     from ..metrics import evaluate as run_eval
-    from ..victims import make_victim
+    from ..victims import build_victim
+    from ..victims._factory import is_factory_path
 
     check_artifact_target(out, "victim", overwrite=overwrite)  # a bad --out fails before training, not after
     cfg = _parse_sets(set_)
@@ -50,9 +52,10 @@ def train(
         cfg["epochs"] = epochs
     if max_len is not None:
         cfg["max_len"] = max_len
-    cfg["device"] = device
-    victim = make_victim(model, **cfg)
+    if device != "auto" or not is_factory_path(model):  # a factory gets only the options it was given
+        cfg["device"] = device
     data = load_dataset(dataset, path, min_rating, k_core)
+    victim = build_victim(model, num_items=data.num_items, **cfg)
     typer.echo(f"training {model} on {data!r}", err=True)
     victim.dataset_spec_ = dataset_spec(dataset, path, min_rating, k_core)
     split = data.split()
@@ -61,7 +64,8 @@ def train(
     victim.fit_info_["test"] = metrics
     victim.save(out, overwrite=overwrite)
     info = victim.fit_info_
-    typer.echo(f"saved {out}  (best epoch {info['best_epoch']} of {info['epochs_run']}, {info['wall_time_s']:.1f} s)")
+    typer.echo(f"saved {out}  (best epoch {info.get('best_epoch', '–')} of {info.get('epochs_run') or '–'}, "
+               f"{info['wall_time_s']:.1f} s)")
     print_table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()])
 
 
@@ -71,6 +75,7 @@ def evaluate(
     path: Path | None = PathOpt,
     split: str = typer.Option("test", "--split", help="test or valid."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+    model: str | None = ModelOpt,
 ) -> None:
     """Evaluate a saved victim with full-ranking HR@10/20, NDCG@10/20 and MRR."""
     from ..metrics import evaluate as run_eval
@@ -78,7 +83,7 @@ def evaluate(
 
     if split not in ("test", "valid"):
         raise ConfigError("must be 'test' or 'valid'", param="--split")
-    victim = load(run)
+    victim = load(run, model=model)
     data = victim_dataset(victim, run, dataset, path)
     if dataset is None and victim.data_fingerprint_ and victim.data_fingerprint_ != data.fingerprint():
         typer.echo("warning: the dataset's fingerprint differs from the one the victim was trained on", err=True)

@@ -47,6 +47,16 @@ class Defense:
     """
 
     name = "base"
+    #: capabilities the defended victim must offer (recguard.victims.CAPABILITIES)
+    requires: tuple[str, ...] = ("retrain",)
+
+    def victim(self, make_victim: Callable):
+        """A fresh victim from ``make_victim``, checked for :attr:`requires` before anything trains."""
+        from ..victims._contract import require
+
+        v = make_victim()
+        require(v, self.requires, who=f"the {self.name} defense")
+        return v
 
     def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
         return DefenseOutcome()
@@ -57,7 +67,7 @@ class Defense:
         t0 = time.perf_counter()
         outcome = self.apply(split, make_victim=make_victim, rng=rng)
         outcome.info.setdefault("defense_time_s", time.perf_counter() - t0)
-        victim = make_victim().fit(split, user_weights=outcome.user_weights, rng=seed, progress=progress)
+        victim = self.victim(make_victim).fit(split, user_weights=outcome.user_weights, rng=seed, progress=progress)
         return victim, outcome
 
 

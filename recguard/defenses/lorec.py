@@ -35,6 +35,7 @@ from .._rng import derive_seed, torch_seeded
 from ..data import SequenceData, Split
 from ..data._core import _pad_from_csr
 from ..errors import ConfigError, DataError
+from ..victims._contract import EpochUpdate
 from ..victims._layers import TransformerBlock, attention_mask
 from ._base import Defense, DefenseOutcome
 from .text import TextEncoder, domain_for, item_texts, user_prompt, user_prompts
@@ -347,6 +348,7 @@ class LoRec(_TextDefense):
     """
 
     name = "lorec"
+    requires = ("retrain", "epoch_callback", "hidden_states", "white_box")
 
     def __init__(self, *, lam2: float = 1.0, passes: int = 2, calibration_start: int | None = None,
                  update_every: tuple[int, int] | None = None, lct_max_len: int | None = None, inject_known: bool = True,
@@ -370,7 +372,7 @@ class LoRec(_TextDefense):
 
     def train(self, split: Split, *, make_victim: Callable, seed: int, rng: np.random.Generator, progress: bool = False):
         train = split.train
-        victim = make_victim()
+        victim = self.victim(make_victim)
         t0 = time.perf_counter()
         known = self.simulate_known(train, rng, victim.max_len)
         t1 = time.perf_counter()
@@ -388,24 +390,30 @@ class LoRec(_TextDefense):
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         labels = torch.cat([torch.zeros(n), torch.ones(m)])
         text = torch.from_numpy(np.vstack([eu, ek]))
-        start, every_before, every_after = self.schedule(victim.config.epochs)
+        epochs = getattr(victim, "max_epochs", None)
+        if epochs is None and (self.calibration_start is None or self.update_every is None):
+            raise ConfigError(f"LoRec scales its calibration schedule to the victim's epochs, which {victim!r} does not declare: "
+                              "pass TorchVictim(max_epochs=...) or give LoRec calibration_start and update_every", param="lorec")
+        start, every_before, every_after = self.schedule(epochs or 1)
         gen = np.random.default_rng(derive_seed(rng))
         lct_seed = derive_seed(gen)
         pw = self.pos_weight(n, m)
         order = np.argsort(lengths, kind="stable")  # similar lengths per batch: little padding
         chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        feat_bytes = int(np.minimum(lengths, lmax).sum()) * 2 * victim.config.hidden * 4
-        keep_feats = feat_bytes <= self.feature_cache_mb * 2**20
+        positions = int(np.minimum(lengths, lmax).sum())
         state: dict = {"lct": None, "opt": None, "a": np.full(n_fit, A0), "p_sum": np.zeros(n_fit), "updates": [], "time": 0.0}
 
         def features(vic, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-            module = vic.module
+            """[item embedding ‖ hidden state] of the frozen victim at every position, and the valid mask."""
             lb = int(min(lmax, lengths[idx].max()))
             x = torch.from_numpy(_pad_from_csr(flat, starts[idx], lengths[idx], lb)).to(vic.device)
             with torch.no_grad():
-                h = module.hidden_states(x)
-                e = module.output_embeddings()[x]
-            return torch.cat([e, h], dim=-1).float(), x > 0  # on the victim's device, like the LCT
+                h = vic.hidden_states(x)
+                e = vic.item_embeddings().to(h.device)[x]
+            f = torch.cat([e, h], dim=-1).float()
+            if f.shape[-1] % 2:  # the LCT's two heads split the width: pad an odd one with a zero column
+                f = F.pad(f, (0, 1))
+            return f, x > 0  # on the victim's device, like the LCT
 
         def due(epoch: int) -> bool:
             if epoch < start:
@@ -422,13 +430,13 @@ class LoRec(_TextDefense):
                 if ci in cache:
                     return cache[ci]
                 f = features(vic, chunks[ci])
-                if keep_feats:
+                if positions * f[0].shape[-1] * 4 <= self.feature_cache_mb * 2**20:
                     cache[ci] = f
                 return f
 
             with torch_seeded(lct_seed + epoch):
                 if state["lct"] is None:
-                    d_in = 2 * int(vic.module.output_embeddings().shape[1])
+                    d_in = int(features(vic, chunks[0][:2])[0].shape[-1])
                     state["lct"] = LCT(d_in, text.shape[1], max_len=lmax).to(vic.device)
                     state["opt"] = self._optimizer(state["lct"])
                     state["text"], state["labels"] = text.to(vic.device), labels.to(vic.device)
@@ -464,7 +472,12 @@ class LoRec(_TextDefense):
             state["time"] += time.perf_counter() - tu
             return lorec_weights(state["a"]) if epoch >= start else None
 
-        victim.fit(fit_split, rng=seed, progress=progress, reweight=reweight, select_after=start)
+        def on_epoch_end(epoch: int, vic) -> EpochUpdate:
+            # weights enter the loss from the calibration start; until then no validation may choose
+            # the returned checkpoint or count toward patience, so the calibration is never bypassed
+            return EpochUpdate(user_weights=reweight(epoch, vic), reset_selection=epoch <= start)
+
+        victim.fit(fit_split, rng=seed, progress=progress, on_epoch_end=on_epoch_end)
         a = state["a"][:n]
         k = max(1, len(state["updates"]))
         weights = lorec_weights(a)

@@ -124,6 +124,7 @@ class MNARWeighting(Defense):
     """
 
     name = "mnar"
+    requires = ("retrain", "item_weights")
 
     def __init__(self, *, eta: float = 0.5, clip: float = 0.1, propensity: np.ndarray | None = None):
         if not 0 < float(clip) <= 1:
@@ -146,7 +147,7 @@ class MNARWeighting(Defense):
 
         t0 = time.perf_counter()
         w = self.item_weights(split.train)
-        victim = make_victim().fit(split, rng=seed, progress=progress, item_weights=w)
+        victim = self.victim(make_victim).fit(split, rng=seed, progress=progress, item_weights=w)
         return victim, DefenseOutcome(info={"eta": self.eta, "clip": self.clip, "max_item_weight": float(w[1:].max()),
                                             "defense_time_s": time.perf_counter() - t0 - victim.fit_info_["wall_time_s"]})
 

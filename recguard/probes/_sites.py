@@ -7,7 +7,6 @@ with the left-padded input (SASRec/BERT4Rec blocks, ``final_norm``, ``item_embed
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -16,7 +15,8 @@ import torch
 from .._rng import RNGLike, as_generator
 from ..data import SequenceData
 from ..errors import ConfigError
-from ..victims._base import as_batch
+from ..victims._base import as_batch, eval_mode
+from ..victims._contract import capabilities, require
 from ..victims._hooks import capture
 
 __all__ = ["Site", "REPRESENTATION"]
@@ -38,21 +38,15 @@ class Site:
     """
 
     def __init__(self, victim, layer: str = REPRESENTATION):
-        for attr in ("representation", "layers", "module", "max_len"):
-            if not hasattr(victim, attr):
-                raise ConfigError(f"probes need a white-box recguard victim (with .{attr}); got {type(victim).__name__}. "
-                                  "Wrap your own model with recguard.victims.TorchVictim or train one with recguard.",
-                                  param="victim")
+        require(victim, ["white_box"] + ([] if layer == REPRESENTATION else ["layers"]), who="an SAE probe")
         self.victim = victim
         self.layer = layer
-        self.arch = getattr(victim, "architecture", "custom")
-        self.causal = self.arch in ("sasrec", "gru4rec")
+        self.arch = getattr(victim, "architecture", type(victim).__name__)
+        self.causal = bool(getattr(victim, "causal", False)) and "hidden_states" in capabilities(victim)
         if layer != REPRESENTATION:
             names = victim.layers()
             if layer not in names:
-                raise ConfigError(f"unknown layer {layer!r}; valid: {REPRESENTATION}, {', '.join(names)}", param="layer")
-            if self.arch == "gru4rec":
-                raise ConfigError("GRU4Rec's layers run on right-aligned sequences; probe it at 'representation'", param="layer")
+                raise ConfigError(f"unknown layer {layer!r}; valid: {', '.join([REPRESENTATION, *names])}", param="layer")
             self.module_layer = names[layer]
 
     @property
@@ -65,26 +59,27 @@ class Site:
     @torch.no_grad()
     def last(self, x: torch.Tensor) -> torch.Tensor:
         """Site state at the last position (the one that produces the recommendation) ``[B, D]``."""
-        module = self.victim.module
-        with _eval(module):
+        v = self.victim
+        with eval_mode(v):
             if self.layer == REPRESENTATION:
-                return module.represent(x).float()
+                return v.differentiable_representation(x).float()
             with capture(self.module_layer) as box:
-                module.represent(x)
+                v.differentiable_representation(x)
             return _tensor_out(box.last)[:, -1].float()
 
     @torch.no_grad()
     def positions(self, x: torch.Tensor) -> torch.Tensor:
-        """Site states at every valid position ``[n, D]`` (causal victims), else the last position."""
-        module = self.victim.module
+        """Site states at every valid position ``[n, D]`` (causal victims with hidden states),
+        else the last position."""
+        v = self.victim
         if not self.causal:
             return self.last(x)
-        with _eval(module):
+        with eval_mode(v):
             if self.layer == REPRESENTATION:
-                h = module.hidden_states(x)
+                h = v.hidden_states(x)
             else:
                 with capture(self.module_layer) as box:
-                    module.hidden_states(x)
+                    v.hidden_states(x)
                 h = _tensor_out(box.last)
         return h[x > 0].float()
 
@@ -105,11 +100,11 @@ class Site:
     def scores(self, x: torch.Tensor, edit: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
         """Next-item scores ``[B, N + 1]`` with the site's last-position state replaced by
         ``edit(state)`` (``None`` = unchanged); padding column is ``-inf``."""
-        module = self.victim.module
-        with _eval(module):
+        v = self.victim
+        with eval_mode(v):
             if self.layer == REPRESENTATION:
-                rep = module.represent(x)
-                out = module.logits(edit(rep) if edit is not None else rep)
+                rep = v.differentiable_representation(x)
+                out = v.score_representation(edit(rep) if edit is not None else rep)
             else:
                 def hook(_m, _inp, output):
                     if edit is None:
@@ -120,7 +115,7 @@ class Site:
 
                 handle = self.module_layer.register_forward_hook(hook)
                 try:
-                    out = module.logits(module.represent(x))
+                    out = v.score_representation(v.differentiable_representation(x))
                 finally:
                     handle.remove()
         out = out.clone()
@@ -129,16 +124,6 @@ class Site:
 
     def stream(self, data: SequenceData, *, batch_users: int = 64, rng: RNGLike = 0, prefixes: bool = False) -> ActivationStream:
         return ActivationStream(self, data, batch_users=batch_users, rng=rng, prefixes=prefixes)
-
-
-@contextlib.contextmanager
-def _eval(module: torch.nn.Module):
-    was = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was)
 
 
 class ActivationStream:

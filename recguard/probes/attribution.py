@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import CapabilityError, ConfigError
+from ..victims._base import eval_mode
+from ..victims._contract import require
 from ..victims._hooks import capture
-from ._sites import _eval
 
 __all__ = ["attribute"]
 
@@ -18,7 +19,8 @@ def attribute(victim, sequence: Sequence[int], item: int | None = None, *, n_ste
               internal_batch_size: int | None = None) -> dict:
     """How much each history item contributed to ``item``'s score for ``sequence``.
 
-    Integrated gradients on the output of the victim's item-embedding layer, from a padding
+    Integrated gradients on the output of the victim's input embedding layer
+    (``victim.input_embedding_layer()``), from a padding
     baseline (every history position embedded as the padding item, the attention mask of the
     real sequence kept) to the real embeddings; a position's contribution is the sum over
     the hidden dimension. ``item`` defaults to the top recommendation (seen items excluded).
@@ -30,13 +32,7 @@ def attribute(victim, sequence: Sequence[int], item: int | None = None, *, n_ste
     """
     from captum.attr import LayerIntegratedGradients
 
-    for attr in ("differentiable_score", "layers", "module", "max_len"):
-        if not hasattr(victim, attr):
-            raise ConfigError(f"attribution needs a white-box recguard victim (with .{attr}); got {type(victim).__name__}",
-                              param="victim")
-    layers = victim.layers()
-    if "item_embedding" not in layers:
-        raise ConfigError(f"the victim has no 'item_embedding' layer (has: {', '.join(layers)})", param="victim")
+    require(victim, ["gradients"], who="captum attribution")
     seq = [int(i) for i in sequence]
     if not seq:
         raise ConfigError("the sequence is empty", param="sequence")
@@ -47,11 +43,13 @@ def attribute(victim, sequence: Sequence[int], item: int | None = None, *, n_ste
         raise ConfigError(f"must be >= 2, got {n_steps}", param="n_steps")
     seq = seq[-victim.max_len :]
     x = torch.tensor([seq], dtype=torch.long, device=victim.device)
-    module = victim.module
-    layer = layers["item_embedding"]
-    with _eval(module):
+    layer = victim.input_embedding_layer()
+    with eval_mode(victim):
         with torch.no_grad(), capture(layer) as box:
             full = victim.differentiable_score(x)[0]
+        if box.inputs[-1][0].dim() != 2:
+            raise CapabilityError(f"the input embedding layer saw ids of shape {tuple(box.inputs[-1][0].shape)}: attributions "
+                                  "need it applied to the [B, L] id sequence (embed x first, then reshape)")
         ids = box.inputs[-1][0][0].clone()  # the ids the embedding layer saw, in its own layout
         if item is None:
             unseen = full.clone()
@@ -84,7 +82,8 @@ def attribute(victim, sequence: Sequence[int], item: int | None = None, *, n_ste
     items = ids[keep].tolist()
     contrib = per_pos[keep].astype(float).tolist()
     if not items or items != seq[-len(items):]:  # the layer may only drop padding, [MASK] and the oldest items
-        raise RuntimeError(f"attribution layout mismatch: layer saw {items[:5]}..., sequence {seq[:5]}...")
+        raise CapabilityError(f"the input embedding layer saw the items {items[:5]}... for the history {seq[:5]}...: it must "
+                              "embed the history ids themselves, in order (name that layer with TorchVictim(item_embedding=...))")
     return {"item": int(item), "score": float(full[int(item)]), "baseline_score": base_score,
             "items": items, "contributions": contrib, "sum_contributions": float(np.sum(contrib)),
             # completeness gap against the baseline used here (captum's own delta would run the

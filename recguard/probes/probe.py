@@ -34,7 +34,9 @@ class SAEProbe:
         train_on: ``"positions"`` (PROTOCOLS §5: every valid position's state from one pass per
             sequence) or ``"prefixes"`` (the last-position state of every prefix: exactly what
             is probed; SASRec's right-anchored position embeddings make the two differ, see
-            docs/probes.md). ``"auto"`` (default): prefixes, except GRU4Rec where they coincide.
+            docs/probes.md). ``"auto"`` (default): positions when the victim's position states
+            equal its prefix states (checked on 16 training sequences at ``fit``; GRU4Rec),
+            else prefixes.
         cache_mb: keep the training activations in memory when they fit in this many MB
             (computed once); otherwise they are recomputed batch by batch every epoch.
         prefixes: probe sequences per user for the concept dictionary: the user's full
@@ -51,8 +53,6 @@ class SAEProbe:
                  context_items: int = 5, top_n: int = 20, train_on: str = "auto", cache_mb: float = 1024, seed: int = 0):
         if train_on not in ("auto", "positions", "prefixes"):
             raise ConfigError(f"must be 'auto', 'positions' or 'prefixes', got {train_on!r}", param="train_on")
-        if train_on == "auto":  # GRU4Rec's in-sequence states already are its prefix states
-            train_on = "positions" if getattr(victim, "architecture", "") == "gru4rec" else "prefixes"
         self.train_on = train_on
         self.cache_mb = float(cache_mb)
         if not 0 < holdout < 1:
@@ -75,6 +75,8 @@ class SAEProbe:
         if split.full.num_items != self.victim.num_items:
             raise ConfigError(f"the data has {split.full.num_items} items but the victim knows {self.victim.num_items}", param="data")
         self.split_ = split
+        if self.train_on == "auto":
+            self.train_on = "positions" if self._positions_are_prefixes(split.train) else "prefixes"
         prefixes = self.train_on == "prefixes"
         t0 = time.perf_counter()
         stream = self.site.stream(split.train, rng=np.random.default_rng([self.seed, 1]), prefixes=prefixes)
@@ -100,6 +102,18 @@ class SAEProbe:
         self.train_rows_ = rows
         self._reset_cache()
         return self
+
+    def _positions_are_prefixes(self, train: SequenceData, n: int = 16) -> bool:
+        """Whether the site's state at each position equals the probed state of the prefix ending
+        there (then one pass per sequence yields exactly the probed distribution)."""
+        if not self.site.causal:
+            return False
+        users = np.flatnonzero(train.lengths >= 2)[:n]
+        if len(users) == 0:
+            return False
+        x = torch.from_numpy(train.padded(self.victim.max_len, users)).to(self.site.device)
+        pos, pre = self.site.positions(x), self.site.prefix_states(x)
+        return pos.shape == pre.shape and bool(torch.allclose(pos, pre, rtol=1e-4, atol=1e-4 * float(pre.abs().max().clamp_min(1))))
 
     def _reset_cache(self) -> None:
         self._probe_set = None

@@ -77,7 +77,8 @@ def assert_robust(
         train_fn: ``train_fn(split, seed) -> fitted victim``; called on the clean split and on
             the poisoned one (same seed), so the comparison isolates the fake users.
         attack: ``random``, ``popular``, ``segment`` or ``surrogate`` (white-box: the clean
-            victim itself is the surrogate, so it must offer ``differentiable_score``).
+            victim itself is the surrogate, so it needs the ``gradients`` and ``white_box``
+            capabilities — recguard's victims and a wrapped model that offers them).
         metric: ``T-HR@k`` or ``T-NDCG@k`` over genuine test users who never saw the target.
         targets: ids or ``"unpopular"``/``"popular"`` (a seeded draw per seed, as in audits).
     Returns the measurement: per-seed clean/poisoned values, lifts, mean lift, targets.
@@ -85,6 +86,7 @@ def assert_robust(
     from ..attacks.poisoning import make_attack
     from ..attacks.poisoning._base import select_targets
     from ..metrics.target import target_exposure
+    from ..victims import require
 
     m = _TMETRIC.match(metric)
     if not m:
@@ -99,9 +101,8 @@ def assert_robust(
         clean = train_fn(split, seed)
         atk = make_attack(attack, budget=budget, targets=tgt, num_targets=len(tgt),
                           max_profile_length=getattr(clean, "max_len", 200), **(attack_params or {}))
-        if attack == "surrogate":
-            if not hasattr(clean, "differentiable_score"):
-                raise ConfigError("the surrogate attack needs a white-box victim (differentiable_score)", param="attack")
+        if attack == "surrogate":  # white-box: the clean victim is the attacker's surrogate
+            require(clean, atk.requires(), who="assert_robust(attack='surrogate')")
             atk = atk.with_surrogate(clean)
         res = atk.poison(split.train, rng=np.random.default_rng([seed, 104729]))
         poisoned = train_fn(split.with_train(res.data), seed)
@@ -134,7 +135,7 @@ def assert_extraction_resistant(
     mode: str = "data-free",
     k: int = 100,
     max_queries: int | None = None,
-    surrogate: str = "sasrec",
+    surrogate="sasrec",
     surrogate_config: dict | None = None,
     epochs: int = 10,
     real_fraction: float = 0.1,

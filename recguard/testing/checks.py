@@ -20,7 +20,7 @@ import torch
 from ..errors import RecguardError
 from ._data import tiny_dataset
 
-__all__ = ["CHECKS", "parametrize_with_checks", "check_victim", "victim_id"]
+__all__ = ["CHECKS", "CAPABILITY_CHECKS", "checks_for", "parametrize_with_checks", "check_victim", "victim_id"]
 
 
 def _factory(victim) -> Callable[[], object]:
@@ -34,7 +34,9 @@ def _factory(victim) -> Callable[[], object]:
     if isinstance(victim, TorchVictim):
         module = copy.deepcopy(victim.module)
         return lambda: TorchVictim(copy.deepcopy(module), num_items=victim.num_items, max_len=victim.max_len,
-                                   fit_fn=victim.fit_fn, device=str(victim.device))
+                                   fit_fn=victim.fit_fn, device=str(victim.device), causal=victim.causal,
+                                   item_embedding=victim._embedding_name, layers=victim._layer_names,
+                                   max_epochs=victim.max_epochs)
     return lambda: copy.deepcopy(victim)
 
 
@@ -129,7 +131,7 @@ def check_save_load_roundtrip(make):
         v.save(path)
         files = {p.suffix for p in path.iterdir()}
         assert ".pkl" not in files and ".pt" not in files, f"artifact contains pickle-based files: {sorted(files)}"
-        back = TorchVictim.load(path, module=make().module) if isinstance(v, TorchVictim) else load(path)
+        back = make().load_weights(path) if isinstance(v, TorchVictim) else load(path)
         diff = float((back.score(x)[:, 1:] - v.score(x)[:, 1:]).abs().max())
     assert diff <= 1e-6, f"scores changed after save/load (max |diff| = {diff:.3g})"
 
@@ -222,6 +224,149 @@ def check_rejects_out_of_catalogue_ids(make):
     raise AssertionError("an out-of-catalogue item id was scored without error")
 
 
+# ---------------------------------------------------------------- the white-box surface
+def _scale(t: torch.Tensor) -> float:
+    return max(1.0, float(t.abs().max()))
+
+
+def check_representation_consistent_with_score(make):
+    """score(x) equals score_representation(representation(x)): the representation is the state
+    the scores are computed from (probes splice edited states through score_representation)."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = _inputs(v, data)
+    rep = v.representation(x)
+    assert isinstance(rep, torch.Tensor) and rep.dim() == 2 and rep.shape[0] == len(x), \
+        f"representation() must return [B, D], got {tuple(getattr(rep, 'shape', ()))}"
+    with torch.no_grad():
+        again = v.score_representation(rep)
+    s = v.score(x)
+    diff = float((s[:, 1:] - again[:, 1:].to(s)).abs().max())
+    assert diff <= 1e-4 * _scale(s[:, 1:]), (f"score(x) and score_representation(representation(x)) differ by up to {diff:.3g}: "
+                                             "representation() is not the state the scores come from")
+
+
+def check_item_embeddings_shape(make):
+    """item_embeddings() is [num_items + 1, D] with the representation's width D."""
+    data = _data_for(make())
+    v = _fitted(make, data)
+    emb = v.item_embeddings()
+    d = v.representation(_inputs(v, data)[:1]).shape[1]
+    assert isinstance(emb, torch.Tensor) and tuple(emb.shape) == (v.num_items + 1, d), \
+        f"item_embeddings() shape {tuple(getattr(emb, 'shape', ()))} != (num_items + 1, D) = ({v.num_items + 1}, {d})"
+
+
+def check_gradients_reach_input_embeddings(make):
+    """The scores are differentiable with respect to the output of input_embedding_layer(), and the
+    gradient reaches every row's most recent item (what gradient attacks and captum use)."""
+    from ..victims._base import eval_mode
+    from ..victims._hooks import capture
+
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = torch.from_numpy(_inputs(v, data)).to(v.device)
+    layer = v.input_embedding_layer()
+    with eval_mode(v), torch.enable_grad(), capture(layer) as box:
+        scores = v.differentiable_score(x)
+        e = box.last
+        assert isinstance(e, torch.Tensor) and e.requires_grad, \
+            "input_embedding_layer()'s output does not carry gradients to the scores (is it detached?)"
+        (g,) = torch.autograd.grad(scores[:, 1:].logsumexp(1).sum(), e, allow_unused=True)
+    assert g is not None, "the scores do not depend on input_embedding_layer()'s output"
+    ids = box.inputs[-1][0]
+    assert ids.dim() == 2 and ids.shape[0] == len(x), (f"input_embedding_layer() must embed the id sequence itself ([B, L] ids), "
+                                                      f"it saw ids of shape {tuple(ids.shape)}; embed x first, then reshape")
+    for row, hist in zip(ids.tolist(), x.tolist()):
+        seen = [i for i in row if 1 <= i <= v.num_items]
+        want = [i for i in hist if i > 0]
+        assert seen and seen == want[-len(seen):], "input_embedding_layer() does not see the history ids in chronological order"
+    real = ((ids >= 1) & (ids <= v.num_items)).to(torch.int8)
+    col = ids.shape[1] - 1 - real.flip(1).argmax(1)
+    reach = g[torch.arange(len(col), device=g.device), col].abs().sum(-1)
+    assert bool((reach > 0).all()), "no gradient reaches the most recent item's input embedding in some rows"
+
+
+def check_hidden_states(make):
+    """hidden_states(x) is [B, L, D]; a causal victim's states at a position do not depend on later items."""
+    from ..victims._base import eval_mode
+
+    data = _data_for(make())
+    v = _fitted(make, data)
+    x = torch.from_numpy(_inputs(v, data)).to(v.device)
+    with eval_mode(v), torch.no_grad():
+        h = v.hidden_states(x)
+        assert isinstance(h, torch.Tensor) and h.dim() == 3 and tuple(h.shape[:2]) == tuple(x.shape), \
+            f"hidden_states(x) shape {tuple(getattr(h, 'shape', ()))} != (B, L, D) with (B, L) = {tuple(x.shape)}"
+        if getattr(v, "causal", False):
+            changed = x.clone()
+            changed[:, -1] = changed[:, -1] % v.num_items + 1  # another item at the last position
+            h2 = v.hidden_states(changed)
+            diff = float((h2[:, :-1] - h[:, :-1]).abs().max())
+            assert diff <= 1e-5 * _scale(h), (f"declared causal, but changing the last item moved earlier states by {diff:.3g}; "
+                                              "declare causal=False")
+
+
+def check_epoch_callback_honoured(make):
+    """fit(on_epoch_end=...) calls the callback after every epoch (1, 2, ...) with the victim; the user
+    weights it returns change the following epochs; STOP ends training."""
+    from ..victims import STOP
+
+    data = _data_for(make())
+    n = data.split().train.num_users
+    calls: list = []
+
+    def record(epoch, victim):
+        calls.append((epoch, victim))
+
+    base = make()
+    base.fit(data, rng=1, on_epoch_end=record)
+    epochs = [e for e, _ in calls]
+    assert epochs and epochs == list(range(1, len(epochs) + 1)), f"on_epoch_end was called with epochs {epochs}, not 1, 2, ..."
+    assert all(vic is base for _, vic in calls), "on_epoch_end must receive the victim being trained"
+    assert len(epochs) >= 2, "fit ran one epoch only: the check needs at least two to see weights act on the next one"
+    w = np.zeros(n)
+    w[: max(1, n // 4)] = 1.0
+    moved = make().fit(data, rng=1, on_epoch_end=lambda e, vic: w if e == 1 else None)
+    x = _inputs(base, data)
+    diff = float((base.score(x)[:, 1:] - moved.score(x)[:, 1:]).abs().max())
+    assert diff > 1e-6, "user weights returned by on_epoch_end did not change the following epochs"
+    calls.clear()
+    make().fit(data, rng=1, on_epoch_end=lambda e, vic: (record(e, vic), STOP)[1])
+    assert [e for e, _ in calls] == [1], f"training went on after on_epoch_end returned STOP (epochs {[e for e, _ in calls]})"
+
+
+def check_item_weights_honoured(make):
+    """fit(item_weights=1) equals fit(); skewed item weights change the model."""
+    data = _data_for(make())
+    base = _fitted(make, data, seed=1)
+    ones = _fitted(make, data, seed=1, item_weights=np.ones(data.num_items + 1))
+    x = _inputs(base, data)
+    diff = float((base.score(x)[:, 1:] - ones.score(x)[:, 1:]).abs().max())
+    assert diff <= 1e-5, f"item_weights of all ones changed the model (max |diff| = {diff:.3g})"
+    w = np.ones(data.num_items + 1)
+    w[1 : data.num_items // 2] = 0.0
+    moved = float((base.score(x)[:, 1:] - _fitted(make, data, seed=1, item_weights=w).score(x)[:, 1:]).abs().max())
+    assert moved > 1e-6, "zero weight for half the items left the model unchanged: item_weights are ignored"
+
+
+#: contract checks run for each capability a victim declares (victim.capabilities())
+CAPABILITY_CHECKS: dict[str, tuple[Callable, ...]] = {
+    "white_box": (check_representation_consistent_with_score, check_item_embeddings_shape),
+    "gradients": (check_gradients_reach_input_embeddings,),
+    "hidden_states": (check_hidden_states,),
+    "epoch_callback": (check_epoch_callback_honoured,),
+    "item_weights": (check_item_weights_honoured,),
+}
+
+
+def checks_for(victim) -> list[Callable]:
+    """The base checks plus those of every capability ``victim`` (instance or factory) declares."""
+    from ..victims import capabilities
+
+    have = capabilities(_factory(victim)())
+    return list(CHECKS) + [c for cap, cs in CAPABILITY_CHECKS.items() if cap in have for c in cs]
+
+
 CHECKS: tuple[Callable, ...] = (
     check_score_shape_and_padding,
     check_recommend_excludes_seen,
@@ -236,9 +381,10 @@ CHECKS: tuple[Callable, ...] = (
 
 
 def check_victim(victim, checks: Iterable[Callable] | None = None) -> None:
-    """Run every contract check (or ``checks``) on ``victim`` (instance or factory); the first failure raises."""
+    """Run every contract check that applies to ``victim`` (instance or factory): the base checks and
+    those of each capability it declares; or only ``checks``. The first failure raises."""
     make = _factory(victim)
-    for check in CHECKS if checks is None else checks:
+    for check in checks_for(victim) if checks is None else checks:
         check(make)
 
 
@@ -254,7 +400,7 @@ def parametrize_with_checks(victims: list, checks: Iterable[Callable] | None = N
     params, ids = [], []
     for v in victims:
         make = _factory(v)
-        for check in CHECKS if checks is None else checks:
+        for check in checks_for(v) if checks is None else checks:
             params.append((make, check))
             ids.append(f"{victim_id(v)}-{check.__name__}")
     return pytest.mark.parametrize("victim, check", params, ids=ids)

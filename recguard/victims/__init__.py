@@ -2,6 +2,8 @@
 
 from ._adapters import BlackBoxVictim, TorchVictim
 from ._base import SequentialVictim, Victim, WhiteBoxVictim, architectures, as_batch, load, mask_seen_, resolve_device
+from ._contract import CAPABILITIES, STOP, EpochUpdate, capabilities, require
+from ._factory import build_victim, load_factory, model_identity
 from ._config import BaseConfig
 from .bert4rec import BERT4Rec, BERT4RecConfig
 from .gru4rec import GRU4Rec, GRU4RecConfig
@@ -11,7 +13,8 @@ __all__ = [
     "Victim", "WhiteBoxVictim", "SequentialVictim", "BaseConfig",
     "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig",
     "TorchVictim", "BlackBoxVictim", "load", "architectures", "as_batch", "mask_seen_", "resolve_device",
-    "make_victim",
+    "make_victim", "build_victim", "load_factory", "model_identity",
+    "CAPABILITIES", "capabilities", "require", "EpochUpdate", "STOP",
 ]
 
 

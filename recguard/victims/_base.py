@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -19,18 +20,20 @@ from ..data import SequenceData, Split, pad_sequences
 from ..errors import ArtifactError, ConfigError, NotFittedError
 from ._config import BaseConfig
 
-__all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "load", "register"]
+__all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "load", "register", "eval_mode",
+           "term_weights", "check_item_weights"]
 
 SeqsLike = Any  # np.ndarray | torch.Tensor | Sequence[Sequence[int]]
 
 
 @runtime_checkable
 class Victim(Protocol):
-    """What recguard needs from any recommender it audits.
+    """What recguard needs from any recommender it audits (black-box capabilities).
 
     ``score(seqs)`` takes left-padded item sequences ``[B, L]`` (0 = padding, most
     recent item last) and returns ``[B, num_items + 1]`` scores whose column 0 is
-    ``-inf``. ``recommend`` returns the top-k item ids ``[B, k]``.
+    ``-inf``. ``recommend`` returns the top-k item ids ``[B, k]``. ``fit`` retrains from
+    scratch; audits call it once per cell.
     """
 
     num_items: int
@@ -45,13 +48,22 @@ class Victim(Protocol):
 
 @runtime_checkable
 class WhiteBoxVictim(Victim, Protocol):
-    """A victim whose internals are visible: representation, item embeddings, named layers."""
+    """A victim whose internals are visible. The full surface, with shapes, is in
+    :mod:`recguard.victims._contract`; which parts a victim offers is ``capabilities()``."""
+
+    causal: bool
 
     def representation(self, seqs: SeqsLike) -> torch.Tensor: ...
 
+    def differentiable_representation(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def score_representation(self, rep: torch.Tensor) -> torch.Tensor: ...
+
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor: ...
+
     def item_embeddings(self) -> torch.Tensor: ...
 
-    def layers(self) -> dict[str, nn.Module]: ...
+    def capabilities(self) -> frozenset[str]: ...
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -88,6 +100,34 @@ def as_batch(seqs: SeqsLike, max_len: int, num_items: int | None = None) -> torc
     return t
 
 
+def check_item_weights(item_weights, num_items: int) -> np.ndarray | None:
+    """``item_weights`` as N+1 finite weights >= 0 (float32), or None."""
+    if item_weights is None:
+        return None
+    iw = np.asarray(item_weights, dtype=np.float64).reshape(-1)
+    if len(iw) != num_items + 1 or not np.all(np.isfinite(iw)) or np.any(iw < 0):
+        raise ConfigError(f"needs {num_items + 1} finite weights >= 0 (one per item id 0..N)", param="item_weights")
+    return iw.astype(np.float32)
+
+
+def term_weights(w: torch.Tensor, targets: torch.Tensor, item_weights: torch.Tensor | None) -> torch.Tensor:
+    """Per-term loss weights: the user's weight times the target item's weight (if any)."""
+    return w if item_weights is None else w * item_weights[targets]
+
+
+@contextlib.contextmanager
+def eval_mode(target, training: bool = False):
+    """Run a block with a victim's module (or a module) in eval mode (``training=True``: train
+    mode), restoring its mode afterwards."""
+    module = target if isinstance(target, nn.Module) else target.module
+    was = module.training
+    module.train(training)
+    try:
+        yield module
+    finally:
+        module.train(was)
+
+
 def mask_seen_(scores: torch.Tensor, seqs: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """In place: set the scores of items present in ``seqs`` (and padding) to ``-inf``.
 
@@ -120,6 +160,8 @@ class SequentialVictim:
 
     architecture: ClassVar[str] = ""
     Config: ClassVar[type[BaseConfig]] = BaseConfig
+    causal: ClassVar[bool] = True  # position t sees only items up to t (BERT4Rec: False)
+    aligned_layers: ClassVar[bool] = True  # layers() has sub-modules whose outputs align with the input
 
     def __init__(self, config: BaseConfig | None = None, **overrides: Any):
         if config is None:
@@ -142,11 +184,12 @@ class SequentialVictim:
     def _build(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor,
-                    gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
+    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator,
+                    item_weights: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def _next_item_terms(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor):
+    @staticmethod
+    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None):
         """States, targets (ids) and weights of every next-item prediction in ``batch``.
 
         ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
@@ -157,12 +200,7 @@ class SequentialVictim:
         keep = (tgt > 0) & (inp > 0)
         h = module.hidden_states(inp)[keep]
         t = tgt[keep]
-        return h, t, self._term_weights(weights[:, None].expand_as(tgt)[keep], t)
-
-    def _term_weights(self, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-term weights: the user's weight times the target item's weight (if any)."""
-        iw = getattr(self, "_target_weights", None)
-        return w if iw is None else w * iw[targets]
+        return h, t, term_weights(weights[:, None].expand_as(tgt)[keep], t, item_weights)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -188,12 +226,10 @@ class SequentialVictim:
         data: SequenceData | Split,
         *,
         user_weights: np.ndarray | Sequence[float] | None = None,
+        item_weights: np.ndarray | Sequence[float] | None = None,
         rng: RNGLike = None,
         progress: bool | None = None,
-        callback=None,
-        reweight=None,
-        select_after: int = 0,
-        item_weights: np.ndarray | Sequence[float] | None = None,
+        on_epoch_end=None,
     ) -> SequentialVictim:
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -201,58 +237,75 @@ class SequentialVictim:
             data: a :class:`SequenceData` (split here) or a ready :class:`Split`.
             user_weights: one weight ≥ 0 per user of ``data`` (or of ``split.train``), multiplying
                 that user's loss terms; a user with weight 0 has no influence at all.
-            rng: seed or ``numpy.random.Generator``; the same seed gives the same model.
-            progress: show a progress bar (default: when stderr is a terminal).
-            callback: ``callback(epoch, victim)`` after every epoch (e.g. logging); returning True stops.
-            reweight: ``reweight(epoch, victim)`` after every epoch; may return new user weights
-                (in-training defenses such as LoRec).
-            select_after: ignore validations before this epoch for checkpoint choice and patience.
             item_weights: one weight ≥ 0 per item id 0..N multiplying every loss term whose
                 target is that item (e.g. inverse propensities for MNAR-debiased training).
+            rng: seed or ``numpy.random.Generator``; the same seed gives the same model.
+            progress: show a progress bar (default: when stderr is a terminal).
+            on_epoch_end: ``on_epoch_end(epoch, victim)`` after every epoch; returns None, new
+                user weights, :data:`~recguard.victims.STOP` or an
+                :class:`~recguard.victims.EpochUpdate` (in-training defenses such as LoRec,
+                time budgets, logging).
         """
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
-        split_ = split
-        self._target_weights = None
-        if item_weights is not None:
-            iw = np.asarray(item_weights, dtype=np.float64).reshape(-1)
-            if len(iw) != split_.train.num_items + 1 or not np.all(np.isfinite(iw)) or np.any(iw < 0):
-                raise ConfigError(f"needs {split_.train.num_items + 1} finite weights >= 0 (one per item id 0..N)", param="item_weights")
-            self._target_weights = torch.tensor(iw, dtype=torch.float32, device=self.device)
-        try:
-            train(self, split, user_weights=user_weights, rng=rng, progress=progress, callback=callback,
-                  reweight=reweight, select_after=select_after)
-        finally:
-            self._target_weights = None
+        iw = check_item_weights(item_weights, split.train.num_items)
+        train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),
+              rng=rng, progress=progress, on_epoch_end=on_epoch_end)
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 
-    # --------------------------------------------------------------------- scoring
+    # ------------------------------------------------------------ the white-box contract
+    def capabilities(self) -> frozenset[str]:
+        """Every capability of :data:`~recguard.victims.CAPABILITIES` (GRU4Rec has no input-aligned
+        layers: it runs right-aligned)."""
+        from ._contract import CAPABILITIES
+
+        return frozenset(c for c in CAPABILITIES if c != "layers" or self.aligned_layers)
+
+    @property
+    def max_epochs(self) -> int:
+        """The most epochs ``fit`` trains (LoRec scales its calibration schedule to it)."""
+        return self.config.epochs
+
+    def build(self, num_items: int) -> nn.Module:
+        """A fresh, untrained module for ``num_items`` items, installed as ``module`` (what
+        distillation trains; ``fit`` builds its own)."""
+        self.num_items = int(num_items)
+        self.module_ = self._build(self.num_items).to(self.device)
+        return self.module_
+
     @torch.no_grad()
     def representation(self, seqs: SeqsLike) -> torch.Tensor:
-        """User state ``[B, hidden]`` that is dotted with item embeddings (last position)."""
+        """User state ``[B, hidden]`` that the scores are computed from (last position), eval mode."""
         module = self._require_fitted()
         x = as_batch(seqs, self.max_len, self.num_items).to(self.device)
-        was = module.training
-        module.eval()
-        try:
+        with eval_mode(module):
             return module.represent(x)
-        finally:
-            module.train(was)
+
+    def differentiable_representation(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`representation` with autograd on and the module's mode kept (``x`` a left-padded
+        LongTensor on :attr:`device`)."""
+        return self._require_fitted().represent(x)
+
+    def score_representation(self, rep: torch.Tensor) -> torch.Tensor:
+        """The scoring head: ``[B, num_items + 1]`` scores from states ``[B, D]`` (differentiable;
+        the padding column is not masked)."""
+        return self._require_fitted().logits(rep)
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, D]`` states at every position of left-padded ``x`` (differentiable, module mode kept)."""
+        return self._require_fitted().hidden_states(x)
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, num_items + 1]`` with autograd enabled (no padding mask); the module's
         current train/eval mode is kept. ``x`` is a left-padded int64 tensor on ``self.device``."""
-        module = self._require_fitted()
-        return module.logits(module.represent(x))
+        return self.score_representation(self.differentiable_representation(x))
 
     @torch.no_grad()
     def score(self, seqs: SeqsLike) -> torch.Tensor:
         """Scores ``[B, num_items + 1]`` for the next item; column 0 (padding) is ``-inf``."""
-        module = self._require_fitted()
-        rep = self.representation(seqs)
-        out = module.logits(rep)
+        out = self.score_representation(self.representation(seqs))
         out[:, 0] = float("-inf")
         return check_scores(out, self)
 
@@ -260,13 +313,24 @@ class SequentialVictim:
         """Output item embedding matrix ``[num_items + 1, hidden]`` (row 0 = padding)."""
         return self._require_fitted().output_embeddings().detach()
 
+    def input_embedding_layer(self) -> nn.Module:
+        """The ``nn.Embedding`` that embeds the input ids (gradient attacks and attributions
+        differentiate with respect to its output)."""
+        return self._require_fitted().item_emb
+
     def layers(self) -> dict[str, nn.Module]:
-        """Named sub-modules for hooks (``item_embedding``, ``block.0`` ..., ``final_norm``/``output``)."""
+        """Sub-modules whose output is ``[B, L, D]`` aligned with the left-padded input (probe
+        sites: ``item_embedding``, ``block.0`` ..., ``final_norm``/``output``)."""
         return dict(self._require_fitted().named_layers())
 
     @property
     def module(self) -> nn.Module:
+        """The ``nn.Module`` holding the parameters (for optimisers and train/eval mode)."""
         return self._require_fitted()
+
+    def parameters(self):
+        """The module's trainable parameters (what distillation optimises)."""
+        return self._require_fitted().parameters()
 
     def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         """Top-``k`` item ids ``[B, k]`` per sequence (seen items excluded by default)."""
@@ -404,12 +468,24 @@ def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     return meta, state
 
 
-def load(directory: str | Path, *, device: str | None = None) -> SequentialVictim:
-    """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's."""
+def load(directory: str | Path, *, device: str | None = None, model: str | None = None):
+    """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's.
+
+    A wrapped model (``TorchVictim``) is rebuilt by its factory — ``model="MODULE:FACTORY"``, or
+    the one recorded in ``config.json`` when it was built from a factory — and the weights are
+    loaded into the fresh instance."""
     meta, state = read_artifact(directory)
     arch = meta["architecture"]
     if arch == "torch":
-        raise ArtifactError(f"{directory}: a TorchVictim artifact; load it with TorchVictim.load(dir, module=YourModule(...))")
+        from ._factory import build_victim
+
+        recorded = meta.get("factory") if isinstance(meta.get("factory"), dict) else {}
+        path = model or recorded.get("model")
+        if not path:
+            raise ArtifactError(f"{directory}: a TorchVictim artifact without a recorded factory; pass model='MODULE:FACTORY' "
+                                "(CLI: --model) or use TorchVictim.load(dir, module=YourModule(...))")
+        config = recorded.get("config") if isinstance(recorded.get("config"), dict) and path == recorded.get("model") else {}
+        return build_victim(path, num_items=meta["num_items"], **config).load_weights(directory)
     if arch not in _REGISTRY:
         raise ArtifactError(f"{directory}: unknown architecture {arch!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[arch]._from_artifact(meta, state, device, Path(directory))

@@ -19,6 +19,7 @@ from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ..data import Split
 from ..data._core import _pad_from_csr
 from ..errors import ConfigError, DataError
+from ._contract import as_update
 from ._layers import reinitialise
 
 __all__ = ["train", "batches"]
@@ -37,18 +38,23 @@ class BestState:
     def __init__(self) -> None:
         self.score, self.epoch, self.state, self.bad = -1.0, 0, None, 0
 
-    def update(self, score: float, epoch: int, module: torch.nn.Module) -> None:
+    def update(self, score: float, epoch: int, target) -> None:
+        """Record ``target``'s weights (a victim or a module) when ``score`` is the best so far."""
         if score > self.score:
-            self.score, self.epoch, self.state, self.bad = score, epoch, copy.deepcopy(module.state_dict()), 0
+            self.score, self.epoch, self.state, self.bad = score, epoch, copy.deepcopy(_module(target).state_dict()), 0
         else:
             self.bad += 1
 
-    def restore(self, module: torch.nn.Module) -> bool:
-        """Load the best weights into ``module``; False when nothing was ever evaluated."""
+    def restore(self, target) -> bool:
+        """Load the best weights into ``target`` (a victim or a module); False when nothing was ever evaluated."""
         if self.state is None:
             return False
-        module.load_state_dict(self.state)
+        _module(target).load_state_dict(self.state)
         return True
+
+
+def _module(target) -> torch.nn.Module:
+    return target if isinstance(target, torch.nn.Module) else target.module
 
 
 def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, bucket: int = 64) -> list[np.ndarray]:
@@ -77,21 +83,19 @@ def _check_weights(user_weights, n_users: int) -> np.ndarray:
 
 
 def train(
-    victim, split: Split, *, user_weights=None, rng: RNGLike = None, progress: bool | None = None, callback=None,
-    reweight=None, select_after: int = 0,
+    victim, split: Split, *, user_weights=None, item_weights=None, rng: RNGLike = None, progress: bool | None = None,
+    on_epoch_end=None,
 ) -> None:
     """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
 
-    ``callback(epoch, victim)`` runs after every epoch (model in eval mode); its time is not
-    counted in ``train_s``. If it returns ``True`` training stops there (the best
-    validated weights are kept), e.g. for a time budget.
+    ``item_weights`` (a tensor of N+1 weights on the victim's device, or None) multiplies every
+    loss term by the weight of its target item.
 
-    ``reweight(epoch, victim)`` also runs after every epoch (before validation and
-    ``callback``, model in eval mode, its own time not counted in ``train_s``) and may
-    return new per-user weights for the following epochs (``None`` = keep them); this is
-    how in-training calibrators such as LoRec act. ``select_after``: validations before
-    this epoch neither choose the returned checkpoint nor count toward patience (so a
-    defense whose weights start late is not bypassed by an early checkpoint).
+    ``on_epoch_end(epoch, victim)`` runs after every epoch (model in eval mode, before that
+    epoch's validation; its time is not counted in ``train_s``). It returns None to carry on,
+    or new user weights, :data:`~recguard.victims.STOP`, or an
+    :class:`~recguard.victims.EpochUpdate` (weights, stop, reset_selection): how in-training
+    defenses such as LoRec act, and how a caller stops on a time budget.
     """
     from ..metrics import evaluate
 
@@ -112,7 +116,7 @@ def train(
         raise DataError("no user has >= 2 training items with a positive weight; nothing to train on")
     device = victim.device
     w_all = torch.from_numpy(weights)
-    reweight_s = 0.0
+    callback_s = 0.0
     show = sys.stderr.isatty() if progress is None else progress
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -141,7 +145,7 @@ def train(
                 users = trainable[idx]
                 lb = int(take[users].max())
                 x = torch.from_numpy(_pad_from_csr(data.items, starts[users], lengths[users], lb)).to(device)
-                loss = victim._train_loss(module, x, w_all[users].to(device), gen_t)
+                loss = victim._train_loss(module, x, w_all[users].to(device), gen_t, item_weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -149,29 +153,30 @@ def train(
                 count += 1
             train_s += time.perf_counter() - t_ep
             entry = {"epoch": epoch, "loss": total / max(1, count), "train_s": train_s, "time_s": time.perf_counter() - t0}
-            if reweight is not None:
-                t_rw = time.perf_counter()
+            stop = False
+            if on_epoch_end is not None:
+                t_cb = time.perf_counter()
                 module.eval()
-                new = reweight(epoch, victim)
-                if new is not None:
-                    weights = _check_weights(new, data.num_users)
+                update = as_update(on_epoch_end(epoch, victim))
+                if update.user_weights is not None:
+                    weights = _check_weights(update.user_weights, data.num_users)
                     w_all = torch.from_numpy(weights)
                     trainable = np.flatnonzero((lengths >= 2) & (weights > 0))
                     if len(trainable) == 0:
-                        raise DataError(f"reweighting at epoch {epoch} left no user with a positive weight")
+                        raise DataError(f"the user weights given after epoch {epoch} leave no user with a positive weight")
                     entry["reweighted"] = True
-                reweight_s += time.perf_counter() - t_rw
-            last = epoch == cfg.epochs
-            if len(split.eval_users) and epoch >= select_after and (epoch % cfg.eval_every == 0 or last):
+                if update.reset_selection:
+                    best = BestState()
+                    entry["selection_reset"] = True
+                stop = update.stop
+                callback_s += time.perf_counter() - t_cb
+            last = epoch == cfg.epochs or stop
+            if len(split.eval_users) and (epoch % cfg.eval_every == 0 or last):
                 module.eval()
                 ndcg = evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]
                 entry["valid_ndcg@10"] = ndcg
                 best.update(ndcg, epoch, module)
             history.append(entry)
-            stop = False
-            if callback is not None:
-                module.eval()
-                stop = bool(callback(epoch, victim))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best.score, 0):.4f}")
@@ -190,7 +195,7 @@ def train(
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_s,
         "train_users": int(len(trainable)),
-        "reweight_time_s": reweight_s,
+        "callback_time_s": callback_s,
         "seed": seed,
         "device": str(device),
     }

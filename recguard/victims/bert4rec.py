@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._base import SequentialVictim, register
+from ._base import SequentialVictim, register, term_weights
 from ._config import BaseConfig
 from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, weighted_softmax_ce
 
@@ -93,11 +93,12 @@ class BERT4Rec(SequentialVictim):
 
     architecture = "bert4rec"
     Config = BERT4RecConfig
+    causal = False
 
     def _build(self, num_items: int) -> nn.Module:
         return BERT4RecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen):
+    def _train_loss(self, module, batch, weights, gen, item_weights):
         x = batch[:, -self.config.max_len :]
         valid = x > 0
         r = torch.rand(x.shape, generator=gen, device=x.device)
@@ -108,5 +109,5 @@ class BERT4Rec(SequentialVictim):
         inp = torch.where(masked, torch.full_like(x, module.mask_id), x)
         h = module.hidden_states(inp)[masked]  # [P, D]
         t = x[masked]
-        w = self._term_weights(weights[:, None].expand_as(x)[masked], x[masked])
+        w = term_weights(weights[:, None].expand_as(x)[masked], x[masked], item_weights)
         return weighted_softmax_ce(h, module.item_emb.weight[1 : self.num_items + 1], t - 1, w, bias=module.out_bias[1:])

@@ -64,9 +64,9 @@ class GRU4RecModule(nn.Module):
         return self.item_emb.weight
 
     def named_layers(self):
-        yield "item_embedding", self.item_emb
-        yield "gru", self.gru
-        yield "output", self.out
+        # the GRU runs on right-aligned sequences: no sub-module's output is aligned with the
+        # left-padded input, so probes read GRU4Rec at its representation only
+        return iter(())
 
 
 @register
@@ -75,10 +75,11 @@ class GRU4Rec(SequentialVictim):
 
     architecture = "gru4rec"
     Config = GRU4RecConfig
+    aligned_layers = False
 
     def _build(self, num_items: int) -> nn.Module:
         return GRU4RecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen):
-        h, t, w = self._next_item_terms(module, batch, weights)
+    def _train_loss(self, module, batch, weights, gen, item_weights):
+        h, t, w = self._next_item_terms(module, batch, weights, item_weights)
         return weighted_softmax_ce(h, module.item_emb.weight[1:], t - 1, w)

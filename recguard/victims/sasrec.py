@@ -94,8 +94,8 @@ class SASRec(SequentialVictim):
     def _build(self, num_items: int) -> nn.Module:
         return SASRecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen):
-        h, t, w = self._next_item_terms(module, batch, weights)  # [P, D], [P], [P]
+    def _train_loss(self, module, batch, weights, gen, item_weights):
+        h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
         emb = module.item_emb.weight
         if self.config.loss == "ce":
             return weighted_softmax_ce(h, emb[1:], t - 1, w)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def extract(
     length: int | None = None,
     real_sequences: Sequence[Sequence[int]] | None = None,
     random_share: float = 0.1,
-    surrogate: str = "sasrec",
+    surrogate: Any = "sasrec",
     surrogate_config: dict | None = None,
     epochs: int = 30,
     repair: float | None = None,
@@ -54,13 +55,15 @@ def extract(
             ``num_items``, ``max_len``, ``k``, ``queries_used``).
         mode: ``data-free`` (random starts) or ``few-shot`` (continue ``real_sequences``).
         num_sequences, length, random_share: query generation (see :func:`generate`).
-        surrogate, surrogate_config: the architecture to distil into and its settings
-            (``max_len`` defaults to the black box's).
+        surrogate, surrogate_config: what to distil into: an architecture name (``max_len``
+            defaults to the black box's), a ``MODULE:FACTORY`` string (called as
+            ``factory(num_items, **surrogate_config)``), or an unfitted victim.
         repair: weight of the bidirectional repair terms (default 0: on our small tests they lowered
             Agreement@1 — see docs/extraction.md; measure before turning them on).
         checkpoint: transcript file; an interrupted run resumes its queries from it.
     """
-    from ...victims import make_victim
+    from ...victims import build_victim
+    from ...victims._factory import is_factory_path
 
     if mode not in ("data-free", "few-shot"):
         raise ConfigError(f"must be 'data-free' or 'few-shot', got {mode!r}", param="mode")
@@ -72,8 +75,11 @@ def extract(
     tr = generate(blackbox, num_sequences=num_sequences, length=length, seeds=real_sequences if mode == "few-shot" else None,
                   random_share=random_share, rng=gen, progress=progress, checkpoint=checkpoint)
     t1 = time.perf_counter()
-    cfg = {"max_len": blackbox.max_len, **(surrogate_config or {})}
-    sur = make_victim(surrogate, **cfg)
+    if isinstance(surrogate, str):
+        cfg = dict(surrogate_config or {}) if is_factory_path(surrogate) else {"max_len": blackbox.max_len, **(surrogate_config or {})}
+        sur = build_victim(surrogate, num_items=blackbox.num_items, **cfg)
+    else:
+        sur, surrogate = surrogate, getattr(surrogate, "architecture", type(surrogate).__name__)
     rep = 0.0 if repair is None else float(repair)
     distill(sur, tr, blackbox.num_items, epochs=epochs, repair=rep, rng=gen, progress=progress)
     t2 = time.perf_counter()

@@ -28,6 +28,8 @@ from ..._finite import check_loss
 from ..._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ...data._core import _pad_from_csr
 from ...errors import ConfigError
+from ...victims._base import eval_mode
+from ...victims._contract import capabilities, require
 from ...victims._train import BestState
 from ._generate import Transcript
 
@@ -100,18 +102,17 @@ def distill(
     rng: RNGLike = None,
     progress: bool | None = None,
 ):
-    """Train ``surrogate`` (an unfitted recguard victim) on ``transcript``; returns it fitted.
+    """Train ``surrogate`` (an unfitted victim with the ``distill`` capability: one of recguard's
+    architectures or a wrapped model from a factory) on ``transcript``; returns it fitted.
 
-    ``fit_info_`` records epochs, the held-out agreement@10 with the victim's lists on the
-    attacker's own generated sequences, and timings.
+    Causal surrogates with hidden states train on every prefix of a sequence in one pass;
+    others on sampled prefixes. ``fit_info_`` records epochs, the held-out agreement@10 with
+    the victim's lists on the attacker's own generated sequences, and timings.
     """
-    from ...victims._base import SequentialVictim
-
-    if not isinstance(surrogate, SequentialVictim):
-        raise ConfigError("the surrogate must be a recguard victim (sasrec, bert4rec, gru4rec)", param="surrogate")
+    require(surrogate, ["distill"], who="distillation")
     gen_np = as_generator(rng)
     seed = derive_seed(gen_np)
-    causal = surrogate.architecture in ("sasrec", "gru4rec")
+    causal = bool(getattr(surrogate, "causal", False)) and {"hidden_states", "white_box"} <= capabilities(surrogate)
     lengths = transcript.lengths
     usable = np.flatnonzero(lengths >= 1)
     if len(usable) < 2:
@@ -123,42 +124,40 @@ def distill(
     max_len = surrogate.max_len
     device = surrogate.device
     show = sys.stderr.isatty() if progress is None else progress
-    surrogate.num_items = num_items
-    surrogate.seed_ = seed
     history = []
     t0 = time.perf_counter()
     with torch_seeded(seed):
         gen_t = torch.Generator().manual_seed(seed % (2**63 - 1))
-        module = surrogate._build(num_items).to(device)
-        surrogate.module_ = module
-        opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.9, 0.98))
+        surrogate.build(num_items)
+        surrogate.seed_ = seed
+        opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, betas=(0.9, 0.98))
         best = BestState()
         bar = None
         if show:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=epochs, desc=f"distil {surrogate.architecture}", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=epochs, desc="distil", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+        name = getattr(surrogate, "architecture", type(surrogate).__name__)
         for epoch in range(1, epochs + 1):
-            module.train()
             total, count = 0.0, 0
             order = gen_np.permutation(train_rows)
-            for s in range(0, len(order), batch_size):
-                rows = order[s : s + batch_size]
-                if causal:
-                    loss = _causal_batch_loss(module, transcript, rows, max_len, num_items, gen_t, device, lam1, lam2, repair)
-                else:
-                    loss = _prefix_batch_loss(module, surrogate, transcript, rows, max_len, num_items, gen_np, gen_t, device,
-                                              lam1, lam2, repair)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += check_loss(float(loss.detach()), f"distilling into {surrogate.architecture}", epoch=epoch, lr=lr)
-                count += 1
-            module.eval()
+            with eval_mode(surrogate, training=True):
+                for s in range(0, len(order), batch_size):
+                    rows = order[s : s + batch_size]
+                    if causal:
+                        loss = _causal_batch_loss(surrogate, transcript, rows, max_len, num_items, gen_t, device, lam1, lam2, repair)
+                    else:
+                        loss = _prefix_batch_loss(surrogate, transcript, rows, max_len, num_items, gen_np, gen_t, device,
+                                                  lam1, lam2, repair)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += check_loss(float(loss.detach()), f"distilling into {name}", epoch=epoch, lr=lr)
+                    count += 1
             entry = {"epoch": epoch, "loss": total / max(1, count), "time_s": time.perf_counter() - t0}
             if n_hold:
                 entry["holdout_agreement@10"] = _holdout_agreement(surrogate, hold_pairs)
-                best.update(entry["holdout_agreement@10"], epoch, module)
+                best.update(entry["holdout_agreement@10"], epoch, surrogate)
             history.append(entry)
             if bar is not None:
                 bar.update(1)
@@ -167,8 +166,7 @@ def distill(
                 break
         if bar is not None:
             bar.close()
-        best.restore(module)
-        module.eval()
+        best.restore(surrogate)
     surrogate.history_ = history
     surrogate.fit_info_ = {
         "epochs_run": len(history), "best_epoch": best.epoch or len(history), "holdout_agreement@10": best.score if n_hold else None,
@@ -179,11 +177,11 @@ def distill(
     return surrogate
 
 
-def _causal_batch_loss(module, tr: Transcript, rows, max_len, num_items, gen_t, device, lam1, lam2, repair):
+def _causal_batch_loss(surrogate, tr: Transcript, rows, max_len, num_items, gen_t, device, lam1, lam2, repair):
     seqs, lengths = tr.seqs[rows], tr.lengths[rows]
     x, offset = _left_pad(seqs, lengths, max_len)
     xt = torch.from_numpy(x).to(device)
-    h = module.hidden_states(xt)  # [B, L, D]
+    h = surrogate.hidden_states(xt)  # [B, L, D]
     # position t (left-aligned) sits at padded column t + offset; only the last max_len prefixes are visible
     cols = np.arange(max_len)[None, :] - offset[:, None]  # left-aligned index of each padded column
     valid = (cols >= 0) & (cols < lengths[:, None])
@@ -191,7 +189,7 @@ def _causal_batch_loss(module, tr: Transcript, rows, max_len, num_items, gen_t, 
     t_idx = cols[b_idx, c_idx]
     lists = torch.from_numpy(tr.lists[rows][b_idx, t_idx]).to(device)  # [P, k]
     hp = h[torch.from_numpy(b_idx).to(device), torch.from_numpy(c_idx).to(device)]  # [P, D]
-    scores = module.logits(hp)
+    scores = surrogate.score_representation(hp)
     neg = _negatives(lists.cpu(), num_items, gen_t).to(device)
     seen = None
     if repair > 0:  # the items of each prefix: its row up to (and including) its own column
@@ -201,7 +199,7 @@ def _causal_batch_loss(module, tr: Transcript, rows, max_len, num_items, gen_t, 
     return ranking_loss(scores, lists, neg, lam1=lam1, lam2=lam2, repair=repair, seen=seen)
 
 
-def _prefix_batch_loss(module, surrogate, tr: Transcript, rows, max_len, num_items, gen_np, gen_t, device, lam1, lam2, repair,
+def _prefix_batch_loss(surrogate, tr: Transcript, rows, max_len, num_items, gen_np, gen_t, device, lam1, lam2, repair,
                        per_seq: int = 4):
     lists, prefixes = [], []
     for r in rows:
@@ -212,8 +210,7 @@ def _prefix_batch_loss(module, surrogate, tr: Transcript, rows, max_len, num_ite
     from ...victims._base import as_batch
 
     x = as_batch(prefixes, max_len, num_items).to(device)
-    rep = module.represent(x)
-    scores = module.logits(rep)
+    scores = surrogate.differentiable_score(x)
     lt = torch.from_numpy(np.stack(lists)).to(device)
     neg = _negatives(lt.cpu(), num_items, gen_t).to(device)
     return ranking_loss(scores, lt, neg, lam1=lam1, lam2=lam2, repair=repair, seen=x if repair > 0 else None)

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 
 from ...data._core import _pad_from_csr
-from ...errors import CapabilityError, ConfigError
+from ...errors import ConfigError
+from ...victims._base import eval_mode
+from ...victims._contract import require
 from ...victims._hooks import capture
 from ._base import PoisoningAttack, non_targets
 
@@ -47,8 +49,9 @@ class SurrogateAttack(PoisoningAttack):
     """Fake users whose fillers are chosen by a white-box surrogate's gradients.
 
     Args:
-        surrogate: a trained white-box victim (``differentiable_score``, ``item_embeddings``,
-            ``layers()["item_embedding"]``) with the same catalogue as the data; may be given
+        surrogate: a trained victim with the ``gradients`` capability (and ``white_box`` for
+            the influence objective; see :data:`recguard.victims.CAPABILITIES`) and the same
+            catalogue as the data — recguard's own victims or a wrapped model; may be given
             later with :meth:`with_surrogate` (the audit does this).
         objective: ``"influence"`` (default) or ``"likelihood"`` (see the module docstring).
         candidates: nearest-embedding candidates scored exactly per slot (default 32).
@@ -78,6 +81,11 @@ class SurrogateAttack(PoisoningAttack):
         self.pool_fraction = float(pool_fraction)
         self.batch_size = int(batch_size)
 
+    def requires(self) -> list[str]:
+        """Capabilities the surrogate needs: input gradients, and for the influence objective the
+        user representation too."""
+        return ["gradients"] + (["white_box"] if self.objective == "influence" else [])
+
     def get_params(self) -> dict:
         p = super().get_params()
         p.pop("surrogate", None)
@@ -97,11 +105,7 @@ class SurrogateAttack(PoisoningAttack):
         if s is None:
             raise ConfigError("the surrogate attack needs a trained white-box surrogate: SurrogateAttack(surrogate=victim)",
                               param="surrogate")
-        for attr in ("differentiable_score", "item_embeddings", "layers"):
-            if not hasattr(s, attr):
-                raise CapabilityError(f"the surrogate ({type(s).__name__}) is not white-box: it lacks {attr}()")
-        if "item_embedding" not in s.layers():
-            raise CapabilityError("the surrogate has no layer named 'item_embedding' to take input gradients from")
+        require(s, self.requires(), who=f"the surrogate-guided attack ({self.objective} objective)")
         if s.num_items != data.num_items:
             raise ConfigError(
                 f"the surrogate knows {s.num_items} items but the data has {data.num_items}; "
@@ -111,14 +115,8 @@ class SurrogateAttack(PoisoningAttack):
     # ------------------------------------------------------------------ crafting
     def _fill(self, data, slots, targets, rng):
         t0 = time.perf_counter()
-        s = self.surrogate
-        module = s.module
-        was_training = module.training
-        module.eval()
-        try:
+        with eval_mode(self.surrogate):
             seqs = self._craft(np.stack(slots), targets, data, rng)
-        finally:
-            module.train(was_training)
         self._last_time = time.perf_counter() - t0
         return list(seqs)
 
@@ -130,7 +128,7 @@ class SurrogateAttack(PoisoningAttack):
     def _craft(self, seqs: np.ndarray, targets: np.ndarray, data, rng: np.random.Generator) -> np.ndarray:
         s = self.surrogate
         device = s.device
-        emb = s.item_embeddings().to(device).float()  # [N+1, D]
+        emb = s.input_embedding_layer().weight.detach()[: s.num_items + 1].to(device).float()  # [N+1, D]: candidates' inputs
         eps = float(emb[1:].abs().mean())
         emb_n = torch.nn.functional.normalize(emb, dim=1)
         pool = non_targets(data, targets)
@@ -176,11 +174,7 @@ class SurrogateAttack(PoisoningAttack):
         return total / max(1, len(x))
 
     def _rep(self, x: torch.Tensor) -> torch.Tensor:
-        module = self.surrogate.module
-        fn = getattr(module, "represent", None) or getattr(module, "representation", None)
-        if fn is None:
-            raise CapabilityError("the influence objective needs the surrogate's user representation; use objective='likelihood'")
-        return fn(x)
+        return self.surrogate.differentiable_representation(x)
 
     def _objective(self, x: np.ndarray, t: np.ndarray) -> torch.Tensor:
         """Per-row objective to maximise (differentiable), ``[B]``."""
@@ -193,15 +187,15 @@ class SurrogateAttack(PoisoningAttack):
             pad[:, 0] = True
             return torch.log_softmax(scores.masked_fill(pad, float("-inf")), dim=1).gather(1, tt).squeeze(1)
         rep = self._rep(xt)  # [B, D]
-        scores = s.module.logits(rep)[:, : s.num_items + 1] if hasattr(s.module, "logits") else s.differentiable_score(xt)
-        scores = scores.clone()
+        scores = s.score_representation(rep)[:, : s.num_items + 1].clone()
         scores[:, 0] = float("-inf")
         p_t = torch.softmax(scores, dim=1).gather(1, tt).squeeze(1)
         return (1.0 - p_t) * (rep @ self._rbar)
 
     def _embedding_grad(self, x: np.ndarray, t: np.ndarray) -> torch.Tensor:
         """Gradient of the (negated) objective w.r.t. the input embedding of x's last item, ``[R, D]``."""
-        layer = self.surrogate.layers()["item_embedding"]
+        layer = self.surrogate.input_embedding_layer()
+        n = self.surrogate.num_items
         out = []
         for start in range(0, len(x), self.batch_size):
             xb, tb = x[start : start + self.batch_size], t[start : start + self.batch_size]
@@ -209,11 +203,12 @@ class SurrogateAttack(PoisoningAttack):
                 obj = self._objective(xb, tb)
                 e = box.last  # [B, L', D]
                 (g,) = torch.autograd.grad(-obj.sum(), e)
-            ids = box.inputs[-1][0]
-            # models that append a token after the history (BERT4Rec's [MASK]) put x's last item at -2
-            last = torch.from_numpy(xb[:, -1]).to(ids.device)
-            col = -1 if bool((ids[:, -1] == last).all()) else -2
-            out.append(g[:, col].detach())
+            ids = box.inputs[-1][0]  # [B, L'] the ids as the layer saw them, in the model's own layout
+            # x's last item is the last real item id in each row (after it may come padding in a right-aligned
+            # layout, or a [MASK] token, id N + 1, as in BERT4Rec)
+            real = ((ids >= 1) & (ids <= n)).to(torch.int8)
+            col = ids.shape[1] - 1 - real.flip(1).argmax(1)
+            out.append(g[torch.arange(len(col), device=g.device), col].detach())
         return torch.cat(out)
 
     @torch.no_grad()
