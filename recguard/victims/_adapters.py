@@ -20,7 +20,7 @@ from .._io import atomic_directory, to_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..data import SequenceData, Split
 from ..errors import ArtifactError, CapabilityError, ConfigError, QueryBudgetExceeded
-from ._base import as_batch, check_item_weights, eval_mode, mask_seen_, read_artifact, resolve_device
+from ._base import as_batch, check_item_weights, eval_mode, mask_seen_, read_artifact, resolve_device, restore_provenance
 
 __all__ = ["TorchVictim", "BlackBoxVictim", "topk"]
 
@@ -319,12 +319,7 @@ class TorchVictim:
         except RuntimeError as exc:
             raise ArtifactError(f"{directory}: weights do not fit {type(self.module_).__name__}: {exc}") from None
         self.module_.eval()
-        self.seed_ = meta.get("seed")
-        self.data_fingerprint_ = meta.get("data_fingerprint")
-        self.dataset_spec_ = meta.get("dataset")
-        self.fit_info_ = meta.get("training") or {}
-        self.history_ = meta.get("history") or []
-        return self
+        return restore_provenance(self, meta)
 
     @classmethod
     def load(cls, directory: str | Path, *, module: nn.Module, fit_fn: FitFn | None = None, device: str = "auto",
@@ -343,9 +338,7 @@ class TorchVictim:
             raise ArtifactError(f"{directory}: weights do not fit {type(module).__name__}: {exc}") from None
         options.setdefault("causal", bool(meta.get("causal", False)))
         v = cls(module, num_items=meta["num_items"], max_len=ml, fit_fn=fit_fn, device=device, **options)
-        v.seed_ = meta.get("seed")
-        v.data_fingerprint_ = meta.get("data_fingerprint")
-        return v
+        return restore_provenance(v, meta)
 
 
 class BlackBoxVictim:

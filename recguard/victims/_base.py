@@ -407,12 +407,17 @@ class SequentialVictim:
         except RuntimeError as exc:
             raise ArtifactError(f"{where}: weights do not match a {cls.architecture} with this config: {exc}") from None
         victim.module_ = module.to(victim.device).eval()
-        victim.seed_ = meta.get("seed")
-        victim.data_fingerprint_ = meta.get("data_fingerprint")
-        victim.dataset_spec_ = meta.get("dataset")
-        victim.fit_info_ = meta.get("training") or {}
-        victim.history_ = meta.get("history") or []
-        return victim
+        return restore_provenance(victim, meta)
+
+
+def restore_provenance(victim, meta: dict):
+    """Seed, data fingerprint, dataset, training record and history of a saved victim, back on ``victim``."""
+    victim.seed_ = meta.get("seed")
+    victim.data_fingerprint_ = meta.get("data_fingerprint")
+    victim.dataset_spec_ = meta.get("dataset")
+    victim.fit_info_ = meta.get("training") or {}
+    victim.history_ = meta.get("history") or []
+    return victim
 
 
 # config.json keys every saved victim has, with their types (None allowed where recguard writes null)
