@@ -67,6 +67,14 @@ def write_result(name: str, payload: dict, folder: Path | None = None) -> Path:
     return path
 
 
+def require_shared(name: str) -> Path:
+    """The shared copy of a dataset that recguard reads from a path (ml-1m, amazon-office, amazon-beauty)."""
+    folder = SHARED / "data" / name
+    if not folder.is_dir():
+        sys.exit(f"{name} not found at {folder}; set RECGUARD_SHARED to the folder holding data/{name}/")
+    return folder
+
+
 def require_ml1m() -> Path:
     if not (ML1M / "ml-1m.txt.gz").exists():
         sys.exit(f"ML-1M not found at {ML1M}; set RECGUARD_SHARED to the folder holding data/ml-1m/")

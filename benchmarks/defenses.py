@@ -1,6 +1,7 @@
-"""LLM4Dec and LoRec against attacks the defender never simulated (issue 4 benchmark).
+"""Defenses against attacks the defender never simulated (issues 4 and 17).
 
 Usage:
+    python benchmarks/defenses.py --dataset amazon-office --seeds 0,1,2,3,4 --budgets 0.01,0.03 --jobs 2   # issue 17
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known random
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known popular
     python benchmarks/defenses.py --dataset ml-1m --seeds 0 --known random --user-text items
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import HERE, parse_args, require_ml1m, write_result
+from _common import HERE, parse_args, require_ml1m, require_shared, write_result
 
 
 def _seed_from(other: Path, out: Path) -> int:
@@ -49,14 +50,31 @@ def _seed_from(other: Path, out: Path) -> int:
     return n
 
 
+def _defense_params(defenses, text_opts: dict, extra: list[str]) -> dict:
+    """Per-defense options: the text options for llm4dec/lorec, then each --defense-param DEFENSE.KEY=VALUE."""
+    params = {d: dict(text_opts) for d in defenses if d in ("llm4dec", "lorec") and text_opts}
+    for item in extra:
+        key, _, value = item.partition("=")
+        defense, _, name = key.partition(".")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        params.setdefault(defense, {})[name] = value
+    return params
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
+    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m", "amazon-office"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--known", default="random")
     ap.add_argument("--attacks", default="random,popular,segment,surrogate")
     ap.add_argument("--defenses", default="none,llm4dec,lorec")
-    ap.add_argument("--budget", type=float, default=0.01)
+    ap.add_argument("--budgets", default="0.01", help="comma-separated fake-user fractions")
+    ap.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE",
+                    help="an option of one defense, e.g. lorec.inject_known=false (JSON values)")
+    ap.add_argument("--tag", default="", help="suffix of the run folder and result name (variants of one grid)")
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--user-text", default="prompt", choices=["prompt", "items"])
     ap.add_argument("--jobs", type=int, default=1, help="worker processes computing cells side by side (threads are shared out)")
@@ -68,7 +86,7 @@ def main() -> None:
     from recguard.audit import AuditSpec, run_audit
 
     root = Path(args.run_root).resolve() if args.run_root else HERE.parent / "runs" / "bench"
-    tag = f"{args.dataset}_{args.known}" + ("" if args.user_text == "prompt" else f"_{args.user_text}")
+    tag = f"{args.dataset}_{args.known}" + ("" if args.user_text == "prompt" else f"_{args.user_text}") + args.tag
     out = root / f"defenses_{tag}"
     for other in sorted(root.glob(f"defenses_{args.dataset}_*")):
         if other != out:
@@ -78,10 +96,11 @@ def main() -> None:
         text_opts["encoder"] = str(Path(args.encoder).resolve())
     defenses = tuple(args.defenses.split(","))
     spec = AuditSpec(
-        dataset=args.dataset, path=str(require_ml1m()) if args.dataset == "ml-1m" else None, model="sasrec",
+        dataset=args.dataset, path={"ml-1m": str(require_ml1m()), "amazon-office": str(require_shared("amazon-office"))}.get(args.dataset),
+        model="sasrec",
         model_config={"max_len": args.max_len, "patience": 3}, attacks=tuple(a for a in args.attacks.split(",") if a),
-        budgets=(args.budget,), seeds=tuple(int(s) for s in args.seeds.split(",")), defenses=defenses,
-        defense_params={d: text_opts for d in defenses if d in ("llm4dec", "lorec") and text_opts},
+        budgets=tuple(float(b) for b in args.budgets.split(",")), seeds=tuple(int(s) for s in args.seeds.split(",")),
+        defenses=defenses, defense_params=_defense_params(defenses, text_opts, args.defense_param),
         defense_controls=args.controls,
     )
     res = run_audit(spec, out, progress=True, jobs=args.jobs)
@@ -90,7 +109,8 @@ def main() -> None:
     table = []
     for r in res["summary"]:
         table.append({
-            "attack": r["attack"], "defense": r["defense"], f"T-HR@{k}": r[f"T-HR@{k}"], f"clean_T-HR@{k}": r[f"clean_T-HR@{k}"],
+            "attack": r["attack"], "budget": r["budget"], "defense": r["defense"],
+            f"T-HR@{k}": r[f"T-HR@{k}"], f"clean_T-HR@{k}": r[f"clean_T-HR@{k}"],
             f"lift_T-HR@{k}": r[f"lift_T-HR@{k}"], "removal": r.get(f"removal_T-HR@{k}"), "NDCG@10": r["NDCG@10"],
             "net_removal": r.get(f"net_removal_T-HR@{k}"), f"control_T-HR@{k}": r.get(f"control_T-HR@{k}"),
             "clean_cost_NDCG@10": r["clean_cost_NDCG@10"], "detection": r.get("detection"),
@@ -101,17 +121,12 @@ def main() -> None:
     encode = [{"users": s["encoded_texts"], "tokens": s["tokens"], "seconds": s["encode_s"],
                "users_per_s": s["encoded_texts"] / s["encode_s"], "tokens_per_s": s["tokens"] / s["encode_s"]} for s, _ in enc]
     # LoRec's cost: (training + calibration) / plain training, same attack and seed
-    plain = {(c["attack"], c["seed"]): c["train_time_s"] for c in cells if c["defense"] == "none"}
-    ratios = [
-        (c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / plain[(c["attack"], c["seed"])]
-        for c in cells if c["defense"] == "lorec" and (c["attack"], c["seed"]) in plain
-    ]
-    per_epoch = [
-        ((c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / c["train"]["epochs_run"])
-        / (plain[(c["attack"], c["seed"])] / next(p["train"]["epochs_run"] for p in cells
-                                                  if p["defense"] == "none" and p["attack"] == c["attack"] and p["seed"] == c["seed"]))
-        for c in cells if c["defense"] == "lorec" and (c["attack"], c["seed"]) in plain
-    ]
+    plain = {(c["attack"], c["budget"], c["seed"]): c for c in cells if c["defense"] == "none"}
+    lorec = [(c, plain[(c["attack"], c["budget"], c["seed"])]) for c in cells
+             if c["defense"] == "lorec" and (c["attack"], c["budget"], c["seed"]) in plain]
+    ratios = [(c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / p["train_time_s"] for c, p in lorec]
+    per_epoch = [((c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / c["train"]["epochs_run"])
+                 / (p["train_time_s"] / p["train"]["epochs_run"]) for c, p in lorec]
     name = f"defenses_{tag}" if cells else f"defense_controls_{tag}"
     summary = {
         "spec": res["spec"], "clean": res["clean"], "controls": res["clean"].get("controls"), "table": table, "encoding": encode,

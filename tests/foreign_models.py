@@ -134,19 +134,37 @@ def _valid_ndcg(module: nn.Module, split, max_len: int) -> float:
     return float(torch.where(rank <= 10, 1.0 / torch.log2(rank.double() + 1), torch.zeros(())).mean())
 
 
+class _Shift(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.delta = None
+
+    def forward(self, w):
+        return w if self.delta is None else w + self.delta
+
+
 def fit_next_item(module: nn.Module, split, user_weights, rng: np.random.Generator, *, item_weights=None, on_epoch_end=None,
-                  epochs: int = 8, lr: float = 0.01, batch_size: int = 64, max_len: int = 20, patience: int = 0) -> None:
+                  adversarial=None, epochs: int = 8, lr: float = 0.01, batch_size: int = 64, max_len: int = 20,
+                  patience: int = 0) -> None:
     """Cross-entropy on every next item of the training sequences, as any user would write it.
     Each term is weighted by its user's weight (and its target item's, when given); after every
     epoch ``on_epoch_end(epoch)`` may hand new user weights, stop, or reset model selection. With
     ``patience``, training keeps the epoch with the best validation NDCG@10 and stops after that
-    many epochs without a better one."""
+    many epochs without a better one. With ``adversarial=(eps, lam)`` each step adds lam times the loss
+    under the worst-case shift of the item embeddings (APR), of norm eps times their mean norm."""
     module.reset_parameters()  # under the seed TorchVictim.fit sets: the same seed gives the same model
     train = split.train
     w = torch.ones(train.num_users) if user_weights is None else torch.as_tensor(user_weights, dtype=torch.float32)
     iw = None if item_weights is None else torch.as_tensor(item_weights, dtype=torch.float32)
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     seqs = train.padded(max_len + 1)
+    emb = next(m for m in module.modules() if isinstance(m, nn.Embedding))
+    shift = None
+    if adversarial is not None:
+        from torch.nn.utils import parametrize
+
+        shift = _Shift()
+        parametrize.register_parametrization(emb, "weight", shift)
     best, best_state, bad = -1.0, None, 0
     for epoch in range(1, epochs + 1):
         module.train()
@@ -156,12 +174,22 @@ def fit_next_item(module: nn.Module, split, user_weights, rng: np.random.Generat
             keep = (inp > 0) & (tgt > 0)
             if not keep.any():
                 continue
-            logits = module.score_representation(module.hidden_states(inp)[keep])
-            logits[:, 0] = float("-inf")
             terms = w[torch.from_numpy(users)][:, None].expand_as(tgt)[keep]
             if iw is not None:
                 terms = terms * iw[tgt[keep]]
-            loss = (nn.functional.cross_entropy(logits, tgt[keep], reduction="none") * terms).sum() / terms.sum().clamp_min(1e-9)
+
+            def batch_loss():
+                logits = module.score_representation(module.hidden_states(inp)[keep])
+                logits[:, 0] = float("-inf")
+                return (nn.functional.cross_entropy(logits, tgt[keep], reduction="none") * terms).sum() / terms.sum().clamp_min(1e-9)
+
+            loss = batch_loss()
+            if shift is not None:
+                original = emb.parametrizations.weight.original
+                (g,) = torch.autograd.grad(loss, original, retain_graph=True)
+                shift.delta = adversarial[0] * original.detach()[1:].norm(dim=1).mean() * nn.functional.normalize(g, dim=1)
+                loss = loss + adversarial[1] * batch_loss()
+                shift.delta = None
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -184,6 +212,10 @@ def fit_next_item(module: nn.Module, split, user_weights, rng: np.random.Generat
             break
     if best_state is not None:
         module.load_state_dict(best_state)
+    if shift is not None:
+        from torch.nn.utils import parametrize
+
+        parametrize.remove_parametrizations(emb, "weight", leave_parametrized=False)
 
 
 def _victim(module: nn.Module, num_items: int, max_len: int, epochs: int, patience: int, layers=()) -> TorchVictim:

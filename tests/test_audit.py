@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from recguard.audit import AuditSpec, run_audit
@@ -202,3 +204,17 @@ def test_parallel_audit_reports_a_worker_error(atomic, tmp_path, monkeypatch):
         run_audit(spec, tmp_path / "p", progress=False, jobs=2)
     with pytest.raises(ConfigError, match="jobs"):
         run_audit(spec, tmp_path / "q", progress=False, jobs=0)
+
+
+def test_removal_is_not_measurable_when_the_lift_interval_includes_zero():
+    from recguard.audit.report import _fmt_ci, _ms, measurable
+
+    lift = _ms([0.01, -0.004, 0.006])  # mean 0.004, the interval straddles 0
+    assert lift["ci95"][0] < 0 < lift["ci95"][1] and measurable(lift) is False
+    clear = _ms([0.020, 0.022, 0.019])
+    assert measurable(clear) is True and clear["ci95"][0] > 0
+    # by hand: t(0.975, 2) = 4.3027, sd = 0.0015275, n = 3
+    assert clear["ci95"][1] - clear["mean"] == pytest.approx(4.302653 * np.std([0.020, 0.022, 0.019], ddof=1) / np.sqrt(3))
+    assert measurable(_ms([0.02])) is None  # one seed: no interval
+    assert _fmt_ci({**_ms([0.5, 0.6, 0.7]), "measurable": False}, pct=True) == "not measurable"
+    assert _fmt_ci(clear).startswith("0.0203 [")

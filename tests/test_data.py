@@ -233,3 +233,19 @@ def test_recbole_wheel_path(tmp_path):
                     "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tA\t1990\tDrama\n6\tB\t1991\tComedy\n")
     d = recguard.data.load(str(whl))
     assert d.num_items == 2 and d.meta.titles == ("", "A", "B")
+
+
+def test_amazon_datasets_are_registered_and_read_from_a_path(tmp_path):
+    from recguard.errors import DataError
+
+    with pytest.raises(DataError, match="--path"):
+        recguard.data.load("amazon-office")
+    d = tmp_path / "amazon-office"
+    d.mkdir()
+    (d / "amazon-office.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nA\tB01\t0\nA\tB02\t1\nA\tB03\t2\n")
+    (d / "amazon-office.item").write_text("item_id:token\ttitle:token_seq\tbrand:token\tcategories:token_seq\n"
+                                          "B01\tRed Pen\tAcme\tOffice Pens\nB02\t\tAcme\tOffice Paper\nB03\tStapler\tX\tOffice\n")
+    data = recguard.data.load("amazon-office", path=d)
+    assert data.name == "amazon-office" and data.num_items == 3 and data.meta.titles[1:] == ("Red Pen", "", "Stapler")
+    assert data.meta.genres[2] == ("Office", "Paper")
+    assert {i.name for i in recguard.data.list_datasets()} >= {"amazon-office", "amazon-beauty"}

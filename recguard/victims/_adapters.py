@@ -20,7 +20,7 @@ from .._io import atomic_directory, to_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..data import SequenceData, Split
 from ..errors import ArtifactError, CapabilityError, ConfigError, QueryBudgetExceeded
-from ._base import as_batch, check_item_weights, eval_mode, mask_seen_, read_artifact, resolve_device, restore_provenance
+from ._base import as_batch, check_adversarial, check_item_weights, eval_mode, mask_seen_, read_artifact, resolve_device, restore_provenance
 
 __all__ = ["TorchVictim", "BlackBoxVictim", "topk"]
 
@@ -153,6 +153,8 @@ class TorchVictim:
                 have.add("item_weights")
             if _accepts(self.fit_fn, "on_epoch_end"):
                 have.add("epoch_callback")
+            if _accepts(self.fit_fn, "adversarial"):
+                have.add("adversarial")
         if self._method("representation") and self._method("item_embeddings"):
             have.add("white_box")
         if self._method("hidden_states"):
@@ -170,7 +172,7 @@ class TorchVictim:
 
     # ----------------------------------------------------------------------- training
     def fit(self, data: SequenceData | Split, *, user_weights=None, item_weights=None, rng: RNGLike = None,
-            progress: bool | None = None, on_epoch_end=None) -> TorchVictim:
+            progress: bool | None = None, on_epoch_end=None, adversarial=None) -> TorchVictim:
         """Retrain with ``fit_fn`` (see the class docstring); ``item_weights`` and ``on_epoch_end`` are
         passed on only when given, so a four-argument ``fit_fn`` keeps working without them."""
         from ._contract import EpochUpdate, as_update
@@ -184,6 +186,9 @@ class TorchVictim:
         if item_weights is not None:
             self._need("item_weights", "fit(item_weights=...)")
             extra["item_weights"] = check_item_weights(item_weights, split.train.num_items)
+        if adversarial is not None:
+            self._need("adversarial", "fit(adversarial=...)")
+            extra["adversarial"] = check_adversarial(adversarial)
         state = {"callback_s": 0.0, "epochs": 0, "history": []}
         if on_epoch_end is not None:
             self._need("epoch_callback", "fit(on_epoch_end=...)")

@@ -110,6 +110,19 @@ def check_item_weights(item_weights, num_items: int) -> np.ndarray | None:
     return iw.astype(np.float32)
 
 
+def check_adversarial(adversarial) -> tuple[float, float] | None:
+    """``(eps, lam)`` as two finite numbers > 0, or None."""
+    if adversarial is None:
+        return None
+    try:
+        eps, lam = (float(v) for v in adversarial)
+    except (TypeError, ValueError):
+        raise ConfigError(f"must be a pair (eps, lam), got {adversarial!r}", param="adversarial") from None
+    if not (np.isfinite(eps) and np.isfinite(lam) and eps > 0 and lam > 0):
+        raise ConfigError(f"eps and lam must be finite and > 0, got {adversarial!r}", param="adversarial")
+    return eps, lam
+
+
 def term_weights(w: torch.Tensor, targets: torch.Tensor, item_weights: torch.Tensor | None) -> torch.Tensor:
     """Per-term loss weights: the user's weight times the target item's weight (if any)."""
     return w if item_weights is None else w * item_weights[targets]
@@ -230,6 +243,7 @@ class SequentialVictim:
         rng: RNGLike = None,
         progress: bool | None = None,
         on_epoch_end=None,
+        adversarial: tuple[float, float] | None = None,
     ) -> SequentialVictim:
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -245,13 +259,15 @@ class SequentialVictim:
                 user weights, :data:`~recguard.victims.STOP` or an
                 :class:`~recguard.victims.EpochUpdate` (in-training defenses such as LoRec,
                 time budgets, logging).
+            adversarial: ``(eps, lam)``: APR adversarial training of the item embeddings (the
+                ``apr`` defense).
         """
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
         iw = check_item_weights(item_weights, split.train.num_items)
         train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),
-              rng=rng, progress=progress, on_epoch_end=on_epoch_end)
+              rng=rng, progress=progress, on_epoch_end=on_epoch_end, adversarial=check_adversarial(adversarial))
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 

@@ -58,6 +58,9 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
                   "num_items + 1 (or + 2) rows"),
     "layers": ("layers(): sub-modules whose output is [B, L, D] aligned with the left-padded input",
                "pass TorchVictim(layers=['name', ...]) naming such sub-modules"),
+    "adversarial": ("fit(..., adversarial=(eps, lam)): APR adversarial training of the item embeddings",
+                    "give fit_fn a keyword argument adversarial and, when it is set, add lam times the loss under the "
+                    "worst-case item-embedding perturbation of norm eps"),
     "distill": ("module (trainable parameters) and build(num_items)",
                 "use a factory that returns an unfitted TorchVictim holding a freshly initialised module"),
 }

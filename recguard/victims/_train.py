@@ -82,9 +82,20 @@ def _check_weights(user_weights, n_users: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+class _Shift(torch.nn.Module):
+    """A parametrization adding a (detached) perturbation to a weight: APR's adversarial shift."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delta: torch.Tensor | None = None
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w if self.delta is None else w + self.delta
+
+
 def train(
     victim, split: Split, *, user_weights=None, item_weights=None, rng: RNGLike = None, progress: bool | None = None,
-    on_epoch_end=None,
+    on_epoch_end=None, adversarial: tuple[float, float] | None = None,
 ) -> None:
     """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
 
@@ -96,6 +107,11 @@ def train(
     or new user weights, :data:`~recguard.victims.STOP`, or an
     :class:`~recguard.victims.EpochUpdate` (weights, stop, reset_selection): how in-training
     defenses such as LoRec act, and how a caller stops on a time budget.
+
+    ``adversarial=(eps, lam)`` trains APR-style (He et al., SIGIR'18): each step also evaluates the
+    loss with the item embeddings shifted along the row-normalised gradient of the loss (the
+    worst-case perturbation of each item), of norm eps times the mean item-embedding norm, and
+    adds lam times that loss.
     """
     from ..metrics import evaluate
 
@@ -128,6 +144,13 @@ def train(
             reinitialise(module, float(cfg.init_std))
         module = module.to(device)
         victim.module_ = module
+        shift = None
+        if adversarial is not None:
+            from torch.nn.utils import parametrize
+
+            shift = _Shift()
+            parametrize.register_parametrization(module.item_emb, "weight", shift)
+            emb_param = module.item_emb.parametrizations.weight.original
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         best = BestState()
         bar = None
@@ -146,6 +169,13 @@ def train(
                 lb = int(take[users].max())
                 x = torch.from_numpy(_pad_from_csr(data.items, starts[users], lengths[users], lb)).to(device)
                 loss = victim._train_loss(module, x, w_all[users].to(device), gen_t, item_weights)
+                if shift is not None:
+                    eps, lam = adversarial
+                    (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
+                    scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
+                    shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
+                    loss = loss + lam * victim._train_loss(module, x, w_all[users].to(device), gen_t, item_weights)
+                    shift.delta = None
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -186,6 +216,10 @@ def train(
             bar.close()
         restored = best.restore(module)
         module.eval()
+        if shift is not None:
+            from torch.nn.utils import parametrize
+
+            parametrize.remove_parametrizations(module.item_emb, "weight", leave_parametrized=False)
     check_module(module, f"{victim!r} after training")
     victim.history_ = history
     victim.fit_info_ = {
