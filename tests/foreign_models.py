@@ -178,7 +178,7 @@ def fit_next_item(module: nn.Module, split, user_weights, rng: np.random.Generat
             if iw is not None:
                 terms = terms * iw[tgt[keep]]
 
-            def batch_loss():
+            def batch_loss(inp=inp, tgt=tgt, keep=keep, terms=terms):
                 logits = module.score_representation(module.hidden_states(inp)[keep])
                 logits[:, 0] = float("-inf")
                 return (nn.functional.cross_entropy(logits, tgt[keep], reduction="none") * terms).sum() / terms.sum().clamp_min(1e-9)
