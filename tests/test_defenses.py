@@ -10,7 +10,7 @@ import recguard
 from recguard.audit import AuditSpec, run_audit
 from recguard.data import ItemMeta, SequenceData
 from recguard.defenses import LLM4Dec, LoRec, lorec_weights, make_defense, update_scores
-from recguard.defenses.lorec import pu_loss
+from recguard.defenses.lorec import lct_batches, pu_loss
 from recguard.defenses.text import TextEncoder, item_texts, user_prompt
 from recguard.errors import ConfigError, DataError
 from recguard.metrics import detection_metrics
@@ -288,6 +288,34 @@ def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
     torch.testing.assert_close(victim.score([[1, 2, 3]]), v2.score([[1, 2, 3]]))
 
 
+def test_lct_batches_take_each_sampled_row_once_per_pass():
+    gen = np.random.default_rng(0)
+    order = np.argsort(gen.integers(1, 50, size=1000), kind="stable")
+    chunks = [order[s : s + 64] for s in range(0, 1000, 64)]
+    take = np.zeros(1000, dtype=bool)
+    take[900:] = True  # the labelled fakes: always in
+    take[gen.choice(900, size=150, replace=False)] = True
+    batches = lct_batches(chunks, take, 64, gen)
+    rows = np.concatenate([chunks[ci][r] for b in batches for ci, r in b])
+    assert sorted(rows.tolist()) == np.flatnonzero(take).tolist()  # every taken row exactly once
+    sizes = [sum(len(r) for _, r in b) for b in batches]
+    assert all(s >= 64 for s in sizes[:-1]) and 0 < sizes[-1]
+    # all rows taken: whole chunks, only the short last chunk may join another one
+    full = lct_batches(chunks, np.ones(1000, dtype=bool), 64, gen)
+    assert sum(len(b) for b in full) == len(chunks) and sum(len(b) > 1 for b in full) <= 1 and max(map(len, full)) <= 2
+
+
+def test_lorec_every_epoch_schedule_and_sampled_rows(poisoned_split, bert_dir, tmp_path):
+    split, _ = poisoned_split
+    dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items", unlabeled_per_pass=8)
+    victim, out = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    assert [u["epoch"] for u in out.info["updates"]] == list(range(1, victim.fit_info_["epochs_run"] + 1))
+    assert out.info["schedule"] == {"kind": "every-epoch", "start": 1, "every": [1, 1]}
+    assert not any(h.get("selection_reset") for h in victim.history_[1:])  # early stopping as without LoRec
+    v2, out2 = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out.scores, out2.scores)
+
+
 def test_lorec_without_injecting_known_fakes(poisoned_split, bert_dir, tmp_path):
     split, _ = poisoned_split
     dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items",
@@ -297,9 +325,13 @@ def test_lorec_without_injecting_known_fakes(poisoned_split, bert_dir, tmp_path)
 
 
 def test_lorec_schedule_scales_with_epochs():
-    assert LoRec().schedule(300) == (30, 5, 10)
-    assert LoRec().schedule(200) == (20, 3, 7)
-    assert LoRec().schedule(20) == (2, 1, 1)
+    paper = LoRec(schedule="paper")
+    assert paper.schedule(300) == (30, 5, 10)
+    assert paper.schedule(200) == (20, 3, 7)
+    assert paper.schedule(20) == (2, 1, 1)
+    assert LoRec().schedule(200) == (1, 1, 1)  # every epoch, whatever the victim's maximum
+    assert LoRec(calibration_start=4, update_every=(2, 3)).schedule(200) == (4, 2, 3)
+    assert LoRec(schedule="paper", calibration_start=5).schedule(300) == (5, 5, 10)
 
 
 def test_defense_option_errors():
@@ -311,6 +343,11 @@ def test_defense_option_errors():
         make_defense("lorec", nonsense=1)
     with pytest.raises(ConfigError, match="update_every"):
         LoRec(update_every=(0, 3))
+    with pytest.raises(ConfigError, match="schedule"):
+        LoRec(schedule="weekly")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="unlabeled_per_pass"):
+            LoRec(unlabeled_per_pass=bad)
 
 
 def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
