@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,ray]'
 	@# MovieLens-100k, the embedded default dataset, ships inside RecBole's wheel; only its
 	@# data files are read (RecBole itself is never imported, so its dependencies are not needed).
 	$(PIP) install -q --no-deps recbole==1.2.1

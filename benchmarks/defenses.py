@@ -127,12 +127,20 @@ def main() -> None:
     ratios = [(c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / p["train_time_s"] for c, p in lorec]
     per_epoch = [((c["train_time_s"] + c["defense_info"].get("calibrate_time_s", 0.0)) / c["train"]["epochs_run"])
                  / (p["train_time_s"] / p["train"]["epochs_run"]) for c, p in lorec]
+    # every defense's cost: (victim training + the defense's own work, text encoding aside: it is cached across cells)
+    # / plain training, same attack and seed
+    time_ratio = {}
+    for dname in defenses:
+        rs = [(c["train_time_s"] + (c.get("defense_time_s") or 0.0) - (c.get("defense_info") or {}).get("encode_time_s", 0.0))
+              / plain[(c["attack"], c["budget"], c["seed"])]["train_time_s"]
+              for c in cells if c["defense"] == dname and (c["attack"], c["budget"], c["seed"]) in plain]
+        time_ratio[dname] = {"mean": float(np.mean(rs)) if rs else None, "n": len(rs)}
     name = f"defenses_{tag}" if cells else f"defense_controls_{tag}"
     summary = {
         "spec": res["spec"], "clean": res["clean"], "controls": res["clean"].get("controls"), "table": table, "encoding": encode,
         "lorec_time_ratio": {"mean": float(np.mean(ratios)) if ratios else None, "values": ratios},
         "lorec_time_per_epoch_ratio": {"mean": float(np.mean(per_epoch)) if per_epoch else None, "values": per_epoch},
-        "compute_time_s": res["compute_time_s"],
+        "time_ratio": time_ratio, "compute_time_s": res["compute_time_s"],
         "audit_dir": str(out.relative_to(HERE.parent)) if out.is_relative_to(HERE.parent) else str(out),
     }
     write_result(name, summary, root if args.run_root else None)  # --run-root: the summary stays beside its audit

@@ -19,19 +19,20 @@ import time
 
 import numpy as np
 
-from _common import parse_args, require_ml1m, write_result
+from _common import parse_args, require_ml1m, require_shared, write_result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
+    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m", "amazon-office"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--max-len", type=int, default=50)
     args = parse_args(ap)
     import recguard
     from recguard.defenses.lorec import LoRec
 
-    data = recguard.data.load(args.dataset, path=require_ml1m() if args.dataset == "ml-1m" else None)
+    path = {"ml-1m": require_ml1m, "amazon-office": lambda: require_shared("amazon-office")}.get(args.dataset, lambda: None)()
+    data = recguard.data.load(args.dataset, path=path)
     split = data.split()
 
     def make():

@@ -14,6 +14,8 @@ import sys
 
 from _common import RESULTS
 
+from recguard.audit.report import _fmt_ci as _ci  # mean [95% CI], or "not measurable"
+
 
 def _ms(x, d=4, pct=False):
     if not x or x.get("mean") is None:
@@ -36,23 +38,33 @@ def poisoning(name: str = "poisoning_ml1m") -> None:
               f"{_ms(s['clean_cost_NDCG@10'], pct=True)} | {_ms(s['wall_time_s'], 0)} |")
 
 
+HELD_OUT = ("surrogate", "extracted")  # the family no defense setting was tuned on
+
+
 def defenses(name: str = "defenses_ml-100k_random") -> None:
     r = json.loads((RESULTS / f"{name}.json").read_text())
     print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
     net = any(t.get("net_removal") for t in r["table"])
-    if r["table"]:
-        print("| attack | defense | T-HR@50 | lift | removal |" + (" net removal |" if net else "")
-              + " NDCG@10 | clean cost | ROC-AUC | PR-AUC | recall | FPR |")
-        print("|---|---|---|---|---|" + ("---|" if net else "") + "---|---|---|---|---|---|")
-    for t in r["table"]:
-        d = t.get("detection") or {}
-        print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ms(t['lift_T-HR@50'])} | {_ms(t.get('removal'), pct=True)} | "
-              + (f"{_ms(t.get('net_removal'), pct=True)} | " if net else "")
-              + f"{_ms(t['NDCG@10'])} | {_ms(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | "
-              + f"{_ms(d.get('PR-AUC'), 3)} | "
-              f"{_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
+    groups = [("Heuristic attacks", [t for t in r["table"] if t["attack"] not in HELD_OUT]),
+              ("Held-out family (surrogate-guided; never looked at while choosing any defense setting)",
+               [t for t in r["table"] if t["attack"] in HELD_OUT])]
+    for title, rows in groups:
+        if not rows:
+            continue
+        print(f"**{title}**\n")
+        print("| attack | defense | T-HR@50 | lift [95% CI] | removal [95% CI] |" + (" net removal |" if net else "")
+              + " NDCG@10 | clean cost | ROC-AUC | PR-AUC | precision | recall | FPR |")
+        print("|---|---|---|---|---|" + ("---|" if net else "") + "---|---|---|---|---|---|---|")
+        for t in rows:
+            d = t.get("detection") or {}
+            print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ci(t['lift_T-HR@50'])} | "
+                  f"{_ci(t.get('removal'), pct=True) if t['defense'] != 'none' else '–'} | "
+                  + (f"{_ci(t.get('net_removal'), pct=True)} | " if net else "")
+                  + f"{_ms(t['NDCG@10'])} | {_ci(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | "
+                  f"{_ms(d.get('PR-AUC'), 3)} | {_ms(d.get('precision'), 3)} | {_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
+        print()
     if r.get("controls"):
-        print("\nDefenses trained on the clean data (controls):\n")
+        print("Defenses trained on the clean data (controls):\n")
         print("| defense | clean T-HR@50 | T-HR@50 with defense | shift | NDCG@10 | clean cost | users down-weighted |")
         print("|---|---|---|---|---|---|---|")
         for dname, c in r["controls"].items():
@@ -63,6 +75,9 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
         e = max(enc, key=lambda x: x["users"])  # the cell that encoded the genuine users
         print(f"\nencoding: {e['users']} users, {e['tokens']} tokens in {e['seconds']:.0f} s = {e['users_per_s']:.2f} users/s, "
               f"{e['tokens_per_s']:.0f} tokens/s")
+    if r.get("time_ratio"):
+        print("time / plain training (training + the defense's own work; text encoding, cached across cells, aside): "
+              + ", ".join(f"{d} {v['mean']:.2f}x" for d, v in r["time_ratio"].items() if v["mean"] is not None and d != "none"))
     if r["lorec_time_ratio"]["mean"] is not None:
         print(f"LoRec time / plain training: {r['lorec_time_ratio']['mean']:.2f}x total, "
               f"{r['lorec_time_per_epoch_ratio']['mean']:.2f}x per epoch")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -70,27 +71,27 @@ def test_audit_runs_resumes_and_is_deterministic(atomic, tmp_path):
 
 
 def test_interrupted_audit_keeps_finished_cells(atomic, tmp_path, monkeypatch):
-    from recguard.audit import runner
+    import recguard.audit.backends as B
 
     spec = _spec(atomic, attacks=("random", "popular"))
-    calls = {"n": 0}
-    real = runner._run_cell
+    real, calls = B.compute, []
 
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def interrupted(spec, cell, store, clean=None):
+        calls.append(cell.kind)
+        if len(calls) == 3:  # Ctrl-C while the second poisoned cell trains
             raise KeyboardInterrupt
-        return real(*a, **k)
+        return real(spec, cell, store, clean)
 
-    monkeypatch.setattr(runner, "_run_cell", flaky)
+    monkeypatch.setattr(B, "compute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_audit(spec, tmp_path / "c", progress=False)
     done = sorted(p.name for p in (tmp_path / "c" / "cells").glob("*.json"))
     assert len(done) == 2 and any(n.startswith("random") for n in done)
     assert not list((tmp_path / "c" / "cells").glob("*.tmp"))
-    monkeypatch.setattr(runner, "_run_cell", real)
-    res = run_audit(spec, tmp_path / "c", progress=False)
-    assert len(res["summary"]) == 2
+    monkeypatch.setattr(B, "compute", real)
+    seen = []
+    res = run_audit(spec, tmp_path / "c", progress=False, on_cell=seen.append)
+    assert len(res["summary"]) == 2 and [c.kind for c in seen] == ["clean", "poisoned", "poisoned"]
 
 
 def test_inject_file_in_audit(atomic, tmp_path):
@@ -157,53 +158,115 @@ def test_report_with_several_seeds_draws_per_target_plot(atomic, tmp_path):
 
 
 def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
-    import recguard.audit.runner as R
+    import recguard.defenses.lorec as L
+    import recguard.victims._train as T
+    from recguard.audit.cells import cell_key, short_hash
 
     spec = AuditSpec()
-    key = R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")
-    assert key["training_revision"] == R.TRAINING_REVISION
-    monkeypatch.setattr(R, "TRAINING_REVISION", R.TRAINING_REVISION + 1)
-    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) != R._hash(key)  # never resumed across code
-    lorec = R.cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")
-    none = R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")
-    assert lorec["defense_revision"] == R.LCT_REVISION and "defense_revision" not in none
-    monkeypatch.setattr(R, "LCT_REVISION", R.LCT_REVISION + 1)  # LoRec's own revision moves only its cells
-    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")) != R._hash(lorec)
-    assert R._hash(R.cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == R._hash(none)
+    key = cell_key(spec, "poisoned", 0, "random", 0.01, "none")
+    assert key["training_revision"] == T.TRAINING_REVISION
+    monkeypatch.setattr(T, "TRAINING_REVISION", T.TRAINING_REVISION + 1)
+    assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "none")) != short_hash(key)  # never resumed across code
+    lorec = cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")
+    none = cell_key(spec, "poisoned", 0, "random", 0.01, "none")
+    assert lorec["defense_revision"] == L.LCT_REVISION and "defense_revision" not in none
+    monkeypatch.setattr(L, "LCT_REVISION", L.LCT_REVISION + 1)  # LoRec's own revision moves only its cells
+    assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")) != short_hash(lorec)
+    assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == short_hash(none)
 
 
-def test_parallel_audit_matches_sequential(atomic, tmp_path, monkeypatch):
-    import recguard.audit._parallel as P
+def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits():
+    from recguard.audit import Cell, CellResult, plan
 
+    spec = AuditSpec(attacks=("random", "extracted"), defenses=("none", "lorec"), defense_controls=True, seeds=(0, 3),
+                     budgets=(0.01, 0.03))
+    # names computed by the runner before cells were typed (training revision 3): a resumed audit finds its cells
+    assert Cell.make(spec, "clean", 3).name == "clean_seed3_9979dd11f13b"
+    assert Cell.make(spec, "poisoned", 0, "extracted", 0.01, "none").name == "extracted_b0.01_none_seed0_38c30a855fb8"
+    phases = plan(spec)
+    assert [{c.kind for c in p} for p in phases] == [{"clean"}, {"extraction"}, {"control", "poisoned"}]
+    assert len(phases[2]) == 2 * (1 + 2 * 2 * 2)  # per seed: 1 control + 2 attacks x 2 budgets x 2 defenses
+    assert len({c.name for p in phases for c in p}) == sum(map(len, phases))
+    cell = phases[2][-1]
+    assert Cell.from_dict(cell.to_dict()) == cell and Cell.from_dict(cell.to_dict()).key == cell.key
+    r = CellResult(kind="clean", seed=0, key={"kind": "clean"}, wall_time_s=1.0, targets=[1], metrics={}, train={},
+                   train_time_s=1.0)
+    assert CellResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    assert "attack" not in r.to_dict()  # fields of other kinds stay out of the file
+    from recguard.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="lacks metrics"):
+        CellResult.from_dict({"kind": "clean", "seed": 0, "key": {}, "train": {}, "wall_time_s": 1, "targets": [],
+                              "train_time_s": 1}, source="x.json")
+    with pytest.raises(ArtifactError, match="x.json: not an audit cell"):
+        CellResult.from_dict([], source="x.json")
+
+
+def test_local_backend_matches_sequential(atomic, tmp_path):
     spec = _spec(atomic, attacks=("random", "popular", "surrogate"), seeds=(0, 1), defenses=("none",))
     seq = run_audit(spec, tmp_path / "seq", progress=False)
     par = run_audit(spec, tmp_path / "par", progress=False, jobs=2)
     assert _numbers(par) == _numbers(seq)  # one thread per process in both (conftest), so bit-identical
     names = lambda d: sorted(p.name for p in (tmp_path / d / "cells").glob("*.json"))  # noqa: E731
     assert names("par") == names("seq") and len(names("par")) == 2 + 2 * 3
-    assert not (tmp_path / "par" / P.JOBS_DIR).exists()
+    assert json.loads((tmp_path / "par" / "results.json").read_text())["provenance"]["execution"]["backend"] == "local"
     # resuming the finished folder in parallel recomputes nothing
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "par" / "cells").glob("*.json")}
     run_audit(spec, tmp_path / "par", progress=False, jobs=2)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "par" / "cells").glob("*.json")} == mtimes
 
 
-def test_parallel_audit_reports_a_worker_error(atomic, tmp_path, monkeypatch):
-    import recguard.audit._parallel as P
+def test_a_workers_error_comes_back_as_one_line_naming_the_cell(atomic, tmp_path, monkeypatch):
     from recguard.errors import AuditWorkerError
 
-    spec = _spec(atomic, attacks=("random",), defenses=("none",))
-    orig = P.run_workers
-
-    def damaged(spec, out, jobs, progress=False):  # the workers read OUT/spec.json: give them a bad one
-        (out / "spec.json").write_text(json.dumps({**spec.to_dict(), "model": "lstm"}))
-        return orig(spec, out, jobs, progress=progress)
-
-    monkeypatch.setattr(P, "run_workers", damaged)
-    with pytest.raises(AuditWorkerError, match="ConfigError.*lstm"):
+    monkeypatch.chdir(Path(__file__).parent)  # flaky_models, imported by the spawned workers
+    spec = _spec(atomic, model="flaky_models:broken", attacks=("random",), defenses=("none",), seeds=(0, 1))
+    with pytest.raises(AuditWorkerError, match=r"^cell clean seed \d failed: RuntimeError: boom in fit \(finished cells") as e:
         run_audit(spec, tmp_path / "p", progress=False, jobs=2)
+    assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="jobs"):
         run_audit(spec, tmp_path / "q", progress=False, jobs=0)
+    with pytest.raises(ConfigError, match="backend"):
+        run_audit(spec, tmp_path / "q", progress=False, backend="slurm")
+
+
+def test_a_changed_spec_is_refused_unless_the_grid_only_grows(atomic, tmp_path):
+    spec = _spec(atomic, attacks=("random",), defenses=("none",))
+    run_audit(spec, tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match=r"different model_config .*new --out folder, or --force-new"):
+        run_audit(spec.replace(model_config={**FAST_MODEL, "hidden": 8}), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="different num_targets, order"):
+        run_audit(spec.replace(num_targets=3, order="random"), tmp_path / "a", progress=False)
+    first = sorted(p.name for p in (tmp_path / "a" / "cells").glob("*.json"))
+    grown = run_audit(spec.replace(attacks=("random", "popular")), tmp_path / "a", progress=False)  # the grid may grow
+    assert [r["attack"] for r in grown["summary"]] == ["random", "popular"]
+    assert set(first) <= {p.name for p in (tmp_path / "a" / "cells").glob("*.json")}
+    new = run_audit(spec.replace(num_targets=3), tmp_path / "a", progress=False, force_new=True)
+    assert len(list((tmp_path / "a" / "cells").glob("*.json"))) == 2 and len(new["cells"][0]["targets"]) == 3
+    assert spec.digest() == spec.replace(seeds=(0, 1)).digest() != spec.replace(num_targets=3).digest()
+
+
+def test_report_rerenders_from_the_cells(atomic, tmp_path):
+    spec = _spec(atomic, attacks=("random",), defenses=("none",))
+    res = run_audit(spec, tmp_path / "a", progress=False)
+    (tmp_path / "a" / "results.json").unlink()
+    from recguard.audit import rerender
+
+    rebuilt = rerender(tmp_path / "a")
+    assert _numbers(rebuilt) == _numbers(res) and (tmp_path / "a" / "results.json").exists()
+
+
+def test_reports_never_switch_the_matplotlib_backend(atomic, tmp_path):
+    import subprocess
+    import sys
+
+    run_audit(_spec(atomic, attacks=("random",), defenses=("none",)), tmp_path / "a", progress=False)
+    # a notebook user's kernel: their backend stays, and pyplot's global figure state is never touched
+    code = ("import matplotlib, sys; matplotlib.use('svg'); from recguard.audit import rerender; "
+            f"rerender({str(tmp_path / 'a')!r}); print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["svg", "False"]
+    assert "data:image/png;base64," in (tmp_path / "a" / "report.html").read_text()
 
 
 def test_removal_is_not_measurable_when_the_lift_interval_includes_zero():

@@ -387,9 +387,9 @@ def test_audit_with_defenses_reports_detection(bert_dir, tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
     assert {k: after[k] for k in before} == before  # nothing recomputed: the other cells' keys did not change
     assert sorted(set(after) - set(before)) == sorted(p.name for p in cells.glob("control_*.json"))
-    from recguard.audit._parallel import _expected_cells  # what parallel workers wait for: every cell file
+    from recguard.audit import plan  # the cells the audit plans are exactly the files it wrote
 
-    assert sorted(p.name for p in _expected_cells(spec.replace(defense_controls=True), tmp_path / "b")) == sorted(after)
+    assert sorted(c.file(tmp_path / "b").name for p in plan(spec.replace(defense_controls=True)) for c in p) == sorted(after)
     ctrl = {c["defense"]: c for c in res["cells"] if c["kind"] == "control"}
     clean = next(c for c in res["cells"] if c["kind"] == "clean")
     assert set(ctrl) == {"llm4dec", "lorec"} and ctrl["lorec"]["targets"] == clean["targets"]

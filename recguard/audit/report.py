@@ -3,16 +3,13 @@ self-contained ``report.html`` (plots embedded as PNG data URIs)."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text, read_json
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
 from .spec import AuditSpec
 
 __all__ = ["build_results", "write_reports", "rerender"]
@@ -95,7 +92,11 @@ def _control_summary(controls: list[dict], ks) -> dict:
     return out
 
 
-def build_results(spec: AuditSpec, cells: list[dict], provenance: dict, *, wall_time_s: float) -> dict:
+def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s: float) -> dict:
+    """The results dictionary (``results.json``) from the audit's :class:`CellResult` s."""
+    from .cells import CellResult
+
+    cells = [c.to_dict() if isinstance(c, CellResult) else c for c in cells]
     clean = sorted([c for c in cells if c["kind"] == "clean"], key=lambda c: c["seed"])
     poisoned = [c for c in cells if c["kind"] == "poisoned"]
     control_cells = sorted([c for c in cells if c["kind"] == "control"], key=lambda c: c["seed"])
@@ -271,20 +272,9 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _plots(results: dict) -> list[tuple[str, str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .._reporting import COLORS as colors
+    from .._reporting import figure, png
 
     k = max(results["spec"]["ks"])
     summary = results["summary"]
@@ -294,10 +284,9 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     defenses = list(dict.fromkeys(r["defense"] for r in summary))
     attacks = list(dict.fromkeys(r["attack"] for r in summary))
     budgets = list(dict.fromkeys(r["budget"] for r in summary))
-    colors = plt.get_cmap("tab10").colors
     # 1. T-HR@k by attack × budget (per defense) with error bars over seeds
     series = [(b, d) for d in defenses for b in budgets if any(r["budget"] == b and r["defense"] == d for r in summary)]
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(attacks) * max(1, len(series)) / 2 + 2), 3.4))
+    fig, ax = figure(max(5.5, 1.3 * len(attacks) * max(1, len(series)) / 2 + 2), 3.4)
     width = 0.8 / max(1, len(series))
     for j, (b, d) in enumerate(series):
         xs, ys, es = [], [], []
@@ -318,9 +307,9 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     ax.set_title(f"Target exposure after poisoning (T-HR@{k}, higher = attack worked)")
     ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    out.append(("exposure", f"T-HR@{k} by attack and budget", _png(fig)))
+    out.append(("exposure", f"T-HR@{k} by attack and budget", png(fig)))
     # 2. clean-metric cost
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(attacks) + 2), 3.0))
+    fig, ax = figure(max(5.5, 1.1 * len(attacks) + 2), 3.0)
     for j, (b, d) in enumerate(series):
         xs, ys, es = [], [], []
         for i, a in enumerate(attacks):
@@ -337,11 +326,11 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     ax.set_title("Cost to genuine users' recommendation quality")
     ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    out.append(("cost", "Clean NDCG@10 change", _png(fig)))
+    out.append(("cost", "Clean NDCG@10 change", png(fig)))
     # 3. defense comparison: T-HR@k per attack, one bar per defense (first budget), clean level dashed
     if len(defenses) > 1:
         b0 = budgets[0]
-        fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(attacks) + 2), 3.4))
+        fig, ax = figure(max(5.5, 1.6 * len(attacks) + 2), 3.4)
         width = 0.8 / len(defenses)
         for j, d in enumerate(defenses):
             xs, ys, es = [], [], []
@@ -362,7 +351,7 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
         ax.set_title(f"Defenses against each attack ({_budget(b0)} fakes)", fontsize=11)
         ax.legend(fontsize=8, frameon=False)
         fig.tight_layout()
-        out.append(("defenses", "Defense comparison", _png(fig)))
+        out.append(("defenses", "Defense comparison", png(fig)))
 
     # 4. per-target bars (first budget, first defense, first seed: each seed draws its own targets)
     b0, d0 = budgets[0], defenses[0]
@@ -370,7 +359,7 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
     cells = [c for c in results["cells"] if c["kind"] == "poisoned" and c["budget"] == b0 and c["defense"] == d0
              and c["seed"] == seed0]
     if cells:
-        fig, axes = plt.subplots(1, len(attacks), figsize=(max(6, 2.6 * len(attacks)), 2.9), sharey=True, squeeze=False)
+        fig, axes = figure(max(6, 2.6 * len(attacks)), 2.9, 1, len(attacks), sharey=True, squeeze=False)
         for ax, a in zip(axes[0], attacks):
             cs = [c for c in cells if c["attack"] == a]
             if not cs:
@@ -389,7 +378,7 @@ def _plots(results: dict) -> list[tuple[str, str, str]]:
         axes[0][0].legend(fontsize=8, frameon=False)
         fig.suptitle(f"Per target item ({_budget(b0)} fakes, defense {d0}, seed {seed0})", fontsize=11)
         fig.tight_layout()
-        out.append(("targets", "Per-target exposure", _png(fig)))
+        out.append(("targets", "Per-target exposure", png(fig)))
     return out
 
 
@@ -399,84 +388,50 @@ _ONE_SEED = (
     "drawing conclusions."
 )
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-.sub{color:#666;margin-top:0}.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
-.card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:180px;background:#fafafa}
-.card b{display:block;font-size:1.3rem}.card span{color:#666;font-size:.85rem}
-table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:right}
-th{background:#f3f3f3;position:sticky;top:0}td:first-child,th:first-child,td:nth-child(3),th:nth-child(3){text-align:left}
-tr.hi td{background:#fff4e5}img{max-width:100%;margin:.5rem 0}.note{color:#555;font-size:.85rem}
-code{background:#f3f3f3;padding:0 .25rem;border-radius:3px}
-.warn{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;font-size:.85rem}
-"""
-
-
 def render_html(results: dict) -> str:
+    from .._reporting import Card, Section, Table, render_page
+
     spec, prov, clean = results["spec"], results["provenance"], results["clean"]
     k = max(spec["ks"])
-    esc = html.escape
     summary = results["summary"]
     worst = max(summary, key=lambda r: r[f"lift_T-HR@{k}"]["mean"] or -1, default=None)
-    cards = [
-        (f"{_fmt(clean['NDCG@10'])}", "clean NDCG@10"),
-        (f"{_fmt(clean[f'T-HR@{k}'])}", f"clean T-HR@{k} of targets"),
-    ]
+    cards = [Card(_fmt(clean["NDCG@10"]), "clean NDCG@10"), Card(_fmt(clean[f"T-HR@{k}"]), f"clean T-HR@{k} of targets")]
     if worst is not None:
-        cards.append((f"{_fmt(worst[f'T-HR@{k}'])}", f"worst case: {worst['attack']} at {_budget(worst['budget'])} ({worst['defense']})"))
-        cards.append((f"{_fmt(worst[f'lift_T-HR@{k}'])}", f"largest lift in T-HR@{k}"))
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>recguard audit</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Robustness audit: {esc(spec['model'])} on {esc(spec['dataset'])}</h1>",
-        f"<p class='sub'>{len(spec['seeds'])} seed(s) · {spec['num_targets']} target items "
-        f"({esc(str(spec['targets']) if isinstance(spec['targets'], str) else 'given')}) · profiles <code>{esc(spec['order'])}</code> · "
-        f"surrogate <code>{esc(str(spec['surrogate']))}</code></p>",
-        "<div class='cards'>" + "".join(f"<div class='card'><b>{esc(v)}</b><span>{esc(t)}</span></div>" for v, t in cards) + "</div>",
-        "<h2>Summary</h2>",
-        "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _headers(results)) + "</tr></thead><tbody>",
-    ]
-    for r, row in zip(summary, _rows(results)):
-        cls = " class='hi'" if r is worst else ""
-        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>")
-    parts.append("</tbody></table>")
-    parts.append(
-        f"<p class='note'>Mean ± sd over seeds; lift and removal: mean [95% confidence interval] (Student t over seeds), "
-        "and a removal is 'not measurable' when the undefended lift's interval includes 0. "
-        f"T-HR@{k}: share of genuine users (who never interacted with the target) "
-        f"whose top-{k} unseen items contain the target, averaged over targets. Lift = poisoned − clean. "
-        "Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users are never counted.</p>"
-    )
+        cards.append(Card(_fmt(worst[f"T-HR@{k}"]), f"worst case: {worst['attack']} at {_budget(worst['budget'])} ({worst['defense']})"))
+        cards.append(Card(_fmt(worst[f"lift_T-HR@{k}"]), f"largest lift in T-HR@{k}"))
+    sections = [Section(
+        "Summary", table=Table(_headers(results), _rows(results), highlight={i for i, r in enumerate(summary) if r is worst},
+                               left={0, 2}),
+        note=("Mean ± sd over seeds; lift and removal: mean [95% confidence interval] (Student t over seeds), and a removal "
+              f"is 'not measurable' when the undefended lift's interval includes 0. T-HR@{k}: share of genuine users (who "
+              f"never interacted with the target) whose top-{k} unseen items contain the target, averaged over targets. "
+              "Lift = poisoned − clean. Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users "
+              "are never counted."),
+        warn=_ONE_SEED if len(spec["seeds"]) == 1 else None)]
     det = _detection_rows(results)
     if det:
-        parts.append("<h2>Detection of the injected users</h2><table><thead><tr>"
-                     + "".join(f"<th>{esc(h)}</th>" for h in _DET_HEADERS) + "</tr></thead><tbody>")
-        parts += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in det]
-        parts.append("</tbody></table><p class='note'>ROC-/PR-AUC of each defense's suspicion score on the injected fake "
-                     "users; precision, recall and F1 at the defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: users it "
-                     "down-weighted); FPR over genuine users. Defenses learn only from an attack they simulate themselves "
-                     "(never from these labels).</p>")
+        sections.append(Section("Detection of the injected users", table=Table(list(_DET_HEADERS), det, left={0, 1}), note=(
+            "ROC-/PR-AUC of each defense's suspicion score on the injected fake users; precision, recall and F1 at the "
+            "defense's own decision (LLM4Dec: its decision rule; LoRec: users it down-weighted; PCA: users it removed); "
+            "FPR over genuine users. Defenses learn only from an attack they simulate themselves (never from these labels).")))
     if _controlled(results):
         heads, ctrl = _control_rows(results)
-        parts.append("<h2>Defenses on clean data (controls)</h2><table><thead><tr>"
-                     + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>")
-        parts += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in ctrl]
-        parts.append(f"</tbody></table><p class='note'>{esc(_CTRL_NOTE)}</p>")
-    if len(spec["seeds"]) == 1:
-        parts.append(f"<p class='warn'>{esc(_ONE_SEED)}</p>")
-    for _, title, uri in _plots(results):
-        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='{uri}'>")
-    parts.append("<h2>Provenance</h2><table><tbody>")
+        sections.append(Section("Defenses on clean data (controls)", table=Table(heads, ctrl), note=_CTRL_NOTE))
+    sections += [Section(title, images=[uri]) for _, title, uri in _plots(results)]
     fps = sorted({c.get("data_fingerprint", "") for c in results["cells"] if c["kind"] == "clean"})
-    for key, val in [("recguard", prov["recguard"]), ("torch", prov["torch"]), ("numpy", prov["numpy"]),
-                     ("python", prov["python"]), ("platform", prov["platform"]), ("command", " ".join(prov["command"])),
-                     ("data fingerprint", ", ".join(f[:16] for f in fps)),
-                     ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
-                     ("this run's wall time", f"{results['wall_time_s']:.0f} s")]:
-        parts.append(f"<tr><td>{esc(key)}</td><td style='text-align:left'>{esc(str(val))}</td></tr>")
-    parts.append("</tbody></table></body></html>")
-    return "\n".join(parts)
+    execution = prov.get("execution") or {}
+    rows = [("recguard", prov.get("recguard")), ("torch", prov.get("torch")), ("numpy", prov.get("numpy")),
+            ("python", prov.get("python")), ("platform", prov.get("platform")), ("command", " ".join(prov.get("command", []))),
+            ("backend", ", ".join(f"{a}={b}" for a, b in execution.items())),
+            ("data fingerprint", ", ".join(f[:16] for f in fps)),
+            ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
+            ("this run's wall time", f"{results['wall_time_s']:.0f} s")]
+    sections.append(Section("Provenance", table=Table([], [[a, str(b)] for a, b in rows if b], left={0, 1})))
+    subtitle = (f"{len(spec['seeds'])} seed(s) · {spec['num_targets']} target items "
+                f"({spec['targets'] if isinstance(spec['targets'], str) else 'given'}) · profiles {spec['order']} · "
+                f"surrogate {spec['surrogate']}")
+    return render_page(f"Robustness audit: {spec['model']} on {spec['dataset']}", subtitle=subtitle, cards=cards,
+                       sections=sections)
 
 
 def write_reports(results: dict, out: str | Path, *, with_json: bool = True) -> None:
@@ -491,8 +446,35 @@ def write_reports(results: dict, out: str | Path, *, with_json: bool = True) -> 
 
 
 def rerender(out: str | Path) -> dict:
-    """Re-render ``report.md`` / ``report.html`` from ``OUT/results.json``."""
-    p = Path(out) / "results.json"
+    """Rebuild ``results.json``, ``report.md`` and ``report.html`` from the audit's cells
+    (``OUT/spec.json`` + ``OUT/cells/``), or re-render the reports from ``OUT/results.json``
+    when the cells are not there (a results file copied on its own)."""
+    from .cells import CellResult
+    from .runner import load_results
+
+    out = Path(out)
+    spec_file = out / "spec.json"
+    p = out / "results.json"
+    if spec_file.exists() and (out / "cells").is_dir():
+        raw = read_json(spec_file, ArtifactError, what="audit spec")
+        try:
+            spec = AuditSpec.from_dict(raw, source=str(spec_file))
+        except ConfigError as exc:
+            raise ArtifactError(str(exc)) from None
+        cells: list[CellResult] = load_results(spec, out)
+        if not any(c.kind == "clean" for c in cells):
+            raise ArtifactError(f"{out / 'cells'}: no finished cell of this audit; run `recguard audit --out {out}` first")
+        old = {}
+        if p.exists():
+            prev = read_json(p, ArtifactError)
+            old = prev if isinstance(prev, dict) and prev.get("format") == FORMAT else {}
+        if "provenance" not in old:  # results.json lost: this machine's, marked as a rebuild
+            from .compute import provenance
+
+            old["provenance"] = {**provenance(["recguard", "report", str(out)], spec.model), "rebuilt_from_cells": True}
+        results = build_results(spec, cells, old["provenance"], wall_time_s=float(old.get("wall_time_s", 0.0)))
+        write_reports(results, out)
+        return results
     if not p.exists():
         raise ArtifactError(f"{p}: not found; run `recguard audit --out {out}` first")
     results = read_json(p, ArtifactError)

@@ -31,12 +31,18 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
-__all__ = ["AuditSpec", "DEFAULT_ATTACKS"]
+__all__ = ["AuditSpec", "DEFAULT_ATTACKS", "GRID_KEYS", "EXECUTION_KEYS", "read_toml"]
 
 DEFAULT_ATTACKS = ("random", "popular", "segment", "surrogate")
 EXTRACTION_TYPES = {"mode": "str", "num_sequences": "int", "length": "int | None", "k": "int", "surrogate": "str", "epochs": "int",
                     "real_fraction": "float", "random_share": "float"}
 EXTRACTION_KEYS = set(EXTRACTION_TYPES)
+# the grid's extent: a resumed audit may add or drop these (every cell is keyed by all it depends on)
+GRID_KEYS = ("attacks", "budgets", "defenses", "seeds", "inject", "defense_controls")
+# how to run, not what: a TOML spec may hold them, they never change a number
+EXECUTION_TYPES = {"backend": "str", "jobs": "int", "threads": "int | None", "address": "str | None",
+                   "max_retries": "int", "transport": "str"}
+EXECUTION_KEYS = tuple(EXECUTION_TYPES)
 
 
 def _table(name: str, value: Any) -> dict:
@@ -255,6 +261,11 @@ class AuditSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> AuditSpec:
+        """The spec of a TOML file (its execution keys, if any, are read by :func:`read_toml`)."""
+        return read_toml(path)[0]
+
+    @classmethod
+    def _toml_table(cls, path: str | Path) -> dict:
         from .._io import read_regular_file
 
         p = Path(path)
@@ -269,14 +280,30 @@ class AuditSpec:
             raise ConfigError(f"{p}: TOML nested too deeply", param="--config") from None
         if "audit" in obj and isinstance(obj["audit"], dict):
             obj = {**{k: v for k, v in obj.items() if k != "audit"}, **obj["audit"]}
-        return cls.from_dict(obj, source=str(p))
+        return obj
 
     def replace(self, **changes) -> AuditSpec:
         return AuditSpec.from_dict({**self.to_dict(), **changes})
 
     def digest(self) -> str:
-        """Hash of everything that changes results (used to refuse resuming a different audit)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that changes results, the grid's extent aside: two specs with the
+        same digest may resume each other's folder."""
+        core = {k: v for k, v in self.to_dict().items() if k not in GRID_KEYS}
+        return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
     def attack_names(self) -> list[str]:
         return list(self.attacks) + list(self.inject_files())
+
+
+def read_toml(path: str | Path) -> tuple[AuditSpec, dict]:
+    """A TOML audit file: (the spec, its execution options — ``backend``, ``jobs``, ``threads``,
+    ``address``, ``max_retries``, ``transport`` — which never change a number)."""
+    obj = AuditSpec._toml_table(path)
+    execution = {}
+    for key, ann in EXECUTION_TYPES.items():
+        if key in obj:
+            try:
+                execution[key] = check_value(key, obj.pop(key), ann)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}", param=key) from None
+    return AuditSpec.from_dict(obj, source=str(path)), execution

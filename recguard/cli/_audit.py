@@ -48,14 +48,25 @@ def audit(
     set_: list[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
     extraction: list[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
                                          "(mode=few-shot, num_sequences=5000, k=100, surrogate=gru4rec, epochs=30, ...)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes computing cells in parallel (each gets its share of the "
-                             "CPU threads); the numbers do not depend on it, only on the threads per process."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes of the local backend (each gets its share of "
+                                    "the CPU threads); the numbers do not depend on it, only on the threads per cell."),
+    backend: str | None = typer.Option(None, "--backend", help="Where cells run: sequential, local (worker processes; the "
+                                       "default with --jobs > 1) or ray (pip install 'recguard[ray]')."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster: auto, or ray://HOST:10001 (default: start a local "
+                                       "Ray)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads per cell (default: the machine's threads shared "
+                                       "out between local workers; 1 per Ray task)."),
+    max_retries: int | None = typer.Option(None, "--max-retries", help="Ray: reruns of a cell whose worker died (default 3)."),
+    transport: str | None = typer.Option(None, "--transport", help="Ray: how clean victims reach the cells that reuse them: "
+                                         "object-store (default; no shared disk needed) or shared (--out on a disk every "
+                                         "node mounts at the same path)."),
+    force_new: bool = typer.Option(False, "--force-new", help="--out holds a different audit: discard its cells and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Run (or resume) a poisoning audit and write JSON, Markdown and HTML reports."""
-    from ..audit import AuditSpec, run_audit
+    from ..audit import AuditSpec, make_backend, read_toml, run_audit
 
-    spec = AuditSpec.from_toml(config) if config else AuditSpec()
+    spec, execution = read_toml(config) if config else (AuditSpec(), {})
     changes: dict = {}
     if dataset is not None:
         changes["dataset"] = dataset
@@ -95,7 +106,13 @@ def audit(
         changes["extraction"] = {**spec.extraction, **_parse_sets(extraction)}
     if changes:
         spec = spec.replace(**changes)
-    results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]], jobs=jobs)
+    given = {k: v for k, v in (("backend", backend), ("jobs", jobs), ("threads", threads), ("address", address),
+                               ("max_retries", max_retries), ("transport", transport)) if v is not None}
+    execution = {**execution, **given}  # flags override the TOML file
+    n_jobs = execution.pop("jobs", 1)
+    chosen = make_backend(execution.pop("backend", None), jobs=n_jobs, **execution)
+    results = run_audit(spec, out, progress=progress, command=["recguard", *sys.argv[1:]], jobs=n_jobs, backend=chosen,
+                        force_new=force_new)
     _print_summary(results)
     typer.echo(f"\nreport: {Path(out) / 'report.html'}  (also report.md, results.json)")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 
@@ -70,27 +69,21 @@ def debias(
 
 
 def _html(results: dict, shown: list[str], fmt) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..audit.report import _CSS, _png
+    from .._reporting import COLORS, Section, Table, figure, png, render_page
 
     s = results["summary"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = figure(6, 3.2)
     names = results["losses"]
     means = [s[n]["DCG@5"]["mean"] or 0 for n in names]
     sds = [s[n]["DCG@5"]["sd"] or 0 for n in names]
-    ax.bar(names, means, yerr=sds, capsize=4, color=plt.get_cmap("tab10").colors[: len(names)])
+    ax.bar(names, means, yerr=sds, capsize=4, color=[COLORS[i % 10] for i in range(len(names))])
     ax.set_ylabel("DCG@5 (MAR test)")
     ax.set_ylim(min(means) * 0.9 if means else 0, max(means) * 1.05 if means else 1)
-    fig.tight_layout()
-    esc = html.escape
-    rows = "".join("<tr><td>" + esc(n) + "</td>" + "".join(f"<td>{esc(fmt(s[n][k]))}</td>" for k in shown) + "</tr>" for n in names)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>recguard debias</title><style>{_CSS}</style></head><body>"
-            f"<h1>MNAR debiasing on {esc(results['dataset'])}</h1><p class='sub'>MF, {results['dim']} factors · seeds "
-            f"{esc(str(results['seeds']))} · clip {results['clip']}</p><table><thead><tr><th>loss</th>"
-            + "".join(f"<th>{esc(k)}</th>" for k in shown) + f"</tr></thead><tbody>{rows}</tbody></table>"
-            f"<p class='note'>Metrics on the missing-at-random test set; rare = items at or below the median training "
-            f"click count. Mean ± sd over seeds.</p><h2>DCG@5</h2><img src='{_png(fig)}'></body></html>")
+    rows = [[n, *(fmt(s[n][k]) for k in shown)] for n in names]
+    return render_page(
+        f"MNAR debiasing on {results['dataset']}",
+        subtitle=f"MF, {results['dim']} factors · seeds {results['seeds']} · clip {results['clip']}",
+        sections=[Section("Metrics", table=Table(["loss", *shown], rows),
+                          note="Metrics on the missing-at-random test set; rare = items at or below the median training "
+                               "click count. Mean ± sd over seeds."),
+                  Section("DCG@5", images=[png(fig)])])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text
@@ -40,18 +39,14 @@ def _items(rows) -> str:
 
 
 def _plots(report: dict) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..audit.report import _png
+    from .._reporting import figure, png
 
     out = []
     scored = [e for e in report["latents"] if e.get("confidence") is not None]
     if scored:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        fig, axes = figure(10, 3.4, 1, 2)
         conf = np.array([e["confidence"] for e in scored])
         axes[0].hist(conf, bins=np.linspace(0, 1, 11), color="#4c78a8", edgecolor="white")
         axes[0].axvline(0.8, color="#e45756", ls="--", lw=1)
@@ -68,10 +63,10 @@ def _plots(report: dict) -> list[tuple[str, str]]:
         axes[1].set_title("Latents")
         fig.colorbar(sc, ax=axes[1], label="confidence")
         fig.tight_layout()
-        out.append(("Concept validation and firing rates", _png(fig)))
+        out.append(("Concept validation and firing rates", png(fig)))
     abl = [a for a in report["ablations"] if a.get("delta_concept_share@10") is not None]
     if abl:
-        fig, ax = plt.subplots(figsize=(10, 0.35 * len(abl) + 1.2))
+        fig, ax = figure(10, 0.35 * len(abl) + 1.2)
         labels = [f"#{a['latent']} {a['concept']}" for a in abl]
         ax.barh(range(len(abl)), [100 * a["delta_concept_share@10"] for a in abl], color="#f58518")
         ax.set_yticks(range(len(abl)), labels, fontsize=8)
@@ -79,7 +74,7 @@ def _plots(report: dict) -> list[tuple[str, str]]:
         ax.set_xlabel("change of the concept's share of top-10 items when the latent is ablated (points)")
         ax.axvline(0, color="#333", lw=0.8)
         fig.tight_layout()
-        out.append(("Ablating a latent removes its concept from the recommendations", _png(fig)))
+        out.append(("Ablating a latent removes its concept from the recommendations", png(fig)))
     return out
 
 
@@ -91,55 +86,42 @@ _LEGEND = ("Confidence: on held-out users' sequences, the concept must be presen
 
 
 def render_probe_html(report: dict) -> str:
-    from ..audit.report import _CSS
+    from .._reporting import Card, Section, Table, render_page
 
-    esc = html.escape
     fid, dic = report["fidelity"], report["dictionary"]
     prov = report.get("provenance", {})
-    cards = [(_f(fid["ndcg_recovered"]), "NDCG@10 recovered"), (_f(fid["fvu"]), "FVU (test, last position)"),
-             (f"{fid['l0']:.1f}", "L0"), (_f(fid["dead_fraction"], pct=True), "dead latents (training)"),
-             (f"{dic['interpretable']} / {dic['latents']}", "latents with confidence ≥ 0.8"),
-             (_f(dic["mean_auc"]), "mean AUC")]
-    title = f"SAE probe: {prov.get('victim', 'victim')}"
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p class='sub'>layer <code>{esc(fid['layer'])}</code> · {fid['width']} latents (TopK k={fid['k']}, d={fid['d_in']}) · "
-        f"trained on {fid['train_rows']:,} positions in {_f(fid.get('train_time_s'), 1)} s · "
-        f"dataset {esc(str(prov.get('dataset', '')))}</p>",
-        "<div class='cards'>" + "".join(f"<div class='card'><b>{esc(v)}</b><span>{esc(t)}</span></div>" for v, t in cards) + "</div>",
-        "<h2>Fidelity</h2><table><tbody>",
-    ]
-    for key, label in [("ndcg_clean", "NDCG@10, victim"), ("ndcg_sae", "NDCG@10, SAE reconstruction spliced in"),
-                       ("ndcg_mean_ablated", "NDCG@10, mean state (ablation baseline)"), ("ndcg_recovered", "NDCG recovered"),
-                       ("fvu", "fraction of variance unexplained"), ("silent_at_probe_fraction", "latents silent at the probed position")]:
-        parts.append(f"<tr><td>{esc(label)}</td><td>{_f(fid.get(key), 4)}</td></tr>")
-    parts.append("</tbody></table>")
-    parts.append(f"<h2>Concept dictionary</h2><p>{dic['interpretable']} of {dic['latents']} latents "
-                 f"({_f(dic['interpretable_share'], pct=True)}; {_f(dic['interpretable_share_of_alive'], pct=True)} of the "
-                 f"{dic['alive']} that fire at the probed position) are interpretable; mean confidence {_f(dic['mean_confidence'])}. "
-                 f"By kind: " + ", ".join(f"{k} {v}" for k, v in dic["by_kind"].items()) + ".</p>")
+    cards = [Card(_f(fid["ndcg_recovered"]), "NDCG@10 recovered"), Card(_f(fid["fvu"]), "FVU (test, last position)"),
+             Card(f"{fid['l0']:.1f}", "L0"), Card(_f(fid["dead_fraction"], pct=True), "dead latents (training)"),
+             Card(f"{dic['interpretable']} / {dic['latents']}", "latents with confidence ≥ 0.8"),
+             Card(_f(dic["mean_auc"]), "mean AUC")]
+    fidelity = [[label, _f(fid.get(key), 4)] for key, label in [
+        ("ndcg_clean", "NDCG@10, victim"), ("ndcg_sae", "NDCG@10, SAE reconstruction spliced in"),
+        ("ndcg_mean_ablated", "NDCG@10, mean state (ablation baseline)"), ("ndcg_recovered", "NDCG recovered"),
+        ("fvu", "fraction of variance unexplained"), ("silent_at_probe_fraction", "latents silent at the probed position")]]
     heads = ["latent", "description", "τ", "conf.", "AUC", "firing", "top items (last history)", "top recommended",
              "ablation ΔNDCG@10", "Δ concept share", "Jaccard@10"]
-    parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>")
     entries = {e["latent"]: e for e in report["latents"]}
-    for j in report["table"]:
+    rows, hi = [], set()
+    for i, j in enumerate(report["table"]):
         e, a = entries[j], report["ablation_by_latent"].get(str(j), {})
-        cls = " class='hi'" if e.get("interpretable") else ""
-        row = [f"#{j}", e.get("description") or "", _f(e.get("threshold"), 2), _f(e.get("confidence"), 1), _f(e.get("auc")),
-               _f(e["firing_rate"], pct=True), _items(e.get("top_items", [])), _items(e.get("top_recommended", [])),
-               _f(a.get("delta_ndcg@10"), 4), _f(a.get("delta_concept_share@10"), pct=True) if a else "–", _f(a.get("jaccard@10"))]
-        parts.append(f"<tr{cls}>" + "".join(f"<td style='text-align:left'>{esc(x)}</td>" if i in (1, 6, 7) else f"<td>{esc(x)}</td>"
-                                          for i, x in enumerate(row)) + "</tr>")
-    parts.append(f"</tbody></table><p class='note'>{esc(_LEGEND)}</p>")
-    for t, uri in _plots(report):
-        parts.append(f"<h2>{esc(t)}</h2><img alt='{esc(t)}' src='{uri}'>")
+        if e.get("interpretable"):
+            hi.add(i)
+        rows.append([f"#{j}", e.get("description") or "", _f(e.get("threshold"), 2), _f(e.get("confidence"), 1), _f(e.get("auc")),
+                     _f(e["firing_rate"], pct=True), _items(e.get("top_items", [])), _items(e.get("top_recommended", [])),
+                     _f(a.get("delta_ndcg@10"), 4), _f(a.get("delta_concept_share@10"), pct=True) if a else "–",
+                     _f(a.get("jaccard@10"))])
+    summary = (f"{dic['interpretable']} of {dic['latents']} latents ({_f(dic['interpretable_share'], pct=True)}; "
+               f"{_f(dic['interpretable_share_of_alive'], pct=True)} of the {dic['alive']} that fire at the probed position) "
+               f"are interpretable; mean confidence {_f(dic['mean_confidence'])}. By kind: "
+               + ", ".join(f"{k} {v}" for k, v in dic["by_kind"].items()) + ".")
+    sections = [Section("Fidelity", table=Table([], fidelity)),
+                Section("Concept dictionary", text=[summary], table=Table(heads, rows, highlight=hi, left={1, 6, 7}), note=_LEGEND)]
+    sections += [Section(t, images=[uri]) for t, uri in _plots(report)]
     if prov:
-        parts.append("<h2>Provenance</h2><table><tbody>")
-        parts += [f"<tr><td>{esc(str(k))}</td><td style='text-align:left'>{esc(str(v))}</td></tr>" for k, v in prov.items()]
-        parts.append("</tbody></table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        sections.append(Section("Provenance", table=Table([], [[str(k), str(v)] for k, v in prov.items()], left={0, 1})))
+    subtitle = (f"layer {fid['layer']} · {fid['width']} latents (TopK k={fid['k']}, d={fid['d_in']}) · trained on "
+                f"{fid['train_rows']:,} positions in {_f(fid.get('train_time_s'), 1)} s · dataset {prov.get('dataset', '')}")
+    return render_page(f"SAE probe: {prov.get('victim', 'victim')}", subtitle=subtitle, cards=cards, sections=sections)
 
 
 def write_probe_report(report: dict, out: str | Path) -> None:

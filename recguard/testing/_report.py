@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
@@ -23,26 +22,36 @@ def _rows(result: dict) -> list[tuple[str, str]]:
     return [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in result.items() if k not in skip]
 
 
-def render_check_html(result: dict, name: str) -> str:
-    from ..audit.report import _CSS
+def _per_seed_plot(per: list[dict], metric: str) -> str | None:
+    """Clean vs poisoned value per seed (checks that measure both), as a data URI."""
+    if not per or not all(isinstance(r.get("clean"), float) and isinstance(r.get("poisoned"), float) for r in per):
+        return None
+    from .._reporting import COLORS, figure, png
 
-    esc = html.escape
-    status = "passed" if result.get("passed") else "FAILED"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(name)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{esc(name)}: {status}</h1>", f"<p class='{'note' if result.get('passed') else 'warn'}'>{esc(result['message'])}</p>",
-             "<table><tbody>"]
-    parts += [f"<tr><td>{esc(k)}</td><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in _rows(result)]
-    parts.append("</tbody></table>")
+    fig, ax = figure(max(4.0, 1.2 * len(per) + 2), 2.8)
+    x = range(len(per))
+    ax.bar([i - 0.2 for i in x], [r["clean"] for r in per], 0.4, color="#999999", label="clean")
+    ax.bar([i + 0.2 for i in x], [r["poisoned"] for r in per], 0.4, color=COLORS[0], label="poisoned")
+    ax.set_xticks(list(x), [f"seed {r.get('seed', i)}" for i, r in enumerate(per)])
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return png(fig)
+
+
+def render_check_html(result: dict, name: str) -> str:
+    from .._reporting import Section, Table, render_page
+
+    ok = bool(result.get("passed"))
+    sections = [Section("Result", table=Table([], [list(r) for r in _rows(result)], left={0, 1}),
+                        note=result["message"] if ok else None, warn=None if ok else result["message"])]
     per = result.get("per_seed")
     if per:
         heads = list(per[0])
-        parts.append("<h2>Per seed</h2><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>")
-        for r in per:
-            cells = (f"{r[h]:.4f}" if isinstance(r[h], float) else str(r[h]) for h in heads)
-            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-        parts.append("</tbody></table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        rows = [[f"{r[h]:.4f}" if isinstance(r[h], float) else str(r[h]) for h in heads] for r in per]
+        plot = _per_seed_plot(per, str(result.get("metric", "value")))
+        sections.append(Section("Per seed", table=Table(heads, rows), images=[plot] if plot else []))
+    return render_page(f"{name}: {'passed' if ok else 'FAILED'}", sections=sections)
 
 
 def write_check_report(result: dict, out: str | Path, name: str) -> Path:

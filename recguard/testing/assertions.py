@@ -85,6 +85,7 @@ def assert_robust(
     """
     from ..attacks.poisoning import make_attack
     from ..attacks.poisoning._base import select_targets
+    from ..audit.compute import poison
     from ..metrics.target import target_exposure
     from ..victims import require
 
@@ -104,7 +105,7 @@ def assert_robust(
         if attack == "surrogate":  # white-box: the clean victim is the attacker's surrogate
             require(clean, atk.requires(), who="assert_robust(attack='surrogate')")
             atk = atk.with_surrogate(clean)
-        res = atk.poison(split.train, rng=np.random.default_rng([seed, 104729]))
+        res = poison(split.train, atk, seed=seed, budget=budget, name=attack)  # the audit's stream for these fake users
         poisoned = train_fn(split.with_train(res.data), seed)
         before = target_exposure(clean, split, tgt, ks=(k,))
         after = target_exposure(poisoned, split, tgt, ks=(k,))
