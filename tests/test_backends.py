@@ -18,6 +18,7 @@ from recguard.errors import AuditWorkerError, ConfigError
 from test_audit import FAST_MODEL, _numbers, atomic  # noqa: F401 - the fixture
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray cluster per run, not one per pytest worker
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'recguard[ray]')")
 
 
