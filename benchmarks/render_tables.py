@@ -41,8 +41,40 @@ def poisoning(name: str = "poisoning_ml1m") -> None:
 HELD_OUT = ("surrogate", "extracted")  # the family no defense setting was tuned on
 
 
+def _with_ci(x):
+    """Results recorded before intervals existed: the 95% interval from mean, sd and n (Student t)."""
+    if not x or x.get("ci95") is not None or x.get("mean") is None or (x.get("n") or 0) < 2:
+        return x
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, x["n"] - 1)) * (x["sd"] or 0.0) / x["n"] ** 0.5
+    return {**x, "ci95": [x["mean"] - half, x["mean"] + half]}
+
+
+def _upgrade(r: dict, name: str) -> None:
+    """Give older defense results the interval and the "not measurable" rule of the current report
+    (a known = Popular run without undefended rows takes the lifts of its known = Random sibling)."""
+    from recguard.audit.report import measurable
+
+    lifts = {}
+    sibling = RESULTS / f"{name.replace('_popular', '_random')}.json"
+    rows = list(r["table"]) + (json.loads(sibling.read_text())["table"] if sibling.exists() and "_popular" in name else [])
+    for t in rows:
+        if t["defense"] == "none" and (t["attack"], t.get("budget")) not in lifts:
+            lifts[(t["attack"], t.get("budget"))] = _with_ci(t["lift_T-HR@50"])
+    for t in r["table"]:
+        for key in ("lift_T-HR@50", "clean_cost_NDCG@10", "removal", "net_removal"):
+            t[key] = _with_ci(t.get(key))
+    for t in r["table"]:
+        ok = measurable(lifts.get((t["attack"], t.get("budget"))))
+        for key in ("removal", "net_removal"):
+            if t.get(key) and "measurable" not in t[key]:
+                t[key] = {**t[key], "measurable": ok}
+
+
 def defenses(name: str = "defenses_ml-100k_random") -> None:
     r = json.loads((RESULTS / f"{name}.json").read_text())
+    _upgrade(r, name)
     print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
     net = any(t.get("net_removal") for t in r["table"])
     groups = [("Heuristic attacks", [t for t in r["table"] if t["attack"] not in HELD_OUT]),
