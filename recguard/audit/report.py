@@ -250,8 +250,8 @@ def render_markdown(results: dict) -> str:
     if det:
         lines += ["", "## Detection of the injected users", "", "| " + " | ".join(_DET_HEADERS) + " |", "|" + "---|" * len(_DET_HEADERS)]
         lines += ["| " + " | ".join(r) + " |" for r in det]
-        lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: p ≥ 0.5; LoRec: down-weighted users); "
-                  "FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
+        lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: its decision rule; LoRec: down-weighted "
+                  "users; PCA: removed users); FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
     if _controlled(results):
         heads, ctrl = _control_rows(results)
         lines += ["", "## Defenses on clean data (controls)", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
