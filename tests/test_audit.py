@@ -202,6 +202,16 @@ def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits():
         CellResult.from_dict([], source="x.json")
 
 
+def test_a_process_keeps_one_audit_folders_models_between_cells(tmp_path):
+    from recguard.audit.compute import store_for
+
+    a = store_for(tmp_path / "a")
+    a._loaded["x"] = object()
+    assert store_for(tmp_path / "a") is a and store_for(str(tmp_path / "a")) is a  # the next cell finds what was loaded
+    b = store_for(tmp_path / "b")
+    assert b is not a and not b._loaded and store_for(tmp_path / "a") is not a  # one folder at a time: no accumulation
+
+
 def test_local_backend_matches_sequential(atomic, tmp_path):
     spec = _spec(atomic, attacks=("random", "popular", "surrogate"), seeds=(0, 1), defenses=("none",))
     seq = run_audit(spec, tmp_path / "seq", progress=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 from .._io import atomic_write_bytes
 from ..errors import AuditWorkerError, ConfigError, RecguardError
 from .cells import Cell, CellResult
-from .compute import ArtifactStore, compute, run_task
+from .compute import ArtifactStore, compute, run_task, store_for
 from .spec import AuditSpec
 
 __all__ = ["Backend", "SequentialBackend", "LocalBackend", "RayBackend", "make_backend", "BACKENDS", "TRANSPORTS"]
@@ -63,19 +63,16 @@ class SequentialBackend(Backend):
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
-        self._stores: dict[str, ArtifactStore] = {}
 
     def run(self, spec, cells, *, out, clean, on_done):
         if self.threads:
             import torch
 
             torch.set_num_threads(int(self.threads))
-        store = self._stores.setdefault(str(out), ArtifactStore(out))
+        store = store_for(out)
         for cell in cells:
             try:
                 result = compute(spec, cell, store, clean.get(cell.seed))
-            except (KeyboardInterrupt, SystemExit):
-                raise
             except RecguardError:
                 raise
             except Exception as exc:  # named with its cell, one line
@@ -137,9 +134,7 @@ class LocalBackend(Backend):
                     except BrokenProcessPool as exc:
                         raise AuditWorkerError(f"a worker process died while computing cell {cell.label} (killed, or out of "
                                                "memory); finished cells are kept: run the audit again to resume") from exc
-                    except RecguardError as exc:
-                        raise _one_line(cell, exc) from None
-                    except Exception as exc:
+                    except Exception as exc:  # a worker's error, recguard's or not: one line naming the cell
                         raise _one_line(cell, exc) from None
                     on_done(cell, result)
             ok = True

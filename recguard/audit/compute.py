@@ -39,7 +39,7 @@ from ..victims._factory import is_factory_path
 from .cells import Cell, CellResult, cell_key, short_hash
 from .spec import AuditSpec
 
-__all__ = ["compute", "ArtifactStore", "preflight", "provenance", "attack_stream", "defense_stream", "poison", "run_task"]
+__all__ = ["compute", "ArtifactStore", "store_for", "preflight", "provenance", "attack_stream", "defense_stream", "poison", "run_task"]
 
 EXTRACTION_DEFAULTS = {"mode": "data-free", "num_sequences": 5000, "k": 100, "epochs": 30, "real_fraction": 0.1,
                        "random_share": 0.1, "length": None}
@@ -138,6 +138,20 @@ class ArtifactStore:
 
     def extraction_info(self, spec: AuditSpec, seed: int) -> dict:
         return json.loads((self.extracted_dir(spec, seed) / "extraction.json").read_text())
+
+
+_STORE: dict[str, ArtifactStore] = {}
+
+
+def store_for(root: str | Path) -> ArtifactStore:
+    """This process's store for ``root``: models it loaded or trained (a retrained surrogate
+    too) stay in memory for the next cell the process computes there. One root at a time,
+    so a long session that runs many audits does not accumulate models."""
+    key = str(Path(root).resolve())
+    if key not in _STORE:
+        _STORE.clear()
+        _STORE[key] = ArtifactStore(root)
+    return _STORE[key]
 
 
 # --------------------------------------------------------------------------- checks before training
@@ -382,4 +396,4 @@ def run_task(spec_d: dict, cell_d: dict, clean_d: dict | None, root: str, thread
         torch.set_num_threads(int(threads))
     spec = AuditSpec.from_dict(spec_d)
     clean = CellResult.from_dict(clean_d) if clean_d is not None else None
-    return compute(spec, Cell.from_dict(cell_d), ArtifactStore(root), clean).to_dict()
+    return compute(spec, Cell.from_dict(cell_d), store_for(root), clean).to_dict()

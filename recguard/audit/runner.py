@@ -135,7 +135,7 @@ def _run(spec: AuditSpec, out: Path, backend: Backend, *, progress, command, on_
 
     def done(cell: Cell, result: CellResult, *, write: bool = True) -> None:
         if write:
-            atomic_write_json(cell.file(out), {**result.to_dict(), "key": cell.key})
+            atomic_write_json(cell.file(out), result.to_dict())  # compute() keys every result by its cell
         results[cell.name] = result
         if on_cell:
             on_cell(result)
