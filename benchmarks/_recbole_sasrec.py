@@ -1,7 +1,9 @@
-"""Run RecBole 1.2.1's SASRec on its bundled ML-100k; print one JSON line per epoch.
+"""Run RecBole 1.2.1's SASRec (full-softmax CE) on an atomic dataset; print one JSON line per epoch.
 
+argv: EPOCHS THREADS [DATASET DATA_PATH MAX_SECONDS]; without the last three, RecBole's
+bundled ML-100k. Training stops after the epoch that passes MAX_SECONDS of training.
 Runs inside a separate virtual environment with RecBole (numpy<2, setuptools<81);
-called by recbole_speed.py, never imported by recguard.
+called by recbole_speed.py and sampled_losses.py, never imported by recguard.
 """
 
 import json
@@ -23,9 +25,12 @@ from recbole.model.sequential_recommender import SASRec  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
-data_path = os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
+dataset_name = sys.argv[3] if len(sys.argv) > 3 else "ml-100k"
+data_path = sys.argv[4] if len(sys.argv) > 4 else os.path.join(os.path.dirname(recbole.__file__), "dataset_example")
+max_seconds = float(sys.argv[5]) if len(sys.argv) > 5 else float("inf")
 cfg = {
     "data_path": data_path,
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
     "loss_type": "CE",
     "train_neg_sample_args": None,
     "MAX_ITEM_LIST_LENGTH": 50,
@@ -46,7 +51,7 @@ cfg = {
     "checkpoint_dir": tempfile.mkdtemp(),
     "log_wandb": False,
 }
-config = Config(model="SASRec", dataset="ml-100k", config_dict=cfg)
+config = Config(model="SASRec", dataset=dataset_name, config_dict=cfg)
 init_seed(config["seed"], config["reproducibility"])
 dataset = create_dataset(config)
 train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -61,4 +66,6 @@ for epoch in range(epochs):
     valid = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
     print(json.dumps({"epoch": epoch + 1, "train_s": train_s, "loss": float(loss if not isinstance(loss, tuple) else sum(loss)),
                       "test_ndcg@10": float(test["ndcg@10"]), "valid_ndcg@10": float(valid["ndcg@10"]),
-                      "train_samples": len(train_data.dataset)}), flush=True)
+                      "test_hit@10": float(test["hit@10"]), "train_samples": len(train_data.dataset)}), flush=True)
+    if train_s > max_seconds:
+        break

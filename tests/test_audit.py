@@ -175,14 +175,19 @@ def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == short_hash(none)
 
 
-def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits():
+def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits(monkeypatch):
+    import recguard.victims._train as train_mod
     from recguard.audit import Cell, CellResult, plan
 
     spec = AuditSpec(attacks=("random", "extracted"), defenses=("none", "lorec"), defense_controls=True, seeds=(0, 3),
                      budgets=(0.01, 0.03))
     # names computed by the runner before cells were typed (training revision 3): a resumed audit finds its cells
+    monkeypatch.setattr(train_mod, "TRAINING_REVISION", 3)
     assert Cell.make(spec, "clean", 3).name == "clean_seed3_9979dd11f13b"
     assert Cell.make(spec, "poisoned", 0, "extracted", 0.01, "none").name == "extracted_b0.01_none_seed0_38c30a855fb8"
+    monkeypatch.setattr(train_mod, "TRAINING_REVISION", 4)  # today's code: other training, other cells
+    assert Cell.make(spec, "clean", 3).name != "clean_seed3_9979dd11f13b"
+    monkeypatch.undo()
     phases = plan(spec)
     assert [{c.kind for c in p} for p in phases] == [{"clean"}, {"extraction"}, {"control", "poisoned"}]
     assert len(phases[2]) == 2 * (1 + 2 * 2 * 2)  # per seed: 1 control + 2 attacks x 2 budgets x 2 defenses

@@ -135,6 +135,10 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
         f"T-HR@{k_hi}": _ms([c["metrics"]["target"][f"T-HR@{k_hi}"] for c in clean]),
         "wall_time_s": _ms([c["wall_time_s"] for c in clean]),
     }
+    objectives = sorted({json.dumps(c["train"]["objective"], sort_keys=True) for c in clean
+                         if isinstance(c.get("train"), dict) and c["train"].get("objective")})
+    if objectives:
+        clean_summary["objective"] = [json.loads(o) for o in objectives]
     if control_cells:
         clean_summary["controls"] = _control_summary(control_cells, spec.ks)
     return {
@@ -233,6 +237,21 @@ def _control_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return [h.format(k=k) for h in _CTRL_HEADERS], rows
 
 
+def objective_text(clean: dict) -> str:
+    """The clean victims' training objective(s) in words, e.g. ``sampled_ce, 256 uniform negatives
+    shared per batch (auto: 12,101 items >= 8,000, the measured crossover)``."""
+    parts = []
+    for o in clean.get("objective") or []:
+        text = str(o.get("loss"))
+        if o.get("num_negatives"):
+            shared = " shared per batch" if o.get("negatives_shared_per_batch") else ""
+            text += f", {o['num_negatives']} {o.get('sampler', 'uniform')} negatives{shared}"
+        if o.get("gbce_t") is not None:
+            text += f", t = {o['gbce_t']}"
+        parts.append(f"{text} ({o.get('chosen_by', 'config')})")
+    return "; ".join(parts)
+
+
 def render_markdown(results: dict) -> str:
     spec, prov, clean = results["spec"], results["provenance"], results["clean"]
     lines = [
@@ -241,6 +260,7 @@ def render_markdown(results: dict) -> str:
         f"Seeds {spec['seeds']}; targets: {spec['num_targets']} {spec['targets'] if isinstance(spec['targets'], str) else 'given'} items; "
         f"profiles: `{spec['order']}`; surrogate: `{spec['surrogate']}`.",
         f"Clean victim: NDCG@10 {_fmt(clean['NDCG@10'])}, HR@10 {_fmt(clean['HR@10'])} (full ranking, genuine users).",
+        *([f"Training objective: {objective_text(clean)}."] if clean.get("objective") else []),
         "",
         "| " + " | ".join(_headers(results)) + " |",
         "|" + "---|" * len(_headers(results)),
@@ -423,6 +443,7 @@ def render_html(results: dict) -> str:
     rows = [("recguard", prov.get("recguard")), ("torch", prov.get("torch")), ("numpy", prov.get("numpy")),
             ("python", prov.get("python")), ("platform", prov.get("platform")), ("command", " ".join(prov.get("command", []))),
             ("backend", ", ".join(f"{a}={b}" for a, b in execution.items())),
+            ("training objective", objective_text(clean) if clean.get("objective") else None),
             ("data fingerprint", ", ".join(f[:16] for f in fps)),
             ("compute time, all cells", f"{results.get('compute_time_s', 0):.0f} s"),
             ("this run's wall time", f"{results['wall_time_s']:.0f} s")]

@@ -35,8 +35,11 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on validation NDCG@10)."),
     max_len: int | None = typer.Option(None, "--max-len", help="Longest history the model reads."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    loss: str | None = typer.Option(None, "--loss", help="auto (default: full softmax below the measured catalogue-size "
+                                    "crossover, sampled softmax above), ce, sampled_ce, gbce or bce; "
+                                    "--set num_negatives=N / sampler=popularity tune the sampled ones."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model)."),
-    set_: list[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set loss=bce)."),
+    set_: list[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set num_negatives=1024)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a victim saved earlier at --out (never anything else)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -52,6 +55,8 @@ def train(
         cfg["epochs"] = epochs
     if max_len is not None:
         cfg["max_len"] = max_len
+    if loss is not None:
+        cfg["loss"] = loss
     if device != "auto" or not is_factory_path(model):  # a factory gets only the options it was given
         cfg["device"] = device
     data = load_dataset(dataset, path, min_rating, k_core)
@@ -66,6 +71,10 @@ def train(
     info = victim.fit_info_
     typer.echo(f"saved {out}  (best epoch {info.get('best_epoch', '–')} of {info.get('epochs_run') or '–'}, "
                f"{info['wall_time_s']:.1f} s)")
+    if info.get("objective"):
+        from ..audit.report import objective_text
+
+        typer.echo(f"training objective: {objective_text({'objective': [info['objective']]})}")
     print_table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()])
 
 

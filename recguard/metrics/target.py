@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from .._finite import check_scores
+from .._finite import check_scores, score_rows
 from ..data import Split
 from ..data._core import _pad_from_csr
 
@@ -29,7 +29,7 @@ def target_exposure(
     *,
     ks: Iterable[int] = (10, 50),
     users: np.ndarray | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> dict:
     """T-HR@k, T-NDCG@k and mean rank of ``targets``; per target and averaged.
 
@@ -48,6 +48,8 @@ def target_exposure(
     x = _pad_from_csr(d.items, starts, lengths - 1, victim.max_len)  # test input
     full_len = int(lengths.max()) if len(lengths) else 1
     t_tensor = torch.from_numpy(t_arr)
+    if batch_size is None:  # the [B, N + 1] scores and the seen mask stay within the score budget
+        batch_size = score_rows(victim.num_items, cap=256)
     ranks_all = []
     eligible_all = []
     for s in range(0, len(eval_users), batch_size):
@@ -60,7 +62,7 @@ def target_exposure(
         eligible = ~seen[:, t_tensor]  # [B, T] users who never interacted with t
         ts = scores[:, t_tensor]  # [B, T]
         scores.masked_fill_(seen, float("-inf"))
-        ranks = 1 + (scores.unsqueeze(2) > ts.unsqueeze(1)).sum(1)  # [B, T]
+        ranks = torch.stack([1 + (scores > ts[:, j : j + 1]).sum(1) for j in range(len(t_arr))], dim=1)  # [B, T]
         ranks_all.append(ranks.numpy())
         eligible_all.append(eligible.numpy())
     ranks = np.concatenate(ranks_all) if ranks_all else np.zeros((0, len(t_arr)), dtype=np.int64)

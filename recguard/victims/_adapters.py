@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._finite import check_module, check_scores
+from .._finite import check_module, check_scores, score_rows
 from .._io import atomic_directory, to_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..data import SequenceData, Split
@@ -27,10 +27,13 @@ __all__ = ["TorchVictim", "BlackBoxVictim", "topk"]
 FitFn = Callable[..., Any]
 
 
-def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int = 1024) -> np.ndarray:
-    """Top-``k`` item ids ``[B, k]`` from ``victim.score`` (seen items and padding excluded)."""
+def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int | None = None) -> np.ndarray:
+    """Top-``k`` item ids ``[B, k]`` from ``victim.score`` (seen items and padding excluded);
+    scored in user batches whose score matrix stays within 64 MB by default."""
     if not 1 <= k <= victim.num_items:
         raise ConfigError(f"k must be in 1..{victim.num_items}, got {k}", param="k")
+    if batch_size is None:
+        batch_size = score_rows(victim.num_items)
     x = as_batch(seqs, victim.max_len, victim.num_items)
     out = []
     for start in range(0, len(x), batch_size):

@@ -191,7 +191,19 @@ class SequentialVictim:
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
         self.dataset_spec_: dict | None = None
+        self.objective_ = None
         self._device = resolve_device(config.device)
+
+    @property
+    def objective(self):
+        """The training objective (:class:`~recguard.victims._objective.Objective`) that ``fit``
+        resolved from ``config.loss`` for this catalogue; resolved on demand otherwise."""
+        obj = self.objective_
+        if obj is None or obj.num_items != self.num_items:
+            from ._objective import resolve_objective
+
+            obj = self.objective_ = resolve_objective(self.config, self.num_items, device=self.device)
+        return obj
 
     # ----------------------------------------------------------------- model hooks
     def _build(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract

@@ -30,6 +30,15 @@ class BaseConfig:
         init_std: ``None`` keeps each architecture's own initialisation; a float re-draws every
             Linear and Embedding weight from N(0, init_std) with zero biases and padding rows
             (0.02 is the GPT-2 / RecBole / Klenitskiy & Vasilev choice).
+        loss: ``"auto"`` (full softmax below the measured catalogue-size crossover, the sampled
+            loss above it), ``"ce"``, ``"sampled_ce"`` (shared negatives, logQ correction),
+            ``"gbce"`` (gSASRec's generalised BCE) or ``"bce"`` (per-prediction negatives);
+            formulas in :mod:`recguard.victims._objective` and ``docs/victims.md``.
+        num_negatives: negatives per batch (shared losses) or per prediction (``bce``);
+            ``None`` = 1,024 (``sampled_ce``), 256 (``gbce``) or 1 (``bce``).
+        sampler: proposal of the shared negatives, ``"uniform"`` or ``"popularity"`` (training
+            counts + 1); the loss corrects for it.
+        gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
     """
 
     hidden: int = 64
@@ -44,9 +53,16 @@ class BaseConfig:
     device: str = "auto"
     batching: str = "length"
     init_std: float | None = None
+    loss: str = "auto"
+    num_negatives: int | None = None
+    sampler: str = "uniform"
+    gbce_t: float = 0.75
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        from ._objective import check_objective_fields
+
+        check_objective_fields(self)
         if self.batching not in ("length", "random"):
             raise ConfigError(f"must be 'length' or 'random', got {self.batching!r}", param="batching")
         if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and float(self.init_std) > 0):

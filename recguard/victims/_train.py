@@ -22,13 +22,17 @@ from ..errors import ConfigError, DataError
 from ._contract import as_update
 from ._layers import reinitialise
 
-__all__ = ["train", "batches"]
+__all__ = ["train", "batches", "make_optimizer"]
 
 
 # Bumped whenever a change alters what training produces at a given seed (2: FastDropout and
-# the logsumexp-reusing loss, 2026-11-26; 3: SASRec initialised N(0, 0.02)). Audit cells record it, so a resumed audit never
+# the logsumexp-reusing loss, 2026-11-26; 3: SASRec initialised N(0, 0.02); 4: validation scores
+# length-sorted, trimmed batches, and the sampled losses, 2026-12-01). Audit cells record it, so a resumed audit never
 # pairs models trained by different code.
-TRAINING_REVISION = 3
+TRAINING_REVISION = 4
+
+#: From this catalogue size on, sampled losses update the item table sparsely (lazy Adam).
+SPARSE_ROWS_FROM = 50_000
 
 
 class BestState:
@@ -82,6 +86,57 @@ def _check_weights(user_weights, n_users: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+class _Optimizers:
+    """Several optimisers stepped as one (the item table's sparse Adam beside AdamW)."""
+
+    def __init__(self, *opts: torch.optim.Optimizer) -> None:
+        self.opts = opts
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+
+def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Parameter | None = None):
+    """AdamW (betas 0.9/0.98) over ``module``'s parameters, with the fused kernel where torch has
+    one: one pass over each tensor instead of a dozen, which at 200k items (a 12.8M-float item
+    table updated every step) took sampled-loss training from 2.9k to 5.2k positions/s.
+
+    With ``sparse_table`` (the item table of a sampled loss, whose gradients are then sparse),
+    that table gets lazy Adam (``torch.optim.SparseAdam``: only the rows a batch touched, its
+    input items, targets and negatives, move) and the rest AdamW, so a step's cost no longer
+    grows with the catalogue."""
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    params = [p for p in module.parameters() if p is not sparse_table]
+    try:
+        dense = torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # a device without the fused kernel
+        dense = torch.optim.AdamW(params, **kw)
+    if sparse_table is None:
+        return dense
+    return _Optimizers(dense, torch.optim.SparseAdam([sparse_table], lr=cfg.lr, betas=(0.9, 0.98)))
+
+
+def training_optimizer(victim, module: torch.nn.Module, num_items: int, adversarial: bool = False):
+    """The optimiser ``train`` uses for ``module``, and the item table it updates sparsely (or None).
+
+    On a large catalogue a sampled loss touches few item rows per step: their gradients stay
+    sparse (no dense [N, D] gradient and optimiser pass per step) unless weight decay or APR's
+    shift need the whole table. Below :data:`SPARSE_ROWS_FROM` items the dense update costs
+    little, and lazy Adam cost quality (Beauty: test NDCG@10 0.0429 against 0.0451)."""
+    cfg = victim.config
+    table = getattr(module, "item_emb", None)
+    sparse_rows = (victim.objective.loss != "ce" and num_items >= SPARSE_ROWS_FROM and not adversarial
+                   and not cfg.weight_decay and isinstance(table, torch.nn.Embedding))
+    if sparse_rows:
+        table.sparse = victim.objective.sparse = True
+    return make_optimizer(module, cfg, sparse_table=table.weight if sparse_rows else None), (table if sparse_rows else None)
+
+
 class _Shift(torch.nn.Module):
     """A parametrization adding a (detached) perturbation to a weight: APR's adversarial shift."""
 
@@ -131,6 +186,10 @@ def train(
     if len(trainable) == 0:
         raise DataError("no user has >= 2 training items with a positive weight; nothing to train on")
     device = victim.device
+    from ._objective import resolve_objective
+
+    counts = np.bincount(data.items, minlength=data.num_items + 1)[1:] if cfg.sampler == "popularity" else None
+    victim.objective_ = resolve_objective(cfg, data.num_items, counts, device=device)
     w_all = torch.from_numpy(weights)
     callback_s = 0.0
     show = sys.stderr.isatty() if progress is None else progress
@@ -151,7 +210,8 @@ def train(
             shift = _Shift()
             parametrize.register_parametrization(module.item_emb, "weight", shift)
             emb_param = module.item_emb.parametrizations.weight.original
-        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        opt, table = training_optimizer(victim, module, data.num_items, shift is not None)
+        sparse_rows = table is not None
         best = BestState()
         bar = None
         if show:
@@ -216,6 +276,8 @@ def train(
             bar.close()
         restored = best.restore(module)
         module.eval()
+        if sparse_rows:  # dense gradients again for whoever differentiates the model later
+            table.sparse = victim.objective_.sparse = False
         if shift is not None:
             from torch.nn.utils import parametrize
 
@@ -232,4 +294,5 @@ def train(
         "callback_time_s": callback_s,
         "seed": seed,
         "device": str(device),
+        "objective": victim.objective_.describe(),
     }

@@ -1,7 +1,8 @@
 """BERT4Rec (Sun et al., CIKM'19): bidirectional self-attention trained with cloze masking.
 
 Items are replaced by a ``[MASK]`` token (id ``num_items + 1``) with probability
-``mask_prob``; the model predicts them with a full softmax over the catalogue. At
+``mask_prob``; the model predicts them with a full softmax over the catalogue (or a
+sampled loss, see :mod:`recguard.victims._objective`). At
 inference a ``[MASK]`` is appended after the history and its prediction ranks items.
 """
 
@@ -16,7 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register, term_weights
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask
 
 
 @dataclass(frozen=True)
@@ -110,4 +111,4 @@ class BERT4Rec(SequentialVictim):
         h = module.hidden_states(inp)[masked]  # [P, D]
         t = x[masked]
         w = term_weights(weights[:, None].expand_as(x)[masked], x[masked], item_weights)
-        return weighted_softmax_ce(h, module.item_emb.weight[1 : self.num_items + 1], t - 1, w, bias=module.out_bias[1:])
+        return self.objective(h, module.item_emb.weight, t - 1, w, gen, bias=module.out_bias)

@@ -1,4 +1,4 @@
-"""GRU4Rec (Hidasi et al., ICLR'16) with full-softmax cross-entropy at every position.
+"""GRU4Rec (Hidasi et al., ICLR'16) with a loss at every position (full softmax or sampled).
 
 Left-padded batches are packed (right-aligned internally) so padding never enters
 the recurrent state.
@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, weighted_softmax_ce
+from ._layers import FastDropout
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class GRU4RecModule(nn.Module):
 
 @register
 class GRU4Rec(SequentialVictim):
-    """GRU4Rec victim (cross-entropy over the full catalogue)."""
+    """GRU4Rec victim (next-item loss at every position)."""
 
     architecture = "gru4rec"
     Config = GRU4RecConfig
@@ -82,4 +82,4 @@ class GRU4Rec(SequentialVictim):
 
     def _train_loss(self, module, batch, weights, gen, item_weights):
         h, t, w = self._next_item_terms(module, batch, weights, item_weights)
-        return weighted_softmax_ce(h, module.item_emb.weight[1:], t - 1, w)
+        return self.objective(h, module.item_emb.weight, t - 1, w, gen)

@@ -1,8 +1,9 @@
 """SASRec (Kang & McAuley, ICDM'18): causal self-attention over the item history.
 
-Trained with full-softmax cross-entropy at every position by default (Klenitskiy &
-Vasilev, RecSys'23 show it beats the original BCE with one negative); BCE with
-sampled negatives is available as ``loss="bce"``.
+Trained with full-softmax cross-entropy at every position on catalogues below the measured
+crossover (Klenitskiy & Vasilev, RecSys'23 show it beats the original BCE with one negative)
+and with sampled softmax above it; every loss of :mod:`recguard.victims._objective` is
+available (``loss="ce" | "sampled_ce" | "gbce" | "bce"``).
 """
 
 from __future__ import annotations
@@ -10,28 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, reinitialise, weighted_softmax_ce
+from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, reinitialise
 
 
 @dataclass(frozen=True)
 class SASRecConfig(BaseConfig):
-    """SASRec settings. ``loss`` is ``"ce"`` (full softmax) or ``"bce"`` (``num_negatives`` sampled)."""
+    """SASRec settings (the loss fields are :class:`BaseConfig`'s)."""
 
     num_blocks: int = 2
     num_heads: int = 1
-    loss: str = "ce"
-    num_negatives: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss not in ("ce", "bce"):
-            raise ConfigError(f"must be 'ce' or 'bce', got {self.loss!r}", param="loss")
         if self.hidden % self.num_heads:
             raise ConfigError(f"hidden ({self.hidden}) must be divisible by num_heads ({self.num_heads})", param="num_heads")
 
@@ -96,12 +92,4 @@ class SASRec(SequentialVictim):
 
     def _train_loss(self, module, batch, weights, gen, item_weights):
         h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
-        emb = module.item_emb.weight
-        if self.config.loss == "ce":
-            return weighted_softmax_ce(h, emb[1:], t - 1, w)
-        neg = torch.randint(1, self.num_items + 1, (len(t), self.config.num_negatives), generator=gen, device=t.device)
-        neg = torch.where(neg == t[:, None], neg % self.num_items + 1, neg)
-        pos_logit = (h * emb[t]).sum(-1)
-        neg_logit = torch.einsum("pd,pnd->pn", h, emb[neg])
-        per = F.softplus(-pos_logit) + F.softplus(neg_logit).sum(-1)
-        return (per * w).sum() / w.sum().clamp_min(1e-12)
+        return self.objective(h, module.item_emb.weight, t - 1, w, gen)

@@ -1,0 +1,235 @@
+"""Training objectives of the sequential victims: which loss, how negatives are drawn, and
+the catalogue-size rule that picks one when the configuration says ``loss="auto"``.
+
+Notation: a prediction ``i`` has state ``h_i`` and positive item ``p_i``; ``s_ij = h_i·e_j (+ b_j)``
+is the score of item ``j``; ``N`` is the catalogue size; ``w_i`` the term's weight (the user's
+weight times the target item's weight), normalised to sum to one over the batch.
+
+``ce``
+    Full-softmax cross-entropy, ``Σ_i w_i (log Σ_j exp s_ij − s_ip)`` (the fused, chunked
+    ``weighted_softmax_ce``). Exact, and its cost grows with ``N``.
+
+``sampled_ce``
+    Sampled softmax with the logQ correction (Bengio & Senécal, IEEE TNN 2008; Jean et al.,
+    ACL 2015; Yi et al., RecSys 2019). One set ``S`` of ``M`` negatives is drawn per batch
+    (with replacement) from the proposal ``Q`` and shared by every prediction of the batch.
+    Each logit is corrected by its expected count ``M·Q(j)``:
+    ``ŝ_ij = s_ij − log(M·Q(j))``, for the positive as well, and
+    ``L_i = log(exp ŝ_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − ŝ_ip``.
+    Draws that hit the positive ("accidental hits") are removed from that row's sum, so a
+    negative is never the positive. Under the uniform proposal the correction is the same
+    constant for every logit and cancels; under the popularity proposal it removes the
+    bias towards penalising popular items.
+
+``gbce``
+    Generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023), with ``M``
+    negatives drawn per prediction, as in gSASRec (shared ones made SASRec collapse on
+    Amazon Beauty: every drawn item took every position's negative gradient at once).
+    Sampling rate ``α = M / (N − 1)``, calibration ``t ∈ [0, 1]``,
+    ``β = α·(t·(1 − 1/α) + 1/α)``, and
+    ``L_i = −β·log σ(s_ip) − Σ_{j∈S_i, j≠p_i} c_j·log(1 − σ(s_ij))``.
+    ``t = 0`` is plain BCE (``β = 1``); ``t = 1`` gives ``β = α``; the paper's default is
+    0.75. The derivation assumes uniform negatives; under the popularity proposal each
+    negative term carries the importance weight ``c_j = 1 / (N·Q(j))`` (1 when uniform), so
+    the negative sum estimates the uniform one that β is calibrated for.
+
+``bce``
+    SASRec's original loss: per prediction, ``num_negatives`` uniform negatives of its own,
+    ``softplus(−s_ip) + Σ softplus(s_ij)``.
+
+``auto`` (the default)
+    ``ce`` below :data:`AUTO_SAMPLED_FROM` items, the measured crossover; from there on
+    :data:`AUTO_SAMPLED_LOSS` with its :data:`DEFAULT_NEGATIVES` uniform negatives. The choice,
+    and why, is recorded in ``victim.fit_info_["objective"]``, in the saved model and in
+    every audit cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ._layers import weighted_softmax_ce
+
+__all__ = ["LOSSES", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES", "Objective", "resolve_objective"]
+
+LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
+SAMPLERS = ("uniform", "popularity")
+#: Catalogues of at least this many items train with the sampled loss when ``loss="auto"``
+#: (benchmarks/catalogue_scale.py and benchmarks/sampled_beauty.py; docs/victims.md).
+AUTO_SAMPLED_FROM = 8_000
+#: The sampled loss ``auto`` picks above the crossover: the one that reached full CE's
+#: quality on Amazon Beauty (docs/benchmarks.md, issue 19).
+AUTO_SAMPLED_LOSS = "sampled_ce"
+#: Negatives when ``num_negatives`` is not set: per batch for sampled softmax (1,024: on Amazon
+#: Beauty 256 reached 82% of full CE's test NDCG@10, 1,024 92%), per prediction for gBCE (256,
+#: as in gSASRec) and ``bce`` (1, as in SASRec).
+DEFAULT_NEGATIVES = {"sampled_ce": 1024, "gbce": 256, "bce": 1}
+
+
+def check_objective_fields(cfg) -> None:
+    """Validate the loss fields of a victim configuration (``loss``, ``num_negatives``, ``sampler``, ``gbce_t``)."""
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"must be one of {', '.join(LOSSES)}, got {cfg.loss!r}", param="loss")
+    if cfg.num_negatives is not None and (isinstance(cfg.num_negatives, bool) or not isinstance(cfg.num_negatives, int)
+                                          or cfg.num_negatives < 1):
+        raise ConfigError(f"must be None (the loss's default) or a positive integer, got {cfg.num_negatives!r}",
+                          param="num_negatives")
+    if cfg.sampler not in SAMPLERS:
+        raise ConfigError(f"must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}", param="sampler")
+    if not 0.0 <= float(cfg.gbce_t) <= 1.0:
+        raise ConfigError(f"must be in [0, 1], got {cfg.gbce_t!r}", param="gbce_t")
+    if cfg.loss == "bce" and cfg.sampler != "uniform":
+        raise ConfigError("loss='bce' draws uniform negatives per prediction; use sampler='uniform' "
+                          "or 'sampled_ce' / 'gbce', which correct for the popularity proposal", param="sampler")
+
+
+class Objective:
+    """A resolved training objective: callable on ``(h, table, targets, w, gen, bias, offset)``.
+
+    ``table[offset + k]`` is item ``k`` (0-based; ``offset=1`` for an embedding matrix whose row
+    0 is padding), ``bias`` an optional output bias indexed like ``table``. Returns the
+    weighted mean loss of the batch.
+    """
+
+    def __init__(self, loss: str, num_items: int, num_negatives: int, sampler: str = "uniform", gbce_t: float = 0.75,
+                 counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu"):
+        if loss not in LOSSES[1:]:
+            raise ConfigError(f"must be one of {', '.join(LOSSES[1:])}, got {loss!r}", param="loss")
+        self.loss, self.num_items, self.num_negatives = loss, int(num_items), int(num_negatives)
+        self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
+        self.probs = None
+        self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
+        if sampler == "popularity":
+            if counts is None or len(counts) != num_items:
+                raise ConfigError("the popularity sampler needs the training counts of every item", param="sampler")
+            c = np.asarray(counts, dtype=np.float64) + 1.0  # every item stays a possible negative
+            self.probs = torch.as_tensor(c / c.sum(), dtype=torch.float32, device=device)
+        n, m = self.num_items, self.num_negatives
+        if self.probs is None:  # uniform: Q(j) = 1/N
+            self.log_expected = None
+            self.importance = None
+        else:
+            self.log_expected = torch.log(m * self.probs)  # log(M·Q(j)), [N]
+            self.importance = 1.0 / (n * self.probs)  # c_j = 1/(N·Q(j)), [N]
+        alpha = m / max(1, n - 1)
+        self.beta = alpha * (self.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha) if alpha > 0 else 1.0
+
+    def describe(self) -> dict:
+        d = {"loss": self.loss, "chosen_by": self.chosen_by, "num_items": self.num_items}
+        if self.loss != "ce":
+            d["num_negatives"] = self.num_negatives
+            d["sampler"] = self.sampler if self.loss != "bce" else "uniform, per prediction"
+            d["negatives_shared_per_batch"] = self.shared
+        if self.loss == "gbce":
+            d["gbce_t"] = self.gbce_t
+            d["gbce_beta"] = self.beta
+        return d
+
+    @property
+    def shared(self) -> bool:
+        """Whether one set of negatives serves the whole batch (sampled softmax) or each
+        prediction draws its own (gBCE, BCE)."""
+        return self.loss == "sampled_ce"
+
+    def draw(self, gen: torch.Generator, device, rows: int = 0) -> torch.Tensor:
+        """Negatives (0-based item rows) drawn with replacement from ``Q``: ``[M]`` shared ones,
+        or ``[rows, M]`` when each of ``rows`` predictions draws its own."""
+        shape = (rows, self.num_negatives) if rows else (self.num_negatives,)
+        if self.probs is None:
+            return torch.randint(0, self.num_items, shape, generator=gen, device=device)
+        return torch.multinomial(self.probs, max(1, rows) * self.num_negatives, replacement=True, generator=gen).view(shape)
+
+    def __call__(self, h, table, targets, w, gen, bias=None, offset: int = 1) -> torch.Tensor:
+        """The loss of states ``h`` [P, D] against items ``targets`` (0-based, [P]).
+
+        ``table`` holds the item rows from row ``offset`` on (an embedding matrix with its
+        padding row first: ``offset=1``); ``bias`` (optional) is indexed like ``table``. The
+        sampled losses gather only the rows they use, straight from the full table, so the
+        backward writes one dense gradient instead of one per slice and gather (at 200k items
+        those zero-filled gradients were half of a step).
+        """
+        n = self.num_items
+        keep = w > 0
+        if not bool(keep.all()):  # zero-weight terms leave the batch before any negative is drawn, so
+            h, targets, w = h[keep], targets[keep], w[keep]  # their data cannot shift other terms' draws
+            if len(targets) == 0:
+                return (h.sum() + table.sum()) * 0.0
+        if self.loss == "ce":
+            return weighted_softmax_ce(h, table[offset : offset + n], targets, w,
+                                       bias=None if bias is None else bias[offset : offset + n])
+        coef = (w / w.sum().clamp_min(1e-12)).to(h.dtype).detach()
+        if self.loss == "bce":
+            return _per_row_bce(h, table, targets, coef, self.num_negatives, n, gen, bias, offset, self.sparse)
+        p = len(targets)
+        if self.loss == "gbce":
+            return self._gbce(h, table, targets, coef, gen, bias, offset)
+        neg = self.draw(gen, h.device)  # [M], 0-based, shared by the batch
+        # F.embedding, not table[ids]: its CPU backward sums repeated ids in a fixed order,
+        # while indexing's accumulating backward depends on thread timing (runs would differ)
+        rows = F.embedding(torch.cat([targets, neg]) + offset, table, sparse=self.sparse)  # [P + M, D]
+        pos = (h * rows[:p]).sum(-1)  # [P]
+        negl = h @ rows[p:].T  # [P, M]
+        if bias is not None:
+            b = F.embedding(torch.cat([targets, neg]) + offset, bias.unsqueeze(1)).squeeze(1)
+            pos = pos + b[:p]
+            negl = negl + b[p:]
+        hit = neg[None, :] == targets[:, None]  # accidental hits: a negative is never the positive
+        if self.log_expected is not None:
+            pos = pos - self.log_expected[targets]
+            negl = negl - self.log_expected[neg]
+        negl = negl.masked_fill(hit, float("-inf"))
+        lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
+        return ((lse - pos) * coef).sum()
+
+    def _gbce(self, h, table, targets, coef, gen, bias, offset):
+        # gBCE draws M negatives per prediction, as gSASRec does: with one set shared by the
+        # batch, every drawn item took the negative gradient of every position at once and
+        # SASRec collapsed on Amazon Beauty (validation NDCG@10 < 0.008 at lr 3e-3 and 1e-3)
+        p = len(targets)
+        neg = self.draw(gen, h.device, rows=p)  # [P, M]
+        pos = (h * F.embedding(targets + offset, table, sparse=self.sparse)).sum(-1)
+        negl = torch.einsum("pd,pmd->pm", h, F.embedding(neg + offset, table, sparse=self.sparse))
+        if bias is not None:
+            col = bias.unsqueeze(1)
+            pos = pos + F.embedding(targets + offset, col).squeeze(1)
+            negl = negl + F.embedding(neg + offset, col).squeeze(-1)
+        negw = (neg != targets[:, None]).to(h.dtype)  # a negative is never the positive
+        if self.importance is not None:
+            negw = negw * self.importance[neg]
+        per = self.beta * F.softplus(-pos) + (F.softplus(negl) * negw).sum(1)
+        return (per * coef).sum()
+
+
+def _per_row_bce(h, table, targets, coef, k, n, gen, bias, offset, sparse=False):
+    neg = torch.randint(0, n, (len(targets), k), generator=gen, device=targets.device)
+    neg = torch.where(neg == targets[:, None], (neg + 1) % n, neg)
+    pos = (h * F.embedding(targets + offset, table, sparse=sparse)).sum(-1)
+    negl = torch.einsum("pd,pnd->pn", h, F.embedding(neg + offset, table, sparse=sparse))
+    if bias is not None:
+        col = bias.unsqueeze(1)
+        pos, negl = pos + F.embedding(targets + offset, col).squeeze(1), negl + F.embedding(neg + offset, col).squeeze(-1)
+    per = F.softplus(-pos) + F.softplus(negl).sum(-1)
+    return (per * coef).sum()
+
+
+def resolve_objective(cfg, num_items: int, counts: np.ndarray | None = None, device="cpu") -> Objective:
+    """The objective a configuration means for a catalogue of ``num_items`` items."""
+    loss, chosen_by = cfg.loss, "config"
+    if loss == "auto":
+        if num_items >= AUTO_SAMPLED_FROM:
+            loss = AUTO_SAMPLED_LOSS
+            chosen_by = f"auto: {num_items:,} items >= {AUTO_SAMPLED_FROM:,}, the measured crossover"
+        else:
+            loss = "ce"
+            chosen_by = f"auto: {num_items:,} items < {AUTO_SAMPLED_FROM:,}, the measured crossover"
+    m = cfg.num_negatives if cfg.num_negatives is not None else DEFAULT_NEGATIVES.get(loss, 1)
+    if loss != "ce" and num_items < 2:
+        raise ConfigError(f"a sampled loss needs at least 2 items, the catalogue has {num_items}", param="loss")
+    if not math.isfinite(float(cfg.gbce_t)):
+        raise ConfigError("must be finite", param="gbce_t")
+    return Objective(loss, num_items, m, cfg.sampler if loss != "bce" else "uniform", cfg.gbce_t, counts, chosen_by, device)
