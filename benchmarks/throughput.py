@@ -52,12 +52,12 @@ def _stock_ce(h, weight, targets, weights, bias=None):
 
 def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> dict:
     import recguard
-    import recguard.victims.sasrec as sasrec_mod
+    import recguard.victims._objective as objective_mod
 
-    if stock_loss:
-        sasrec_mod.weighted_softmax_ce = _stock_ce
+    if stock_loss:  # the full-softmax path of every victim goes through the objective module
+        objective_mod.weighted_softmax_ce = _stock_ce
     from recguard.data._core import _pad_from_csr
-    from recguard.victims._train import batches
+    from recguard.victims._train import batches, training_optimizer
 
     data = recguard.data.load("ml-1m", path=require_ml1m())
     train = data.split().train
@@ -65,7 +65,7 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
     victim.num_items = data.num_items
     module = victim._build(data.num_items)
     module.train()
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    opt, _ = training_optimizer(victim, module, data.num_items)  # what fit() uses (fused AdamW since revision 4)
     lengths = train.lengths
     take = np.minimum(lengths, 201)
     order = batches(take, 128, np.random.default_rng(seed))
