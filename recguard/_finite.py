@@ -76,9 +76,8 @@ SCORE_BUDGET = 1 << 22
 MIN_SCORE_ROWS = 32
 
 
-def score_rows(num_items: int, cap: int = 1024, budget: int | None = None) -> int:
+def score_rows(num_items: int, cap: int = 1024) -> int:
     """Users per scoring batch so that a ``[rows, num_items + 1]`` score matrix stays within
-    ``budget`` floats (default :data:`SCORE_BUDGET`): 1,024 rows on MovieLens, 346 on Amazon
-    Beauty, never fewer than :data:`MIN_SCORE_ROWS` (or ``cap``, when that is smaller)."""
-    budget = SCORE_BUDGET if budget is None else budget
-    return int(max(min(cap, MIN_SCORE_ROWS), min(cap, budget // max(1, num_items + 1))))
+    :data:`SCORE_BUDGET` floats: 1,024 rows on MovieLens, 346 on Amazon Beauty, never fewer
+    than :data:`MIN_SCORE_ROWS` (or ``cap``, when that is smaller)."""
+    return int(max(min(cap, MIN_SCORE_ROWS), min(cap, SCORE_BUDGET // max(1, num_items + 1))))

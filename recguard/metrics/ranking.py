@@ -89,7 +89,7 @@ def evaluate(
         users: optional subset of user indices (of ``split.full``) to evaluate, e.g. the
             genuine users of a poisoned dataset; default: every user with a held-out item.
         batch_size: users scored at once; default: as many as keep the score matrix within
-            64 MB (``recguard._finite.SCORE_BUDGET``), so memory does not grow with the catalogue.
+            16 MB (``recguard._finite.SCORE_BUDGET``), so memory does not grow with the catalogue.
         return_ranks: also return the per-user ranks.
 
     Ranks are exact (every item is scored); scores are computed in user batches and ranked
@@ -106,12 +106,13 @@ def evaluate(
     # recguard's victims score users of similar history length together, with the batch's
     # left padding trimmed (their positions count from the right edge, so the states do not
     # change): on Amazon Beauty (mean length 9, max_len 50) the forward pass does ~5× less work
-    order = np.argsort((x > 0).sum(1), kind="stable") if own else np.arange(len(y))
+    lengths = (x > 0).sum(1)
+    order = np.argsort(lengths, kind="stable") if own else np.arange(len(y))
     for start in range(0, len(y), batch_size):
         sel = order[start : start + batch_size]
         xb = x[sel]
         if own:
-            xb = xb[:, max(0, xb.shape[1] - max(1, int((xb > 0).sum(1).max(initial=1)))) :]
+            xb = xb[:, max(0, xb.shape[1] - max(1, int(lengths[sel].max(initial=1)))) :]
         xb = torch.from_numpy(np.ascontiguousarray(xb))
         yb = torch.from_numpy(y[sel])
         scores = victim.score(xb) if own else check_scores(victim.score(xb), victim)

@@ -29,7 +29,7 @@ FitFn = Callable[..., Any]
 
 def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int | None = None) -> np.ndarray:
     """Top-``k`` item ids ``[B, k]`` from ``victim.score`` (seen items and padding excluded);
-    scored in user batches whose score matrix stays within 64 MB by default."""
+    scored in user batches whose score matrix stays within 16 MB by default (``score_rows``)."""
     if not 1 <= k <= victim.num_items:
         raise ConfigError(f"k must be in 1..{victim.num_items}, got {k}", param="k")
     if batch_size is None:
