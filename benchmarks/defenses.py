@@ -50,6 +50,13 @@ def _seed_from(other: Path, out: Path) -> int:
     return n
 
 
+def _dataset_path(dataset: str) -> str | None:
+    """The shared copy a dataset reads from (None: embedded)."""
+    if dataset == "ml-100k":
+        return None
+    return str(require_ml1m()) if dataset == "ml-1m" else str(require_shared(dataset))
+
+
 def _defense_params(defenses, text_opts: dict, extra: list[str]) -> dict:
     """Per-defense options: the text options for llm4dec/lorec, then each --defense-param DEFENSE.KEY=VALUE."""
     params = {d: dict(text_opts) for d in defenses if d in ("llm4dec", "lorec") and text_opts}
@@ -66,7 +73,7 @@ def _defense_params(defenses, text_opts: dict, extra: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m", "amazon-office"])
+    ap.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m", "amazon-office", "amazon-beauty"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--known", default="random")
     ap.add_argument("--attacks", default="random,popular,segment,surrogate")
@@ -96,7 +103,7 @@ def main() -> None:
         text_opts["encoder"] = str(Path(args.encoder).resolve())
     defenses = tuple(args.defenses.split(","))
     spec = AuditSpec(
-        dataset=args.dataset, path={"ml-1m": str(require_ml1m()), "amazon-office": str(require_shared("amazon-office"))}.get(args.dataset),
+        dataset=args.dataset, path=_dataset_path(args.dataset),
         model="sasrec",
         model_config={"max_len": args.max_len, "patience": 3}, attacks=tuple(a for a in args.attacks.split(",") if a),
         budgets=tuple(float(b) for b in args.budgets.split(",")), seeds=tuple(int(s) for s in args.seeds.split(",")),

@@ -1,6 +1,6 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
-Usage: python benchmarks/render_tables.py poisoning|defenses|mnar [RESULT_NAME]
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling [RESULT_NAME]
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
 mnar_semisynthetic by default) and prints the table that docs/benchmarks.md shows, so the
@@ -38,7 +38,7 @@ def poisoning(name: str = "poisoning_ml1m") -> None:
               f"{_ms(s['clean_cost_NDCG@10'], pct=True)} | {_ms(s['wall_time_s'], 0)} |")
 
 
-HELD_OUT = ("surrogate", "extracted")  # the family no defense setting was tuned on
+HELD_OUT = ("surrogate", "extracted", "camouflage")  # the families no defense setting was tuned on
 
 
 def _with_ci(x):
@@ -78,18 +78,19 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
     print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
     net = any(t.get("net_removal") for t in r["table"])
     groups = [("Heuristic attacks", [t for t in r["table"] if t["attack"] not in HELD_OUT]),
-              ("Held-out family (surrogate-guided; never looked at while choosing any defense setting)",
+              ("Held-out families (surrogate-guided and camouflage; never looked at while choosing any defense setting)",
                [t for t in r["table"] if t["attack"] in HELD_OUT])]
     for title, rows in groups:
         if not rows:
             continue
         print(f"**{title}**\n")
-        print("| attack | defense | T-HR@50 | lift [95% CI] | removal [95% CI] |" + (" net removal |" if net else "")
+        print("| attack | budget | defense | T-HR@50 | lift [95% CI] | removal [95% CI] |" + (" net removal |" if net else "")
               + " NDCG@10 | clean cost | ROC-AUC | PR-AUC | precision | recall | FPR |")
-        print("|---|---|---|---|---|" + ("---|" if net else "") + "---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|" + ("---|" if net else "") + "---|---|---|---|---|---|---|")
         for t in rows:
             d = t.get("detection") or {}
-            print(f"| {t['attack']} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ci(t['lift_T-HR@50'])} | "
+            budget = f"{100 * t['budget']:g}%" if t.get("budget") else "–"
+            print(f"| {t['attack']} | {budget} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ci(t['lift_T-HR@50'])} | "
                   f"{_ci(t.get('removal'), pct=True) if t['defense'] != 'none' else '–'} | "
                   + (f"{_ci(t.get('net_removal'), pct=True)} | " if net else "")
                   + f"{_ms(t['NDCG@10'])} | {_ci(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | "
@@ -115,6 +116,50 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
               f"{r['lorec_time_per_epoch_ratio']['mean']:.2f}x per epoch")
 
 
+def decision(name: str = "decision_amazon-office") -> None:
+    """Per scorer, attack and budget: ROC-AUC, where the real fakes fall, how well the simulated
+    fakes separate, and recall / genuine users flagged under each rule (mean over seeds)."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    cells = r["cells"]
+    scorers = [k for k in ("pca", "llm4dec", "lorec") if any(k in c for c in cells)]
+    rules = ["top@0.01", "top@0.02", "top@0.05", "mixture@0.02", "outlier@0.02", "simulated@0.02", "own"]
+    for scorer in scorers:
+        shown = [x for x in rules if any(x in c[scorer]["rules"] for c in cells if scorer in c)]
+        print(f"**{scorer}** (recall / genuine users flagged, mean over seeds)\n")
+        print("| attack | budget | seeds | ROC-AUC | fakes' median percentile | simulated separation | " + " | ".join(shown) + " |")
+        print("|---|---|---|---|---|---|" + "---|" * len(shown))
+        keys = list(dict.fromkeys((c["attack"], c["budget"]) for c in cells if scorer in c))
+        for attack, budget in keys:
+            cs = [c[scorer] for c in cells if scorer in c and c["attack"] == attack and c["budget"] == budget]
+
+            def mean(xs):
+                xs = [x for x in xs if x is not None]
+                return sum(xs) / len(xs) if xs else float("nan")
+
+            cols = []
+            for x in shown:
+                rs = [c["rules"][x] for c in cs if x in c["rules"]]
+                cols.append(f"{mean([v['recall'] for v in rs]):.2f} / {100 * mean([v['genuine_flagged'] for v in rs]):.1f}%" if rs else "–")
+            print(f"| {attack} | {100 * budget:g}% | {len(cs)} | {mean([c['ROC-AUC'] for c in cs]):.3f} | "
+                  f"{mean([c['fake_percentile_median'] for c in cs]):.3f} | {mean([c.get('simulated_separation_auc') for c in cs]):.3f} | "
+                  + " | ".join(cols) + " |")
+        print()
+
+
+def ceiling(name: str = "ceiling_amazon-office") -> None:
+    """Removal when the top x% of users by each scorer are dropped."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    rows = r["rows"]
+    shares = sorted({x["share"] for x in rows})
+    print("| scorer | attack | budget | ROC-AUC | " + " | ".join(f"top {100 * x:g}%: removal [95% CI] (recall)" for x in shares) + " |")
+    print("|---|---|---|---|" + "---|" * len(shares))
+    for scorer, attack, budget in dict.fromkeys((x["scorer"], x["attack"], x["budget"]) for x in rows):
+        cells = {x["share"]: x for x in rows if (x["scorer"], x["attack"], x["budget"]) == (scorer, attack, budget)}
+        auc = next((c["ROC-AUC"] for c in cells.values() if c.get("ROC-AUC")), None)
+        cols = [f"{_ci(cells[x]['removal'], pct=True)} ({_ms(cells[x]['recall'], 2)})" if x in cells else "–" for x in shares]
+        print(f"| {scorer} | {attack} | {100 * budget:g}% | {_ms(auc, 3)} | " + " | ".join(cols) + " |")
+
+
 def mnar(name: str = "mnar_semisynthetic") -> None:
     r = json.loads((RESULTS / f"{name}.json").read_text())
 
@@ -133,5 +178,5 @@ def mnar(name: str = "mnar_semisynthetic") -> None:
 
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
-    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar}[kind]
+    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling}[kind]
     fn(*sys.argv[2:3])

@@ -170,9 +170,13 @@ def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     lorec = cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")
     none = cell_key(spec, "poisoned", 0, "random", 0.01, "none")
     assert lorec["defense_revision"] == L.LCT_REVISION and "defense_revision" not in none
-    monkeypatch.setattr(L, "LCT_REVISION", L.LCT_REVISION + 1)  # LoRec's own revision moves only its cells
+    monkeypatch.setattr(L.LoRec, "revision", L.LCT_REVISION + 1)  # a defense's own revision moves only its cells
     assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "lorec")) != short_hash(lorec)
     assert short_hash(cell_key(spec, "poisoned", 0, "random", 0.01, "none")) == short_hash(none)
+    # detectors carry the decision layer's revision
+    from recguard.defenses.decision import DECISION_REVISION
+
+    assert cell_key(spec, "poisoned", 0, "random", 0.01, "pca")["defense_revision"] == DECISION_REVISION
 
 
 def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits(monkeypatch):
@@ -296,3 +300,14 @@ def test_removal_is_not_measurable_when_the_lift_interval_includes_zero():
     assert measurable(_ms([0.02])) is None  # one seed: no interval
     assert _fmt_ci({**_ms([0.5, 0.6, 0.7]), "measurable": False}, pct=True) == "not measurable"
     assert _fmt_ci(clear).startswith("0.0203 [")
+
+
+def test_a_removal_wholly_below_zero_reads_helps_the_attacker():
+    from recguard.audit.report import _fmt_ci, _ms, helps_attacker
+
+    worse = {**_ms([-0.8, -0.7, -0.75]), "measurable": True}
+    assert helps_attacker(worse) and _fmt_ci(worse, pct=True).startswith("helps the attacker: -75.0% [")
+    straddles = {**_ms([-0.8, 0.1, -0.3]), "measurable": True}
+    assert not helps_attacker(straddles) and not _fmt_ci(straddles, pct=True).startswith("helps")
+    assert not helps_attacker({**worse, "measurable": False}) and _fmt_ci({**worse, "measurable": False}, pct=True) == "not measurable"
+    assert not helps_attacker(_ms([-0.5]))  # one seed: no interval, no verdict

@@ -246,13 +246,22 @@ def test_llm4dec_learns_from_its_own_simulated_attack(poisoned_split, bert_dir, 
     out = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
     n = split.train.num_users
     assert out.user_weights.shape == (n,) and set(np.unique(out.user_weights)) <= {0.0, 1.0}
-    assert np.array_equal(out.flagged, out.scores >= out.threshold) and np.array_equal(out.user_weights == 0, out.flagged)
+    assert np.array_equal(out.user_weights == 0, out.flagged)
+    if out.threshold is not None:  # the lowest flagged score; None when nobody was flagged
+        assert np.array_equal(out.flagged, out.scores >= out.threshold)
+    else:
+        assert not out.flagged.any()
     assert out.info["known_fakes"] == round(0.1 * n) and out.info["known"] == "random"  # budget over all training users
-    # the default rule: Elkan-Noto's c from held-out simulated fakes, threshold c / 2, at most 5% flagged
-    c = out.info["label_frequency_c"]
-    assert out.info["known_held_out"] == round(0.2 * out.info["known_fakes"])
-    assert out.threshold == pytest.approx(max(c / 2, np.nextafter(np.quantile(out.scores, 0.95), np.inf)))
-    assert out.flagged.sum() <= 0.05 * n + 1
+    # the default: the shared decision layer's mixture rule, never more than 3% of the users flagged
+    assert out.info["rule"] == "mixture" and out.flagged.sum() <= 0.03 * n
+    assert out.info["known_held_out"] == round(0.2 * out.info["known_fakes"]) and 0 <= out.info["simulated_separation_auc"] <= 1
+    # Elkan-Noto's rule: c from held-out simulated fakes, flag p >= c / 2 among the 3% highest
+    prior = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5, rule="prior")
+    pr = prior.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    c = pr.info["label_frequency_c"]
+    top = np.zeros(n, dtype=bool)
+    top[np.argsort(-pr.scores, kind="stable")[: int(0.03 * n)]] = True
+    assert np.array_equal(pr.flagged, (pr.scores >= c / 2) & top)
     again = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(out.scores, again.scores)
     paper = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5, rule="paper")
@@ -423,7 +432,13 @@ def test_cli_defense_options(bert_dir, tmp_path, capsys, monkeypatch):
     from recguard.cli import main
 
     assert main(["audit", "--out", str(tmp_path / "x"), "--known", "popular"]) == 2
-    assert "only apply to --defense llm4dec or lorec" in capsys.readouterr().err
+    assert "only apply to defenses that read user text" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "none,pca", "--defense-param", "lorec.rule=top"]) == 2
+    assert "not among the audit's defenses" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "none,pca", "--defense-param", "pca.rule=sometimes"]) == 2
+    assert "rule" in capsys.readouterr().err
+    assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "none,pca", "--defense-param", "pca-rule"]) == 2
+    assert "DEFENSE.KEY=VALUE" in capsys.readouterr().err
     assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "none,shield"]) == 2
     assert "unknown defense 'shield'" in capsys.readouterr().err
     assert main(["audit", "--out", str(tmp_path / "x"), "--defense", "lorec", "--user-text", "tweets"]) == 2
@@ -496,3 +511,41 @@ def test_apr_adversarial_training_changes_training_and_needs_the_capability(tiny
     bare = lambda: TorchVictim(torch.nn.Embedding(41, 4), num_items=40, fit_fn=lambda m, s, w, r: None, device="cpu")  # noqa: E731
     with pytest.raises(CapabilityError, match="adversarial"):
         AdversarialTraining().train(split, make_victim=bare, seed=0, rng=np.random.default_rng(0))
+
+
+def test_lorec_detect_retrain_scores_decides_and_retrains(poisoned_split, bert_dir, tmp_path):
+    from recguard.defenses import make_defense
+
+    split, res = poisoned_split
+    n = split.train.num_users
+    opts = {"encoder": str(bert_dir), "encoder_options": {"cache_dir": str(tmp_path)}, "user_text": "items"}
+    dfn = make_defense("lorec-detect", rule="top", max_flag_share=0.05, **opts)
+    victim, out = dfn.train(split, make_victim=lambda: make("sasrec", epochs=3, max_len=12), seed=0, rng=np.random.default_rng(0))
+    # scores are the calibration's net flags (as in calibrate mode); the decision flags exactly the budget
+    assert out.scores.shape == (n,) and np.isfinite(out.scores).all()
+    assert out.flagged.sum() == int(0.05 * n) and np.array_equal(out.user_weights == 0, out.flagged)
+    assert out.info["mode"] == "detect-retrain" and out.info["decision"]["rule"] == "top"
+    assert out.info["retrain_time_s"] > 0 and out.simulated_scores is not None and len(out.simulated_scores) == out.info["known_fakes"]
+    # the returned victim is the retrained one: it never saw the defender's simulated fakes
+    assert victim.fit_info_["train_users"] <= n
+    again_v, again = dfn.train(split, make_victim=lambda: make("sasrec", epochs=3, max_len=12), seed=0, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out.scores, again.scores)
+    with pytest.raises(ConfigError, match="mode"):
+        LoRec(mode="afterwards")
+
+
+def test_pca_select_decides_through_the_shared_layer(poisoned_split):
+    from recguard.defenses import PCASelect
+
+    split, res = poisoned_split
+    n = split.train.num_users
+    top = PCASelect(rule="top", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    paper = PCASelect(rule="paper", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    assert top.flagged.sum() == int(0.1 * n) and np.array_equal(top.flagged, paper.flagged)  # the paper's fixed count = top
+    assert top.info["rule"] == "top" and paper.info["rule"] == "paper" and "simulated_separation_auc" in top.info
+    legacy = PCASelect(rule="simulated").apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    assert legacy.flagged.sum() <= 0.03 * n and legacy.simulated_scores is not None
+    soft = PCASelect(weights="soft", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    assert ((soft.user_weights >= 0) & (soft.user_weights <= 1)).all() and (soft.user_weights == 1).sum() >= 0.9 * n
+    with pytest.raises(ConfigError, match="rule"):
+        PCASelect(rule="sometimes")

@@ -36,7 +36,7 @@ def short_hash(obj: Any) -> str:
 def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: float = 0.0, defense: str = "") -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's file."""
     from ..attacks.poisoning.inject import file_digest
-    from ..defenses.lorec import LCT_REVISION
+    from ..defenses import DEFENSES
     from ..victims import model_identity
     from ..victims._factory import is_factory_path
     from ..victims._train import TRAINING_REVISION
@@ -65,8 +65,9 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         base["defense"] = defense
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
             base["defense_params"] = spec.defense_params[defense]
-        if defense == "lorec":
-            base["defense_revision"] = LCT_REVISION
+        revision = getattr(DEFENSES.get(defense), "revision", None)
+        if revision is not None:  # a defense whose numbers changed for the same seed declares a new revision
+            base["defense_revision"] = revision
     return base
 
 

@@ -158,7 +158,14 @@ def _fmt_ci(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
     if ms.get("measurable") is False:
         return "not measurable"
     f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.{digits}f}")
-    return f(ms["mean"]) + (f" [{f(ms['ci95'][0])}, {f(ms['ci95'][1])}]" if ms.get("ci95") else "")
+    text = f(ms["mean"]) + (f" [{f(ms['ci95'][0])}, {f(ms['ci95'][1])}]" if ms.get("ci95") else "")
+    return f"helps the attacker: {text}" if helps_attacker(ms) else text
+
+
+def helps_attacker(removal: dict | None) -> bool:
+    """A measurable removal whose 95% interval lies wholly below 0: the defense made the attack stronger."""
+    return bool(removal and removal.get("measurable") is not False and removal.get("ci95")
+                and removal["ci95"][1] is not None and removal["ci95"][1] < 0)
 
 
 def _fmt(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
@@ -169,6 +176,13 @@ def _fmt(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
         txt = f"{100 * m:+.1f}%"
         return txt + (f" ± {100 * s:.1f}" if ms["n"] > 1 else "")
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if ms["n"] > 1 else "")
+
+
+def _share(ms: dict | None) -> str:
+    """A share as an unsigned percentage, ``mean ± sd`` over seeds."""
+    if not ms or ms.get("mean") is None:
+        return "–"
+    return f"{100 * ms['mean']:.1f}%" + (f" ± {100 * ms['sd']:.1f}" if ms.get("n", 1) > 1 else "")
 
 
 def _budget(b) -> str:
@@ -193,6 +207,8 @@ def _rows(results: dict) -> list[list[str]]:
         ]
         if _defended(results):
             row.append(_fmt_ci(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+            det = r.get("detection") or {}
+            row += [_fmt(det.get("recall"), 2), _share(det.get("FPR"))]
         if _controlled(results):
             row.append(_fmt_ci(r.get(f"net_removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
         row += [_fmt(r[f"T-NDCG@{k}"]), _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True),
@@ -204,7 +220,8 @@ def _rows(results: dict) -> list[list[str]]:
 def _headers(results: dict) -> list[str]:
     k = max(results["spec"]["ks"])
     return (["attack", "budget", "defense", "fakes", f"clean T-HR@{k}", f"T-HR@{k}", "lift"]
-            + (["removal"] if _defended(results) else []) + (["net removal"] if _controlled(results) else [])
+            + (["removal", "recall", "genuine flagged"] if _defended(results) else [])
+            + (["net removal"] if _controlled(results) else [])
             + [f"T-NDCG@{k}", "target rank", "NDCG@10", "clean cost", "cell s"])
 
 
@@ -282,7 +299,9 @@ def render_markdown(results: dict) -> str:
         "",
         "Values are mean ± sd over seeds; lift and removal are mean [95% confidence interval] (Student t over seeds).",
         "Lift = T-HR(poisoned) − T-HR(clean); a removal is \"not measurable\" when the undefended lift's interval",
-        "includes 0 (the ratio would divide by noise). Clean cost = relative change of NDCG@10 against the clean victim.",
+        "includes 0 (the ratio would divide by noise), and \"helps the attacker\" when its interval lies wholly below 0.",
+        "Recall and genuine flagged: the share of the injected users, and of the genuine users, that the defense's own",
+        "decision flagged (removed or down-weighted). Clean cost = relative change of NDCG@10 against the clean victim.",
         "Fake users never count in any metric.",
         "",
         f"recguard {prov['recguard']}, torch {prov['torch']}, python {prov['python']}; "

@@ -31,7 +31,10 @@ def audit(
     attacks: str | None = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
                                           "(extracted = surrogate stolen through the victim's top-k API)."),
     budgets: str | None = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
-    defense: str | None = typer.Option(None, "--defense", help="Comma-separated defenses: none, llm4dec, lorec."),
+    defense: str | None = typer.Option(None, "--defense", help="Comma-separated defenses: none, pca, llm4dec, lorec, lorec-detect, "
+                                       "mnar, apr (docs/defenses.md)."),
+    defense_param: list[str] = typer.Option([], "--defense-param", help="An option of one defense, DEFENSE.KEY=VALUE with a JSON or "
+                                            "plain value (repeatable), e.g. pca.rule=top, lorec-detect.max_flag_share=0.01."),
     known: str | None = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
     encoder: str | None = typer.Option(None, "--encoder", help="Text encoder for llm4dec/lorec: minilm (bundled) or a "
                                        "Hugging Face model directory."),
@@ -91,15 +94,8 @@ def audit(
     if inject:
         changes["inject"] = tuple(str(p) for p in inject)
     text_opts = {k: v for k, v in (("known", known), ("encoder", encoder), ("user_text", user_text)) if v is not None}
-    if text_opts:
-        chosen = changes.get("defenses", spec.defenses)
-        params = {d: dict(spec.defense_params.get(d, {})) for d in spec.defense_params}
-        for d in ("llm4dec", "lorec"):
-            if d in chosen:
-                params[d] = {**params.get(d, {}), **text_opts}
-        if not any(d in chosen for d in ("llm4dec", "lorec")):
-            raise ConfigError("--known/--encoder/--user-text only apply to --defense llm4dec or lorec", param="--known")
-        changes["defense_params"] = params
+    if text_opts or defense_param:
+        changes["defense_params"] = _defense_params(spec, changes.get("defenses", spec.defenses), text_opts, defense_param)
     if set_:
         changes["model_config"] = {**spec.model_config, **_parse_sets(set_)}
     if extraction:
@@ -115,6 +111,37 @@ def audit(
                         force_new=force_new)
     _print_summary(results)
     typer.echo(f"\nreport: {Path(out) / 'report.html'}  (also report.md, results.json)")
+
+
+def _defense_params(spec, chosen, text_opts: dict, items: list[str]) -> dict:
+    """The spec's defense options plus the text options (for every defense that reads user text)
+    and each ``--defense-param DEFENSE.KEY=VALUE``."""
+    import json
+
+    from ..defenses import DEFENSES
+
+    params = {d: dict(spec.defense_params.get(d, {})) for d in spec.defense_params}
+    if text_opts:
+        readers = [d for d in chosen if getattr(DEFENSES.get(d), "reads_text", False)]
+        if not readers:
+            raise ConfigError("--known/--encoder/--user-text only apply to defenses that read user text (llm4dec, lorec, "
+                              "lorec-detect)", param="--known")
+        for d in readers:
+            params[d] = {**params.get(d, {}), **text_opts}
+    for item in items:
+        key, eq, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not (eq and dot and name and option):
+            raise ConfigError(f"expected DEFENSE.KEY=VALUE, e.g. pca.rule=top; got {item!r}", param="--defense-param")
+        if name not in chosen:
+            raise ConfigError(f"{item!r} sets an option of {name!r}, which is not among the audit's defenses "
+                              f"({', '.join(chosen)})", param="--defense-param")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        params.setdefault(name, {})[option] = parsed
+    return params
 
 
 def _print_summary(results: dict) -> None:

@@ -15,20 +15,21 @@ from .._params import check_kwargs
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome, NoDefense
 from .baselines import AdversarialTraining, PCASelect
-from .lorec import LLM4Dec, LoRec, lorec_weights, update_scores
+from .decision import Decided, Decision
+from .lorec import LLM4Dec, LoRec, LoRecDetect, lorec_weights, update_scores
 from .mnar import MNARWeighting
 
 __all__ = [
     "Defense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
-    "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining",
+    "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining", "LoRecDetect", "Decision", "Decided",
 ]
 
-DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "mnar": MNARWeighting,
-                                              "pca": PCASelect, "apr": AdversarialTraining}
+DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "lorec-detect": LoRecDetect,
+                                              "mnar": MNARWeighting, "pca": PCASelect, "apr": AdversarialTraining}
 
 
 def make_defense(name: str, **params) -> Defense:
-    """A defense by name (``none``, ``llm4dec``, ``lorec``, ``mnar``) with its options."""
+    """A defense by name (``none``, ``llm4dec``, ``lorec``, ``lorec-detect``, ``mnar``, ``pca``, ``apr``) with its options."""
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; available: {', '.join(sorted(DEFENSES))}", param="defense")
     params = check_kwargs(DEFENSES[name], params, f"defense_params.{name}")

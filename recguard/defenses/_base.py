@@ -22,6 +22,8 @@ class DefenseOutcome:
         flagged: boolean per training user: the defense's own decision (its threshold).
         threshold: the threshold on ``scores`` behind ``flagged``, where there is one.
         info: timings and settings for the report.
+        simulated_scores: the same scorer's scores of the defender's own simulated fakes, where
+            it has them (for the separation check and diagnostics; never of the injected users).
     """
 
     user_weights: np.ndarray | None = None
@@ -29,6 +31,7 @@ class DefenseOutcome:
     flagged: np.ndarray | None = None
     threshold: float | None = None
     info: dict = field(default_factory=dict)
+    simulated_scores: np.ndarray | None = None
 
     def decisions(self) -> np.ndarray | None:
         if self.flagged is not None:
@@ -49,6 +52,11 @@ class Defense:
     name = "base"
     #: capabilities the defended victim must offer (recguard.victims.CAPABILITIES)
     requires: tuple[str, ...] = ("retrain",)
+    #: bumped when the defense's numbers change for the same seed; audit cells carry it, so a resumed
+    #: audit recomputes what an older revision wrote (None: never bumped)
+    revision: int | None = None
+    #: whether the defense reads user text (the audit's --known/--encoder/--user-text apply to it)
+    reads_text: bool = False
 
     def victim(self, make_victim: Callable):
         """A fresh victim from ``make_victim``, checked for :attr:`requires` before anything trains."""

@@ -9,9 +9,8 @@ profiles before training, and adversarial training of the victim.
   group of near-identical fake profiles *is* the largest-variance direction, so they
   contribute most. ``direction="auto"`` (default) decides which from the defender's own
   simulated attack (as LoRec learns from one), never from the injected users. The paper
-  removes a given number r of users; here no attack size is known, so a user is flagged
-  when its log-contribution is a robust outlier (beyond the median by more than ``z``
-  scaled median absolute deviations, on the suspicious side).
+  removes a given number r of users; here no attack size is known, so the shared decision
+  layer (:mod:`recguard.defenses.decision`) decides how many, under a false-positive budget.
 - :class:`AdversarialTraining` — APR (He et al., "Adversarial Personalized Ranking for
   Recommendation", SIGIR'18), adapted to sequential victims: each step adds ``lam`` times the
   loss under the worst-case perturbation of each item embedding (of norm ``eps`` times the
@@ -28,6 +27,7 @@ import numpy as np
 from ..data import Split
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome
+from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, Decision
 
 __all__ = ["PCASelect", "AdversarialTraining", "pca_contributions"]
 
@@ -67,69 +67,67 @@ def pca_contributions(train, components: int = 3, rng=0) -> np.ndarray:
 
 class PCASelect(Defense):
     """PCA-VarSelect: remove (weight 0) the users whose contribution to the top principal components
-    sets them apart.
+    sets them apart, decided by the shared :class:`~recguard.defenses.decision.Decision` layer.
+
+    Users are scored on the training data as received. The defender's own simulated fakes
+    (``known`` attack at ``known_budget``, added to a *copy* of the data and scored in a PCA of
+    their own) only pick the direction (``direction="auto"``) and give the separation check;
+    they never place the cut, except under the legacy ``rule="simulated"``.
 
     Args:
         components: principal components (3 in the paper).
         direction: ``"low"`` (the paper: least contribution is suspicious), ``"high"``, or
-            ``"auto"``: the side where the defender's own simulated fakes (``known`` attack at
-            ``known_budget``, added to a copy of the data) fall.
-        z: flag users whose log-contribution lies more than ``z`` robust standard deviations
-            (1.4826 × MAD) from the median on the suspicious side. ``None`` (default): calibrate
-            on the simulated fakes instead — the threshold that keeps 90% of them, but never
-            flagging more than ``max_flag_share`` of the users (a false-positive budget, not an
-            attack size).
+            ``"auto"``: the side where the simulated fakes fall.
+        rule, max_flag_share, weights: the decision (see :class:`~recguard.defenses.decision.Decision`);
+            ``rule="paper"`` is the paper's own: remove the ``max_flag_share`` most suspicious
+            users, the same as ``"top"``.
+        z: the robust z cut of ``rule="outlier"``.
     """
 
     name = "pca"
+    revision = DECISION_REVISION
 
-    def __init__(self, *, components: int = 3, direction: str = "auto", z: float | None = None, known: str = "random",
-                 known_budget: float = 0.01, max_flag_share: float = 0.05):
+    def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = DEFAULT_RULE, max_flag_share: float = DEFAULT_FLAG_SHARE,
+                 z: float = 3.0, weights: str = "hard", known: str = "random", known_budget: float = 0.01):
         if not isinstance(components, int) or components < 1:
             raise ConfigError(f"must be a positive integer, got {components!r}", param="components")
-        if z is not None and not float(z) > 0:
-            raise ConfigError(f"must be > 0, got {z!r}", param="z")
         if direction not in ("auto", "low", "high"):
             raise ConfigError(f"must be 'auto', 'low' or 'high', got {direction!r}", param="direction")
-        if not 0 < float(max_flag_share) < 1:
-            raise ConfigError(f"must be in (0, 1), got {max_flag_share!r}", param="max_flag_share")
-        self.components, self.z, self.direction = components, None if z is None else float(z), direction
-        self.known, self.known_budget, self.max_flag_share = known, float(known_budget), float(max_flag_share)
+        self.decision = Decision(rule="top" if rule == "paper" else rule, max_flag_share=max_flag_share, z=z, weights=weights)
+        self.components, self.direction, self.rule = components, direction, rule
+        self.known, self.known_budget = known, float(known_budget)
 
-    def _robust_z(self, train, seed: int) -> np.ndarray:
-        log_c = np.log(np.maximum(pca_contributions(train, self.components, rng=seed), 1e-300))
-        med = float(np.median(log_c))
-        mad = 1.4826 * float(np.median(np.abs(log_c - med))) or 1e-12
-        return (log_c - med) / mad
+    def _log_contributions(self, train, seed: int) -> np.ndarray:
+        return np.log(np.maximum(pca_contributions(train, self.components, rng=seed), 1e-300))
 
     def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
         from ..attacks.poisoning import make_attack
 
         t0 = time.perf_counter()
         train, n = split.train, split.train.num_users
-        info: dict = {}
-        direction = self.direction
-        if direction == "auto" or self.z is None:
-            # one PCA over the data plus the defender's own simulated fakes: they set the side and the threshold
-            sim = make_attack(self.known, budget=self.known_budget, max_profile_length=make_victim().max_len).poison(train, rng=rng)
-            z_all = self._robust_z(sim.data, int(rng.integers(0, 2**31 - 1)))
-            robust_z, sim_z = z_all[:n], z_all[sim.fake_users]
-            info["simulated_fakes_mean_z"] = float(sim_z.mean())
-            if direction == "auto":
-                direction = "high" if sim_z.mean() > 0 else "low"
-        else:
-            robust_z, sim_z = self._robust_z(train, int(rng.integers(0, 2**31 - 1))), None
+        # a separate PCA over a copy of the data plus the defender's own simulated fakes: direction and separation check
+        sim = make_attack(self.known, budget=self.known_budget, max_profile_length=make_victim().max_len).poison(train, rng=rng)
+        with_sim = self._log_contributions(sim.data, int(rng.integers(0, 2**31 - 1)))
+        sim_side = float(np.mean(with_sim[sim.fake_users]) - np.median(with_sim[:n]))
+        direction = self.direction if self.direction != "auto" else ("high" if sim_side > 0 else "low")
         sign = 1.0 if direction == "high" else -1.0
-        suspicion = sign * robust_z
-        if self.z is not None:
-            threshold = self.z
+        if self.rule == "simulated":  # the legacy rule places its cut in the PCA that holds the simulated fakes
+            suspicion, simulated = sign * with_sim[:n], sign * with_sim[sim.fake_users]
         else:
-            cap = float(np.nextafter(np.quantile(suspicion, 1 - self.max_flag_share), np.inf))
-            threshold = max(float(np.quantile(sign * sim_z, 0.1)), cap)
-        flagged = suspicion >= threshold
-        return DefenseOutcome(user_weights=np.where(flagged, 0.0, 1.0), scores=suspicion, flagged=flagged, threshold=threshold,
-                              info={**info, "components": self.components, "direction": direction, "threshold": threshold,
-                                    "flagged_users": int(flagged.sum()), "defense_time_s": time.perf_counter() - t0})
+            suspicion, simulated = sign * self._log_contributions(train, int(rng.integers(0, 2**31 - 1))), sign * with_sim[sim.fake_users]
+            # the simulated fakes' scores in the data's own units: their PCA shifts every score, so compare by rank
+            simulated = np.quantile(suspicion, _ranks_within(sign * with_sim[:n], simulated))
+        decided = self.decision.decide(suspicion, simulated=simulated)
+        return DefenseOutcome(user_weights=decided.weights, scores=suspicion, flagged=decided.flagged, threshold=decided.threshold,
+                              info={**decided.info, "rule": self.rule, "components": self.components, "direction": direction,
+                                    "simulated_side": sim_side, "defense_time_s": time.perf_counter() - t0},
+                              simulated_scores=simulated)
+
+
+def _ranks_within(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The share of ``reference`` at or below each of ``values`` (an empirical CDF), in [0, 1]."""
+    ref = np.sort(reference)
+    return np.searchsorted(ref, values, side="right") / max(1, len(ref))
 
 
 class AdversarialTraining(Defense):

@@ -38,11 +38,12 @@ from ..errors import ConfigError, DataError
 from ..victims._contract import EpochUpdate
 from ..victims._layers import TransformerBlock, attention_mask
 from ._base import Defense, DefenseOutcome
+from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, RULES, Decision
 from .text import TextEncoder, domain_for, item_texts, user_prompt, user_prompts
 
 __all__ = [
-    "DetectorHead", "LCT", "LLM4Dec", "LoRec", "lct_batches", "update_scores", "lorec_weights", "pu_loss", "refresh_batchnorm",
-    "TextEncoder", "user_prompt", "user_prompts", "item_texts",
+    "DetectorHead", "LCT", "LLM4Dec", "LoRec", "LoRecDetect", "lct_batches", "update_scores", "lorec_weights", "pu_loss",
+    "refresh_batchnorm", "TextEncoder", "user_prompt", "user_prompts", "item_texts",
 ]
 
 A0 = 3.0  # every user's starting score
@@ -51,6 +52,15 @@ A0 = 3.0  # every user's starting score
 # sampled label-0 rows are the defaults); audit cells of LoRec carry it.
 LCT_REVISION = 3
 SCHEDULES = ("every-epoch", "paper")
+OWN_RULES = ("paper", "prior")
+MODES = ("calibrate", "detect-retrain")  # LLM4Dec's own decision rules (the rest come from the shared decision layer)
+
+
+def _top_share(s: np.ndarray, share: float) -> np.ndarray:
+    """Mask of the ``share`` highest values of ``s`` (at least none, at most all)."""
+    out = np.zeros(len(s), dtype=bool)
+    out[np.argsort(-s, kind="stable")[: int(np.floor(share * len(s) + 1e-9))]] = True
+    return out
 
 
 # ------------------------------------------------------------------------ pieces
@@ -202,6 +212,8 @@ def lct_batches(chunks: list[np.ndarray], take: np.ndarray, batch_size: int, gen
 class _TextDefense(Defense):
     """What LLM4Dec and LoRec share: the simulated known attack and the user-text embeddings."""
 
+    reads_text = True
+
     def __init__(
         self,
         *,
@@ -209,6 +221,7 @@ class _TextDefense(Defense):
         known_budget: float = 0.01,
         known_targets: str | Sequence[int] = "unpopular",
         num_known_targets: int = 5,
+        known_groups: int = 1,
         encoder: str = "minilm",
         encoder_options: dict | None = None,
         user_text: str = "prompt",
@@ -239,6 +252,9 @@ class _TextDefense(Defense):
         self.known_families, self.known, self.known_budget = families, "+".join(families), float(known_budget)
         self.item_text = item_text
         self.known_targets, self.num_known_targets = known_targets, int(num_known_targets)
+        if isinstance(known_groups, bool) or not isinstance(known_groups, int) or known_groups < 1:
+            raise ConfigError(f"must be a positive integer, got {known_groups!r}", param="known_groups")
+        self.known_groups = known_groups
         self.encoder_name, self.encoder_options = encoder, dict(encoder_options or {})
         self.user_text, self.domain, self.id_tokens = user_text, domain, bool(id_tokens)
         self.lam1, self.lr, self.weight_decay, self.batch_size = float(lam1), float(lr), float(weight_decay), int(batch_size)
@@ -255,20 +271,25 @@ class _TextDefense(Defense):
     def settings(self) -> dict:
         """Options and, once texts were built, how many items each text source described."""
         return {"text_sources": getattr(self, "text_sources_", None), "known": self.known, "item_text": self.item_text,
+                **({"known_groups": self.known_groups} if self.known_groups > 1 else {}),
                 "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text, "balance": self.balance}
 
     def simulate_known(self, train: SequenceData, rng: np.random.Generator, max_len: int) -> list[np.ndarray]:
         """Fake sequences of the defender's own simulated attack (labels 1). LLM4Dec only learns from
         them; LoRec also adds them to the victim's training data when ``inject_known`` is set. With
-        several known families the budget is shared equally among them, each with its own targets."""
+        several known families the budget is shared equally among them, each with its own targets;
+        with ``known_groups`` > 1 each family's share is split again into that many groups, each
+        promoting targets of its own, so a detector cannot learn one campaign's target items."""
         from ..attacks.poisoning import make_attack
 
         out: list[np.ndarray] = []
+        share = self.known_budget / (len(self.known_families) * self.known_groups)
         for family in self.known_families:
-            attack = make_attack(family, budget=self.known_budget / len(self.known_families), targets=self.known_targets,
-                                 num_targets=self.num_known_targets, max_profile_length=max_len)
-            res = attack.poison(train, rng=rng)
-            out += [np.asarray(res.data[u]) for u in res.fake_users]
+            for _ in range(self.known_groups):
+                attack = make_attack(family, budget=share, targets=self.known_targets, num_targets=self.num_known_targets,
+                                     max_profile_length=max_len)
+                res = attack.poison(train, rng=rng)
+                out += [np.asarray(res.data[u]) for u in res.fake_users]
         return out
 
     def text_embeddings(self, train: SequenceData, known: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -308,15 +329,17 @@ class LLM4Dec(_TextDefense):
     """MLP detector on user-text embeddings, trained positive-unlabeled on the defender's simulated
     fakes; flagged users get weight 0.
 
-    Decision rules (``rule``), both chosen without any injected user's label:
+    Decision rules (``rule``), none chosen on any injected user's label:
 
     - ``"paper"``: flag p ≥ ``threshold`` (0.5). At 1% known fakes a PU head is rarely that
       confident, so this rule often flags nobody.
-    - ``"prior"`` (default): Elkan & Noto's (KDD'08) correction. Under PU training the head
+    - ``"prior"``: Elkan & Noto's (KDD'08) correction. Under PU training the head
       estimates P(labelled | x) = c · P(fake | x), with c = P(labelled | fake); c is estimated
       as the mean p over simulated fakes *held out* from training (``holdout``), and a user is
-      flagged when p / c ≥ 0.5, at most ``max_flag_share`` of the users (the highest p): a
-      false-positive budget, not an attack size.
+      flagged when p / c ≥ 0.5, at most ``max_flag_share`` of the users (the highest p).
+    - ``"mixture"`` (default), ``"top"``, ``"outlier"``, ``"simulated"``: the shared decision
+      layer (:class:`~recguard.defenses.decision.Decision`) on p, under the false-positive
+      budget ``max_flag_share``; ``weights="soft"`` discounts instead of removing.
 
     Args (besides the shared ones: known, known_budget, encoder, user_text, ...):
         epochs: fixed passes over the labelled users (never chosen on injected labels).
@@ -324,16 +347,18 @@ class LLM4Dec(_TextDefense):
     """
 
     name = "llm4dec"
+    revision = DECISION_REVISION
 
-    def __init__(self, *, epochs: int = 30, threshold: float = 0.5, rule: str = "prior", holdout: float = 0.2,
-                 max_flag_share: float = 0.05, **kw):
+    def __init__(self, *, epochs: int = 30, threshold: float = 0.5, rule: str = DEFAULT_RULE, holdout: float = 0.2,
+                 max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", **kw):
         super().__init__(**kw)
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"must be a positive integer, got {epochs!r}", param="epochs")
-        if rule not in ("paper", "prior"):
-            raise ConfigError(f"must be 'paper' (p >= threshold) or 'prior' (Elkan-Noto corrected), got {rule!r}", param="rule")
-        if not 0 < holdout < 1 or not 0 < max_flag_share < 1:
-            raise ConfigError("holdout and max_flag_share must be in (0, 1)", param="holdout" if not 0 < holdout < 1 else "max_flag_share")
+        if rule not in (*OWN_RULES, *RULES):
+            raise ConfigError(f"must be one of {', '.join(dict.fromkeys((*OWN_RULES, *RULES)))}, got {rule!r}", param="rule")
+        if not 0 < holdout < 1:
+            raise ConfigError(f"must be in (0, 1), got {holdout!r}", param="holdout")
+        self.decision = Decision(rule="paper" if rule in OWN_RULES else rule, max_flag_share=max_flag_share, z=z, weights=weights)
         self.epochs, self.threshold, self.rule = epochs, float(threshold), rule
         self.holdout, self.max_flag_share = float(holdout), float(max_flag_share)
 
@@ -348,7 +373,7 @@ class LLM4Dec(_TextDefense):
         eu, ek = self.text_embeddings(train, known)
         t2 = time.perf_counter()
         gen = np.random.default_rng(derive_seed(rng))
-        n_hold = max(1, int(round(self.holdout * len(ek)))) if self.rule == "prior" and len(ek) > 1 else 0
+        n_hold = max(1, int(round(self.holdout * len(ek)))) if self.rule != "paper" and len(ek) > 1 else 0
         order = gen.permutation(len(ek))
         ek_hold, ek_fit = ek[order[:n_hold]], ek[order[n_hold:]]
         x = torch.from_numpy(np.vstack([eu, ek_fit]))
@@ -375,25 +400,29 @@ class LLM4Dec(_TextDefense):
                 p_hold = torch.sigmoid(head(torch.from_numpy(ek_hold))).numpy().astype(np.float64) if n_hold else None
             check_loss(float(p.sum()), "LLM4Dec's detector head", lr=self.lr)
         info: dict = {}
-        if self.rule == "paper" or p_hold is None:
-            threshold = self.threshold
-        else:
+        own = None
+        if self.rule == "paper" or (self.rule == "prior" and p_hold is None):
+            own = p >= self.threshold
+        elif self.rule == "prior":
             c = float(p_hold.mean())  # P(labelled | fake), estimated on simulated fakes the head never saw
-            cap = np.quantile(p, 1.0 - self.max_flag_share) if len(p) else 0.0
-            threshold = max(c / 2.0, float(np.nextafter(cap, np.inf)))
-            info = {"label_frequency_c": c, "prior_threshold": c / 2.0, "cap_threshold": float(cap)}
-        flagged = p >= threshold
+            own = (p >= c / 2.0) & _top_share(p, self.max_flag_share)
+            info = {"label_frequency_c": c, "prior_threshold": c / 2.0}
+        decided = self.decision.decide(p, simulated=p_hold, paper_flags=own)
+        flagged = decided.flagged
         if flagged.all():
             raise DataError(
-                f"LLM4Dec flagged all {len(p)} training users as fake (p >= {threshold:.3g}); the detector did not "
+                f"LLM4Dec flagged all {len(p)} training users as fake; the detector did not "
                 "separate the simulated fakes from the data. Check the text encoder and titles, or train longer (epochs)"
             )
+        threshold = self.threshold if self.rule == "paper" else decided.threshold
+        info.update(decided.info)
         t3 = time.perf_counter()
         return DefenseOutcome(
-            user_weights=np.where(flagged, 0.0, 1.0), scores=p, flagged=flagged, threshold=float(threshold),
-            info={**self.settings(), **info, "known_fakes": len(known), "known_held_out": n_hold, "encode_time_s": t2 - t1,
+            user_weights=decided.weights, scores=p, flagged=flagged, threshold=threshold,
+            info={**info, **self.settings(), "known_fakes": len(known), "known_held_out": n_hold, "encode_time_s": t2 - t1,
                   "detector_time_s": t3 - t2, "defense_time_s": t3 - t0, "encoder_stats": dict(self.encoder.stats),
                   "flagged_users": int(flagged.sum())},
+            simulated_scores=p_hold,
         )
 
 
@@ -430,16 +459,32 @@ class LoRec(_TextDefense):
             Fakes whose items the victim finds easy or surprising stand out; no injected label is read.
         apply_weights: ``False`` runs everything (schedule, calibration, detection scores) but never
             hands the weights to the victim: an ablation that isolates what the schedule alone does.
+        mode: ``"calibrate"`` (default, the paper's mechanism): the scores ``a`` reweight the victim
+            while it trains. ``"detect-retrain"``: the victim trains once with the calibrator
+            running beside it but no weights applied; every user is then scored by its net flags
+            over the whole calibration (``3 − a``, ties broken by the mean probability: the same
+            score ``calibrate`` reports), the shared decision layer (``rule``, ``max_flag_share``,
+            ``weights``) decides, and a fresh victim is trained once on the data as received with
+            those weights (the simulated fakes left out).
+        rule, max_flag_share, z, weights: the decision of ``"detect-retrain"``
+            (:class:`~recguard.defenses.decision.Decision`).
     """
 
     name = "lorec"
     requires = ("retrain", "epoch_callback", "hidden_states", "white_box")
+    revision = LCT_REVISION
 
     def __init__(self, *, lam2: float = 1.0, passes: int = 2, schedule: str = "every-epoch", calibration_start: int | None = None,
                  update_every: tuple[int, int] | None = None, unlabeled_per_pass: int | None = 1024,
                  lct_max_len: int | None = None, inject_known: bool = True,
-                 feature_cache_mb: float = 1024, lct_features: Sequence[str] = (), apply_weights: bool = True, **kw):
+                 feature_cache_mb: float = 1024, lct_features: Sequence[str] = (), apply_weights: bool = True,
+                 mode: str = "calibrate", rule: str = DEFAULT_RULE, max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0,
+                 weights: str = "hard", **kw):
         super().__init__(**kw)
+        if mode not in MODES:
+            raise ConfigError(f"must be one of {', '.join(MODES)}, got {mode!r}", param="mode")
+        self.mode = mode
+        self.decision = Decision(rule=rule, max_flag_share=max_flag_share, z=z, weights=weights)
         if schedule not in SCHEDULES:
             raise ConfigError(f"must be one of {', '.join(SCHEDULES)}, got {schedule!r}", param="schedule")
         if unlabeled_per_pass is not None and (isinstance(unlabeled_per_pass, bool) or not isinstance(unlabeled_per_pass, int)
@@ -465,7 +510,8 @@ class LoRec(_TextDefense):
     def settings(self) -> dict:
         return {**super().settings(), **({"lct_features": list(self.lct_features)} if self.lct_features else {}),
                 "inject_known": self.inject_known, "apply_weights": self.apply_weights, "schedule": self.schedule_name,
-                "unlabeled_per_pass": self.unlabeled_per_pass}
+                "unlabeled_per_pass": self.unlabeled_per_pass, "mode": self.mode,
+                **({"decision": self.decision.settings()} if self.mode == "detect-retrain" else {})}
 
     def schedule(self, epochs: int) -> tuple[int, int, int]:
         """(calibration start, update interval before it, interval after it) for a victim trained ``epochs`` epochs."""
@@ -590,8 +636,9 @@ class LoRec(_TextDefense):
                         f, valid = feats(ci)
                         cls[chunks[ci]] = lct(f, valid)
                     refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n + m, 4096)])
-                    p = torch.sigmoid(lct.head(cls[:n_fit])).cpu().numpy().astype(np.float64)
-                check_loss(float(p.sum()), "LoRec's calibrator (LCT)", epoch=epoch, lr=self.lr)
+                    p_all = torch.sigmoid(lct.head(cls)).cpu().numpy().astype(np.float64)
+                p = p_all[:n_fit]  # every user the victim trains on
+                check_loss(float(p_all.sum()), "LoRec's calibrator (LCT)", epoch=epoch, lr=self.lr)
             state["a"], applied = update_scores(state["a"], p)
             state["p_sum"] += p
             state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),
@@ -604,21 +651,47 @@ class LoRec(_TextDefense):
             # weights enter the loss from the calibration start; until then no validation may choose
             # the returned checkpoint or count toward patience, so the calibration is never bypassed
             weights = reweight(epoch, vic)
-            return EpochUpdate(user_weights=weights if self.apply_weights else None, reset_selection=epoch <= start)
+            apply = self.apply_weights and self.mode == "calibrate"
+            return EpochUpdate(user_weights=weights if apply else None, reset_selection=epoch <= start and self.mode == "calibrate")
 
         victim.fit(fit_split, rng=seed, progress=progress, on_epoch_end=on_epoch_end)
+        info = {**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
+                "calibrate_time_s": state["time"], "defense_time_s": (t1 - t0) + encode_s + state["time"],
+                "schedule": {"kind": self.schedule_name, "start": start, "every": [every_before, every_after]},
+                "updates": state["updates"], "encoder_stats": dict(self.encoder.stats)}
+        if self.mode == "detect-retrain":
+            return self._retrain(split, make_victim, seed, progress, state, n, info, time.perf_counter() - t0)
         a = state["a"][:n]
         k = max(1, len(state["updates"]))
         weights = lorec_weights(a)
         # suspicion: net flags, ties broken by the mean detector probability
         scores = (A0 - a) + 1e-3 * state["p_sum"][:n] / k
         flagged = weights < 1.0
-        outcome = DefenseOutcome(
-            user_weights=weights if self.apply_weights else None, scores=scores, flagged=flagged, threshold=None,
-            info={**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
-                  "calibrate_time_s": state["time"],
-                  "defense_time_s": (t1 - t0) + encode_s + state["time"],
-                  "schedule": {"kind": self.schedule_name, "start": start, "every": [every_before, every_after]},
-                  "updates": state["updates"], "encoder_stats": dict(self.encoder.stats), "flagged_users": int(flagged.sum())},
-        )
+        outcome = DefenseOutcome(user_weights=weights if self.apply_weights else None, scores=scores, flagged=flagged, threshold=None,
+                                 info={**info, "flagged_users": int(flagged.sum())})
         return victim, outcome
+
+    def _retrain(self, split: Split, make_victim: Callable, seed: int, progress: bool, state: dict, n: int, info: dict,
+                 detect_wall_s: float):
+        """detect-retrain: score every user by its net flags over the calibration, decide, train a fresh victim."""
+        if not state["updates"]:
+            raise DataError("LoRec's calibrator never ran (no epoch ended), so it has no scores to decide on; train for at least one epoch")
+        scores = (A0 - state["a"]) + 1e-3 * state["p_sum"] / len(state["updates"])  # the simulated fakes follow the n users
+        decided = self.decision.decide(scores[:n], simulated=scores[n:] if len(scores) > n else None)
+        t0 = time.perf_counter()
+        victim = self.victim(make_victim).fit(split, user_weights=decided.weights, rng=seed, progress=progress)
+        info.update(decided.info, defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
+        return victim, DefenseOutcome(user_weights=decided.weights, scores=scores[:n], flagged=decided.flagged,
+                                      threshold=decided.threshold, info=info,
+                                      simulated_scores=scores[n:] if len(scores) > n else None)
+
+
+class LoRecDetect(LoRec):
+    """LoRec's calibrator as a detector: ``LoRec(mode="detect-retrain")`` under its own name, so an
+    audit can compare it with in-training calibration (``lorec``) in one grid."""
+
+    name = "lorec-detect"
+    revision = LCT_REVISION * 100 + DECISION_REVISION
+
+    def __init__(self, *, mode: str = "detect-retrain", **kw):
+        super().__init__(mode=mode, **kw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..._params import check_kwargs
 from ...errors import ConfigError
 from ._base import PoisoningAttack, PoisonResult, select_targets
+from .camouflage import CamouflageAttack
 from .inject import InjectedAttack
 from .popular import PopularAttack
 from .random import RandomAttack
@@ -21,16 +22,17 @@ ATTACKS: dict[str, type[PoisoningAttack]] = {
     "popular": PopularAttack,
     "segment": SegmentAttack,
     "surrogate": SurrogateAttack,
+    "camouflage": CamouflageAttack,
 }
 
 __all__ = [
     "PoisoningAttack", "PoisonResult", "select_targets", "make_attack", "ATTACKS",
-    "RandomAttack", "PopularAttack", "SegmentAttack", "SurrogateAttack", "InjectedAttack",
+    "RandomAttack", "PopularAttack", "SegmentAttack", "SurrogateAttack", "InjectedAttack", "CamouflageAttack",
 ]
 
 
 def make_attack(name: str, **params) -> PoisoningAttack:
-    """An attack by name (``random``, ``popular``/``bandwagon``, ``segment``, ``surrogate``)."""
+    """An attack by name (``random``, ``popular``/``bandwagon``, ``segment``, ``surrogate``, ``camouflage``)."""
     key = "popular" if name == "bandwagon" else name
     if key not in ATTACKS:
         raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))} (or --inject FILE)", param="attack")
