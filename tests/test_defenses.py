@@ -289,12 +289,20 @@ def test_lorec_calibrates_during_training(poisoned_split, bert_dir, tmp_path):
     assert [u["epoch"] for u in ups] == [1, 2, 3, 5]
     assert out.user_weights.shape == (n,) and out.scores.shape == (n,)
     assert victim.fit_info_["best_epoch"] >= 3 and victim.fit_info_["callback_time_s"] > 0
-    assert victim.fit_info_["train_users"] == n + out.info["known_fakes"]  # the defender's own fakes are trained on
-    assert out.info["known_injected"] and "known_down_weighted" in ups[-1]
+    # the defender's own fakes are trained on; the decision layer removes at most 3% of the users
+    assert n - int(0.03 * n) <= victim.fit_info_["train_users"] <= n + out.info["known_fakes"]
+    assert out.flagged.sum() <= int(0.03 * n) and np.array_equal(out.user_weights == 0, out.flagged)
+    assert out.info["known_injected"] and "known_down_weighted" in ups[-1] and out.info["decision"]["rule"] == "mixture"
     assert [h.get("reweighted", False) for h in victim.history_] == [False, False, True, False, True, False]
     v2, out2 = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(out.user_weights, out2.user_weights)
     torch.testing.assert_close(victim.score([[1, 2, 3]]), v2.score([[1, 2, 3]]))
+    # the published rule: weight sigmoid(a)/sigmoid(3), a user loses weight after four net flags
+    paper = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items",
+                  calibration_start=3, update_every=(1, 2), rule="paper")
+    _, po = paper.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
+    assert po.info["decision"] == {"rule": "paper"} and np.array_equal(po.flagged, po.user_weights < 1)
+    assert (po.user_weights > 0).all() and not ((po.user_weights > 0.5) & (po.user_weights < 1.0)).any()  # snapped to 1 in (0.5, 1)
 
 
 def test_lct_batches_take_each_sampled_row_once_per_pass():
@@ -330,7 +338,10 @@ def test_lorec_without_injecting_known_fakes(poisoned_split, bert_dir, tmp_path)
     dfn = LoRec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, user_text="items",
                 calibration_start=2, update_every=(1, 2), inject_known=False, feature_cache_mb=0)
     victim, out = dfn.train(split, make_victim=_make_v, seed=0, rng=np.random.default_rng(0))
-    assert victim.fit_info_["train_users"] == split.train.num_users and not out.info["known_injected"]
+    # only the data's users are trained on (less those the decision removed)
+    n = split.train.num_users
+    assert victim.fit_info_["train_users"] == n - int(out.flagged.sum()) and not out.info["known_injected"]
+    assert out.simulated_scores is None
 
 
 def test_lorec_schedule_scales_with_epochs():

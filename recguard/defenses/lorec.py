@@ -49,8 +49,9 @@ __all__ = [
 A0 = 3.0  # every user's starting score
 # Bumped when LoRec's numbers change for the same seed (2: the LCT's last block computes the
 # CLS row alone, which draws different dropout masks; 3: the every-epoch schedule and the
-# sampled label-0 rows are the defaults); audit cells of LoRec carry it.
-LCT_REVISION = 3
+# sampled label-0 rows are the defaults; 4: the weights come from the shared decision layer);
+# audit cells of LoRec carry it.
+LCT_REVISION = 4
 SCHEDULES = ("every-epoch", "paper")
 OWN_RULES = ("paper", "prior")
 MODES = ("calibrate", "detect-retrain")  # LLM4Dec's own decision rules (the rest come from the shared decision layer)
@@ -430,6 +431,8 @@ class LLM4Dec(_TextDefense):
 class LoRec(_TextDefense):
     """LLM-enhanced calibration while the victim trains (PROTOCOLS §3).
 
+    The published variant is ``LoRec(rule="paper", schedule="paper", unlabeled_per_pass=None)``.
+
     Args (besides the shared ones):
         lam2: weight of the alignment term −mean cos(h_CLS, GELU(W e_text)).
         passes: passes over the users per update (2 in the paper).
@@ -466,8 +469,11 @@ class LoRec(_TextDefense):
             score ``calibrate`` reports), the shared decision layer (``rule``, ``max_flag_share``,
             ``weights``) decides, and a fresh victim is trained once on the data as received with
             those weights (the simulated fakes left out).
-        rule, max_flag_share, z, weights: the decision of ``"detect-retrain"``
-            (:class:`~recguard.defenses.decision.Decision`).
+        rule, max_flag_share, z, weights: how the net flags (``3 − a``, ties broken by the mean
+            detector probability) become loss weights, in both modes: the shared decision layer
+            (:class:`~recguard.defenses.decision.Decision`; default ``mixture`` within 3% of the
+            users), or ``rule="paper"``, LoRec's own rule (weight sigmoid(a)/sigmoid(3), snapped
+            to 1 above 0.5), which on Amazon Office down-weighted 16–20% of genuine users.
     """
 
     name = "lorec"
@@ -483,8 +489,9 @@ class LoRec(_TextDefense):
         super().__init__(**kw)
         if mode not in MODES:
             raise ConfigError(f"must be one of {', '.join(MODES)}, got {mode!r}", param="mode")
-        self.mode = mode
-        self.decision = Decision(rule=rule, max_flag_share=max_flag_share, z=z, weights=weights)
+        self.mode, self.rule = mode, rule
+        # rule="paper" is LoRec's own score rule; the decision object then only validates the other options
+        self.decision = Decision(rule="top" if rule == "paper" else rule, max_flag_share=max_flag_share, z=z, weights=weights)
         if schedule not in SCHEDULES:
             raise ConfigError(f"must be one of {', '.join(SCHEDULES)}, got {schedule!r}", param="schedule")
         if unlabeled_per_pass is not None and (isinstance(unlabeled_per_pass, bool) or not isinstance(unlabeled_per_pass, int)
@@ -511,7 +518,7 @@ class LoRec(_TextDefense):
         return {**super().settings(), **({"lct_features": list(self.lct_features)} if self.lct_features else {}),
                 "inject_known": self.inject_known, "apply_weights": self.apply_weights, "schedule": self.schedule_name,
                 "unlabeled_per_pass": self.unlabeled_per_pass, "mode": self.mode,
-                **({"decision": self.decision.settings()} if self.mode == "detect-retrain" else {})}
+                "decision": {"rule": "paper"} if self.rule == "paper" else self.decision.settings()}
 
     def schedule(self, epochs: int) -> tuple[int, int, int]:
         """(calibration start, update interval before it, interval after it) for a victim trained ``epochs`` epochs."""
@@ -645,7 +652,11 @@ class LoRec(_TextDefense):
                                      "down_weighted": int((lorec_weights(state["a"][:n]) < 1).sum()),
                                      "known_down_weighted": int((lorec_weights(state["a"][n:]) < 1).sum())})
             state["time"] += time.perf_counter() - tu
-            return lorec_weights(state["a"]) if epoch >= start else None
+            if epoch < start:
+                return None
+            weights, flagged, _ = self._decide(state, n)
+            state["updates"][-1]["weighted_down"] = int(flagged[:n].sum())
+            return weights
 
         def on_epoch_end(epoch: int, vic) -> EpochUpdate:
             # weights enter the loss from the calibration start; until then no validation may choose
@@ -661,28 +672,45 @@ class LoRec(_TextDefense):
                 "updates": state["updates"], "encoder_stats": dict(self.encoder.stats)}
         if self.mode == "detect-retrain":
             return self._retrain(split, make_victim, seed, progress, state, n, info, time.perf_counter() - t0)
-        a = state["a"][:n]
-        k = max(1, len(state["updates"]))
-        weights = lorec_weights(a)
-        # suspicion: net flags, ties broken by the mean detector probability
-        scores = (A0 - a) + 1e-3 * state["p_sum"][:n] / k
-        flagged = weights < 1.0
-        outcome = DefenseOutcome(user_weights=weights if self.apply_weights else None, scores=scores, flagged=flagged, threshold=None,
-                                 info={**info, "flagged_users": int(flagged.sum())})
+        weights, flagged, decided = self._decide(state, n)
+        scores = self._net_flags(state)
+        outcome = DefenseOutcome(user_weights=weights[:n] if self.apply_weights else None, scores=scores[:n], flagged=flagged[:n],
+                                 threshold=None if decided is None else decided.threshold,
+                                 info={**info, **({} if decided is None else decided.info), "flagged_users": int(flagged[:n].sum())},
+                                 simulated_scores=scores[n:] if len(scores) > n else None)
         return victim, outcome
+
+    @staticmethod
+    def _net_flags(state: dict) -> np.ndarray:
+        """Suspicion of every user the victim trains on: net flags ``3 − a``, ties broken by the mean detector probability."""
+        return (A0 - state["a"]) + 1e-3 * state["p_sum"] / max(1, len(state["updates"]))
+
+    def _decide(self, state: dict, n: int):
+        """(weights, flags) for every user the victim trains on, and the decision behind them (None under
+        ``rule="paper"``: LoRec's own rule, weight sigmoid(a)/sigmoid(3) snapped to 1 above 0.5). The
+        decision layer decides on the n users of the data; the defender's simulated fakes that follow
+        them are cut at the same threshold."""
+        if self.rule == "paper":
+            weights = lorec_weights(state["a"])
+            return weights, weights < 1.0, None
+        scores = self._net_flags(state)
+        decided = self.decision.decide(scores[:n], simulated=scores[n:] if len(scores) > n else None)
+        sim_flagged = (scores[n:] >= decided.threshold) if decided.threshold is not None else np.zeros(len(scores) - n, dtype=bool)
+        flagged = np.concatenate([decided.flagged, sim_flagged])
+        return np.concatenate([decided.weights, np.where(sim_flagged, 0.0, 1.0)]), flagged, decided
 
     def _retrain(self, split: Split, make_victim: Callable, seed: int, progress: bool, state: dict, n: int, info: dict,
                  detect_wall_s: float):
-        """detect-retrain: score every user by its net flags over the calibration, decide, train a fresh victim."""
+        """detect-retrain: decide on the net flags of the whole calibration, then train a fresh victim once."""
         if not state["updates"]:
             raise DataError("LoRec's calibrator never ran (no epoch ended), so it has no scores to decide on; train for at least one epoch")
-        scores = (A0 - state["a"]) + 1e-3 * state["p_sum"] / len(state["updates"])  # the simulated fakes follow the n users
-        decided = self.decision.decide(scores[:n], simulated=scores[n:] if len(scores) > n else None)
+        weights, flagged, decided = self._decide(state, n)
+        scores = self._net_flags(state)
         t0 = time.perf_counter()
-        victim = self.victim(make_victim).fit(split, user_weights=decided.weights, rng=seed, progress=progress)
-        info.update(decided.info, defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
-        return victim, DefenseOutcome(user_weights=decided.weights, scores=scores[:n], flagged=decided.flagged,
-                                      threshold=decided.threshold, info=info,
+        victim = self.victim(make_victim).fit(split, user_weights=weights[:n], rng=seed, progress=progress)
+        info.update({} if decided is None else decided.info, defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
+        return victim, DefenseOutcome(user_weights=weights[:n], scores=scores[:n], flagged=flagged[:n],
+                                      threshold=None if decided is None else decided.threshold, info=info,
                                       simulated_scores=scores[n:] if len(scores) > n else None)
 
 
