@@ -87,8 +87,9 @@ class PCASelect(Defense):
     name = "pca"
     revision = DECISION_REVISION
 
-    def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = DEFAULT_RULE, max_flag_share: float = DEFAULT_FLAG_SHARE,
-                 z: float = 3.0, weights: str = "hard", known: str = "random", known_budget: float = 0.01):
+    def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = DEFAULT_RULE,
+                 max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", known: str = "random",
+                 known_budget: float = 0.01):
         if not isinstance(components, int) or components < 1:
             raise ConfigError(f"must be a positive integer, got {components!r}", param="components")
         if direction not in ("auto", "low", "high"):
