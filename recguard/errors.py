@@ -67,6 +67,23 @@ class AuditWorkerError(RecguardError):
     error (type and text) or the end of its log."""
 
 
+class UserCodeError(RecguardError):
+    """The user's own code (a ``MODULE:FACTORY`` model factory) raised. The message names the code
+    and its error; the original exception, with its traceback, is the ``__cause__`` (the CLI
+    prints it with ``--debug``)."""
+
+
+class AuditInterrupted(RecguardError):
+    """The audit was stopped (Ctrl-C or SIGTERM) before every cell finished. Finished cells are
+    kept; rerunning the same command resumes. Exit status 130, as for any interrupted command."""
+
+    exit_code = 130
+
+    def __init__(self, finished: int, total: int):
+        self.finished, self.total = finished, total
+        super().__init__(f"interrupted: {finished} of {total} cells finished; rerun the same command to resume")
+
+
 class QueryBudgetExceeded(RecguardError):
     """A black-box victim's query budget is exhausted."""
 

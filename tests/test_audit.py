@@ -7,7 +7,7 @@ import pytest
 
 from recguard.audit import AuditSpec, run_audit
 from recguard.cli import main
-from recguard.errors import ConfigError
+from recguard.errors import AuditInterrupted, ConfigError
 
 from conftest import cyclic_data
 
@@ -83,8 +83,9 @@ def test_interrupted_audit_keeps_finished_cells(atomic, tmp_path, monkeypatch):
         return real(spec, cell, store, clean)
 
     monkeypatch.setattr(B, "compute", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(AuditInterrupted, match=r"^interrupted: 2 of 3 cells finished; rerun the same command to resume$") as e:
         run_audit(spec, tmp_path / "c", progress=False)
+    assert e.value.exit_code == 130
     done = sorted(p.name for p in (tmp_path / "c" / "cells").glob("*.json"))
     assert len(done) == 2 and any(n.startswith("random") for n in done)
     assert not list((tmp_path / "c" / "cells").glob("*.tmp"))

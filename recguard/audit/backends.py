@@ -38,6 +38,14 @@ TRANSPORTS = ("object-store", "shared")
 OnDone = Callable[[Cell, CellResult], None]
 
 
+def _check_threads(threads) -> int | None:
+    """``threads`` as given (None = the default), or :class:`ConfigError` for anything but a positive integer."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"must be a positive integer of torch threads per cell, got {threads!r}; leave it out for the "
+                          "default (the machine's threads shared out between local workers, 1 per Ray task)", param="threads")
+    return threads
+
+
 def _one_line(cell: Cell, exc: BaseException) -> AuditWorkerError:
     msg = " ".join(str(exc).split()) or type(exc).__name__
     kind = "" if isinstance(exc, RecguardError) else f"{type(exc).__name__}: "
@@ -62,7 +70,7 @@ class SequentialBackend(Backend):
     name = "sequential"
 
     def __init__(self, threads: int | None = None):
-        self.threads = threads
+        self.threads = _check_threads(threads)
 
     def run(self, spec, cells, *, out, clean, on_done):
         if self.threads:
@@ -83,6 +91,9 @@ class SequentialBackend(Backend):
 def _init_worker(threads: int) -> None:
     import torch
 
+    from .._signals import exit_with_parent
+
+    exit_with_parent()  # never outlive the driver, however it ends; Ctrl-C is the driver's to handle
     torch.set_num_threads(threads)
 
 
@@ -103,7 +114,7 @@ class LocalBackend(Backend):
     def __init__(self, jobs: int = 2, threads: int | None = None):
         if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
             raise ConfigError(f"must be a positive integer, got {jobs!r}", param="jobs")
-        self.jobs, self.threads = jobs, threads
+        self.jobs, self.threads = jobs, _check_threads(threads)
 
     def describe(self) -> dict:
         return {"backend": self.name, "jobs": self.jobs, "threads_per_worker": _threads_each(self.jobs, self.threads)}
@@ -213,9 +224,10 @@ class RayBackend(Backend):
             raise ConfigError(f"must be one of {', '.join(TRANSPORTS)}, got {transport!r}", param="transport")
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise ConfigError(f"must be a non-negative integer, got {max_retries!r}", param="max_retries")
-        self.address, self.threads, self.max_retries = address, int(threads or 1), max_retries
+        self.address, self.threads, self.max_retries = address, int(_check_threads(threads) or 1), max_retries
         self.transport, self.runtime_env = transport, runtime_env
         self._refs: dict[tuple, object] = {}
+        self._started_here = False  # whether this backend started the (local) Ray it uses
         _import_ray()  # fail now, with how to install it
 
     def describe(self) -> dict:
@@ -226,7 +238,21 @@ class RayBackend(Backend):
         ray = _import_ray()
         if not ray.is_initialized():
             kw = {"runtime_env": self.runtime_env} if self.runtime_env else {}
-            ray.init(address=self.address, log_to_driver=False, **kw)
+            import signal
+            import threading
+
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
+            try:
+                ray.init(address=self.address, log_to_driver=False, **kw)
+                if main and sigterm is not None:  # ray.init installs its own SIGTERM exit: keep the audit's clean stop
+                    signal.signal(signal.SIGTERM, sigterm)
+            except ValueError as exc:  # e.g. a ray:// address without the client's dependencies
+                if "pip install" in str(exc) or "requires" in str(exc):
+                    raise ConfigError(f"Ray cannot reach {self.address!r}: {' '.join(str(exc).split())}; install what the "
+                                      "documented addresses need with pip install 'recguard[ray]'", param="address") from None
+                raise
+            self._started_here = self.address is None
         return ray
 
     def _artifact(self, ray, spec: AuditSpec, out: Path, kind: str, seed: int):
@@ -279,6 +305,9 @@ class RayBackend(Backend):
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+            if pending and self._started_here:  # stopped early: the local Ray this backend started goes too
+                ray.shutdown()
+                self._started_here = False
 
 
 def make_backend(name: str | Backend | None = None, *, jobs: int = 1, threads: int | None = None, address: str | None = None,
@@ -287,6 +316,7 @@ def make_backend(name: str | Backend | None = None, *, jobs: int = 1, threads: i
     ``None`` picks ``sequential`` for one job and ``local`` for more."""
     if isinstance(name, Backend):
         return name
+    _check_threads(threads)
     if name is None:
         name = "sequential" if jobs == 1 else "local"
     if name not in BACKENDS:

@@ -363,9 +363,14 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
         clean_target = target_exposure(store.clean_model(spec, cell.seed, num_items), split, result.targets, ks=spec.ks)
     derived = {f"lift_T-HR@{k}": metrics["target"][f"T-HR@{k}"] - clean_target[f"T-HR@{k}"] for k in spec.ks}
     derived["clean_cost_NDCG@10"] = clean_cost(cm["clean"]["NDCG@10"], metrics["clean"]["NDCG@10"])
+    attack_meta = dict(result.meta)
+    counts = split.train.item_counts()
+    cold = [int(t) for t in result.targets if counts[int(t)] == 0]
+    if cold:  # items no genuine training user reached: the report says so
+        attack_meta["cold_targets"] = cold
     return CellResult(
         kind="poisoned", seed=cell.seed, key=cell.key, attack=cell.attack, budget=cell.budget, defense=cell.defense,
-        targets=[int(t) for t in result.targets], num_fake_users=int(len(result.fake_users)), attack_meta=result.meta,
+        targets=[int(t) for t in result.targets], num_fake_users=int(len(result.fake_users)), attack_meta=attack_meta,
         poisoned_fingerprint=result.data.fingerprint(), metrics=metrics, clean_target=clean_target, derived=derived,
         defense_info=outcome.info, detection=_detection(outcome, result, cell.defense), extraction=extraction,
         train=victim.fit_info_, attack_time_s=attack_s, defense_time_s=defense_s, train_time_s=train_s,

@@ -74,6 +74,18 @@ def _add_removal(summary: list[dict], groups: dict, controls: dict, k: int) -> N
             row[f"net_removal_{m}"] = {**_ms(net), "measurable": measurable(base_lift)}
 
 
+def audit_warnings(poisoned: list[dict]) -> list[str]:
+    """Lines the reports print above the tables: attacks whose targets no genuine training user reached."""
+    cold: dict[str, set] = {}
+    for c in poisoned:
+        for t in (c.get("attack_meta") or {}).get("cold_targets", []):
+            cold.setdefault(c["attack"], set()).add(int(t))
+    return [f"{attack}: target item(s) {', '.join(map(str, sorted(items)))} have no interaction by any genuine training user; "
+            "their T-HR counts every genuine test user, and the lift measures pushing items nobody has seen (an --inject "
+            "file names items by recguard's internal ids 1..N: check that they mean the items you intended)"
+            for attack, items in sorted(cold.items())]
+
+
 def _control_summary(controls: list[dict], ks) -> dict:
     """Per defense, over seeds: the defense trained on the clean data."""
     out = {}
@@ -143,7 +155,8 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
         clean_summary["controls"] = _control_summary(control_cells, spec.ks)
     return {
         "format": FORMAT, "format_version": 1, "spec": spec.to_dict(), "provenance": provenance,
-        "clean": clean_summary, "summary": summary, "cells": sorted(cells, key=lambda c: json.dumps(c.get("key", {}), sort_keys=True)),
+        "clean": clean_summary, "summary": summary, "warnings": audit_warnings(poisoned),
+        "cells": sorted(cells, key=lambda c: json.dumps(c.get("key", {}), sort_keys=True)),
         "wall_time_s": wall_time_s,
         "compute_time_s": float(sum(c.get("wall_time_s", 0.0) for c in cells)),
     }
@@ -278,6 +291,7 @@ def render_markdown(results: dict) -> str:
         f"profiles: `{spec['order']}`; surrogate: `{spec['surrogate']}`.",
         f"Clean victim: NDCG@10 {_fmt(clean['NDCG@10'])}, HR@10 {_fmt(clean['HR@10'])} (full ranking, genuine users).",
         *([f"Training objective: {objective_text(clean)}."] if clean.get("objective") else []),
+        *(f"> **Warning:** {w}" for w in results.get("warnings") or []),
         "",
         "| " + " | ".join(_headers(results)) + " |",
         "|" + "---|" * len(_headers(results)),
@@ -446,7 +460,7 @@ def render_html(results: dict) -> str:
               f"never interacted with the target) whose top-{k} unseen items contain the target, averaged over targets. "
               "Lift = poisoned − clean. Clean cost = relative change of NDCG@10 (full ranking, genuine users). Fake users "
               "are never counted."),
-        warn=_ONE_SEED if len(spec["seeds"]) == 1 else None)]
+        warn=" ".join([*(results.get("warnings") or []), *([_ONE_SEED] if len(spec["seeds"]) == 1 else [])]) or None)]
     det = _detection_rows(results)
     if det:
         sections.append(Section("Detection of the injected users", table=Table(list(_DET_HEADERS), det, left={0, 1}), note=(

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._io import atomic_write_json, claim_output_dir, read_json
-from ..errors import ArtifactError, ConfigError
+from .._signals import sigterm_as_interrupt
+from ..errors import ArtifactError, AuditInterrupted, ConfigError
 from .backends import Backend, make_backend
 from .cells import Cell, CellResult, plan
 from .compute import ArtifactStore, load_split, preflight, provenance
@@ -144,16 +145,19 @@ def _run(spec: AuditSpec, out: Path, backend: Backend, *, progress, command, on_
             bar.update(1)
 
     try:
-        for phase in phases:
-            todo = []
-            for cell in phase:
-                prior = _finished(spec, cell, out, store)
-                if prior is None:
-                    todo.append(cell)
-                else:
-                    done(cell, prior, write=False)
-            clean = {r.seed: r for r in results.values() if r.kind == "clean"}
-            backend.run(spec, todo, out=out, clean=clean, on_done=done)
+        with sigterm_as_interrupt():  # a scheduler's or container's stop ends the workers like Ctrl-C does
+            for phase in phases:
+                todo = []
+                for cell in phase:
+                    prior = _finished(spec, cell, out, store)
+                    if prior is None:
+                        todo.append(cell)
+                    else:
+                        done(cell, prior, write=False)
+                clean = {r.seed: r for r in results.values() if r.kind == "clean"}
+                backend.run(spec, todo, out=out, clean=clean, on_done=done)
+    except KeyboardInterrupt:
+        raise AuditInterrupted(len(results), sum(map(len, phases))) from None
     finally:
         if bar is not None:
             bar.close()

@@ -1,7 +1,10 @@
 """The ``recguard`` command line (typer). Each command group lives in its own module.
 
-User errors (:class:`recguard.errors.RecguardError`) print one line to stderr and
-exit with status 2; no traceback.
+Exit statuses: 0 done; 1 the environment failed (a permission, a full disk, a worker killed);
+2 bad input (data, configuration, a saved model, the user's model code), one ``error:`` line on
+stderr and no traceback; 130 interrupted (Ctrl-C or SIGTERM; an audit keeps its finished cells
+and says how many). ``recguard --debug COMMAND`` also prints the traceback of the user's own code
+when it raised.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import sys
 
 import typer
 
-from ..errors import RecguardError
+from ..errors import AuditInterrupted, RecguardError, UserCodeError
 from . import _audit, _datasets, _debias, _extract, _probe, _train
 
 app = typer.Typer(
@@ -31,9 +34,14 @@ app.command("debias")(_debias.debias)
 app.command("probe")(_probe.probe)
 
 
+_DEBUG = {"on": False}
+
+
 @app.callback()
-def _root() -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="When your own code (a MODULE:FACTORY model) raises, also print its "
+                                     "traceback below the one-line error.")) -> None:
     """recguard: robustness audits and probes for sequential recommenders."""
+    _DEBUG["on"] = debug
 
 
 def _click_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
@@ -58,10 +66,20 @@ def _click_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every user error is one ``error:`` line on stderr (exit 2),
     never a traceback."""
+    _DEBUG["on"] = False
     try:
         app(args=argv, prog_name="recguard", standalone_mode=False)
+    except AuditInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
     except RecguardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        debug = isinstance(exc, UserCodeError) and exc.__cause__ is not None
+        hint = " (recguard --debug ... prints its traceback)" if debug and not _DEBUG["on"] else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        if debug and _DEBUG["on"]:
+            import traceback
+
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the environment's (permissions, a full disk): one line, the path is in the message
         print(f"error: {exc}", file=sys.stderr)

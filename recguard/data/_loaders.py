@@ -59,6 +59,10 @@ def _line_of(raw: bytes, pos: int) -> int:
 def _read_table(path: str | Path, sep: str, header: bool, encoding: str = "utf-8") -> tuple[list[str], list[list[str]], list[int]]:
     """Rows of a delimited file (multi-character separators allowed). Returns (header, rows, line numbers)."""
     raw = _read_bytes(path)
+    nul = raw.find(b"\x00")
+    if nul >= 0:  # csv would pass it through into an id: a binary, UTF-16 or corrupted file
+        raise DataError("holds a NUL byte (\\x00); is it a binary, UTF-16 or corrupted file? Save it as UTF-8 text",
+                        path=path, line=_line_of(raw, nul))
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError:

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserCodeError
 
 __all__ = ["is_factory_path", "load_factory", "build_victim", "model_identity"]
 
@@ -92,6 +92,8 @@ def build_victim(model: str, num_items: int | None = None, **config) -> Any:
     except TypeError as exc:
         raise ConfigError(f"{model!r} could not be called as factory(num_items, **model_config) with model_config "
                           f"{sorted(config)}: {exc}", param="model") from None
+    except Exception as exc:  # the user's own code failed: one line naming it; the traceback stays as the cause
+        raise UserCodeError(f"{model} raised {type(exc).__name__}: {' '.join(str(exc).split()) or '(no message)'}") from exc
     if not _looks_like_victim(victim):
         raise ConfigError(f"{model!r} returned a {type(victim).__name__}, not a victim (it needs num_items, max_len, score, "
                           "recommend and fit; wrap a torch module with recguard.TorchVictim)", param="model")
