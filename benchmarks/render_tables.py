@@ -1,6 +1,7 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
 Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling [RESULT_NAME]
+       python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
 mnar_semisynthetic by default) and prints the table that docs/benchmarks.md shows, so the
@@ -160,6 +161,36 @@ def ceiling(name: str = "ceiling_amazon-office") -> None:
         print(f"| {scorer} | {attack} | {100 * budget:g}% | {_ms(auc, 3)} | " + " | ".join(cols) + " |")
 
 
+def cells(audit_dir: str, defense: str = "lorec", revision: str = "3") -> None:
+    """Removal, clean cost and detection of one defense's cells of a given defense revision in an audit
+    folder, against the undefended cells of the same attack, budget and seed (cells an older revision
+    wrote stay in the folder; a resumed audit no longer reports them). Usage: render_tables.py cells
+    runs/bench/defenses_amazon-office_random_i24 lorec 3"""
+    from pathlib import Path
+
+    from recguard.audit.report import _ms as _stats
+    from recguard.metrics import defense_removal
+
+    cs = [json.loads(p.read_text()) for p in sorted((Path(audit_dir) / "cells").glob("*.json"))]
+    cs = [c for c in cs if c["kind"] == "poisoned"]
+    base = {(c["attack"], c["budget"], c["seed"]): c for c in cs if c["defense"] == "none"}
+    mine = [c for c in cs if c["defense"] == defense and str(c["key"].get("defense_revision")) == str(revision)]
+    print("| attack | budget | seeds | lift [95% CI] | removal [95% CI] | clean cost | ROC-AUC | recall | genuine flagged |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    from recguard.audit.report import measurable
+
+    for attack, budget in dict.fromkeys((c["attack"], c["budget"]) for c in mine):
+        group = [c for c in mine if (c["attack"], c["budget"]) == (attack, budget) and (attack, budget, c["seed"]) in base]
+        lift = _stats([base[(attack, budget, c["seed"])]["derived"]["lift_T-HR@50"] for c in group])
+        removal = _stats([defense_removal(c["clean_target"]["T-HR@50"], base[(attack, budget, c["seed"])]["metrics"]["target"]["T-HR@50"],
+                                       c["metrics"]["target"]["T-HR@50"]) for c in group])
+        removal["measurable"] = measurable(lift)
+        cost = _stats([c["derived"]["clean_cost_NDCG@10"] for c in group])
+        det = {m: _stats([(c.get("detection") or {}).get(m) for c in group]) for m in ("ROC-AUC", "recall", "FPR")}
+        print(f"| {attack} | {100 * budget:g}% | {len(group)} | {_ci(lift)} | {_ci(removal, pct=True)} | {_ci(cost, pct=True)} | "
+              f"{_ms(det['ROC-AUC'], 3)} | {_ms(det['recall'], 2)} | {_ms(det['FPR'], 3)} |")
+
+
 def mnar(name: str = "mnar_semisynthetic") -> None:
     r = json.loads((RESULTS / f"{name}.json").read_text())
 
@@ -178,5 +209,5 @@ def mnar(name: str = "mnar_semisynthetic") -> None:
 
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
-    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling}[kind]
-    fn(*sys.argv[2:3])
+    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells}[kind]
+    fn(*sys.argv[2:])
