@@ -92,8 +92,8 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
             d = t.get("detection") or {}
             budget = f"{100 * t['budget']:g}%" if t.get("budget") else "–"
             print(f"| {t['attack']} | {budget} | {t['defense']} | {_ms(t['T-HR@50'])} | {_ci(t['lift_T-HR@50'])} | "
-                  f"{_ci(t.get('removal'), pct=True) if t['defense'] != 'none' else '–'} | "
-                  + (f"{_ci(t.get('net_removal'), pct=True)} | " if net else "")
+                  f"{_ci(t.get('removal'), pct=True, removal=True) if t['defense'] != 'none' else '–'} | "
+                  + (f"{_ci(t.get('net_removal'), pct=True, removal=True)} | " if net else "")
                   + f"{_ms(t['NDCG@10'])} | {_ci(t['clean_cost_NDCG@10'], pct=True)} | {_ms(d.get('ROC-AUC'), 3)} | "
                   f"{_ms(d.get('PR-AUC'), 3)} | {_ms(d.get('precision'), 3)} | {_ms(d.get('recall'), 3)} | {_ms(d.get('FPR'), 3)} |")
         print()
@@ -157,7 +157,8 @@ def ceiling(name: str = "ceiling_amazon-office") -> None:
     for scorer, attack, budget in dict.fromkeys((x["scorer"], x["attack"], x["budget"]) for x in rows):
         cells = {x["share"]: x for x in rows if (x["scorer"], x["attack"], x["budget"]) == (scorer, attack, budget)}
         auc = next((c["ROC-AUC"] for c in cells.values() if c.get("ROC-AUC")), None)
-        cols = [f"{_ci(cells[x]['removal'], pct=True)} ({_ms(cells[x]['recall'], 2)})" if x in cells else "–" for x in shares]
+        cols = [f"{_ci(cells[x]['removal'], pct=True, removal=True)} ({_ms(cells[x]['recall'], 2)})" if x in cells else "–"
+                for x in shares]
         print(f"| {scorer} | {attack} | {100 * budget:g}% | {_ms(auc, 3)} | " + " | ".join(cols) + " |")
 
 
@@ -187,7 +188,8 @@ def cells(audit_dir: str, defense: str = "lorec", revision: str = "3") -> None:
         removal["measurable"] = measurable(lift)
         cost = _stats([c["derived"]["clean_cost_NDCG@10"] for c in group])
         det = {m: _stats([(c.get("detection") or {}).get(m) for c in group]) for m in ("ROC-AUC", "recall", "FPR")}
-        print(f"| {attack} | {100 * budget:g}% | {len(group)} | {_ci(lift)} | {_ci(removal, pct=True)} | {_ci(cost, pct=True)} | "
+        print(f"| {attack} | {100 * budget:g}% | {len(group)} | {_ci(lift)} | {_ci(removal, pct=True, removal=True)} | "
+              f"{_ci(cost, pct=True)} | "
               f"{_ms(det['ROC-AUC'], 3)} | {_ms(det['recall'], 2)} | {_ms(det['FPR'], 3)} |")
 
 

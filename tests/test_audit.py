@@ -307,8 +307,10 @@ def test_a_removal_wholly_below_zero_reads_helps_the_attacker():
     from recguard.audit.report import _fmt_ci, _ms, helps_attacker
 
     worse = {**_ms([-0.8, -0.7, -0.75]), "measurable": True}
-    assert helps_attacker(worse) and _fmt_ci(worse, pct=True).startswith("helps the attacker: -75.0% [")
+    assert helps_attacker(worse) and _fmt_ci(worse, pct=True, removal=True).startswith("helps the attacker: -75.0% [")
+    assert _fmt_ci(worse, pct=True).startswith("-75.0% [")  # a clean cost below 0 is only a cost
     straddles = {**_ms([-0.8, 0.1, -0.3]), "measurable": True}
-    assert not helps_attacker(straddles) and not _fmt_ci(straddles, pct=True).startswith("helps")
-    assert not helps_attacker({**worse, "measurable": False}) and _fmt_ci({**worse, "measurable": False}, pct=True) == "not measurable"
+    assert not helps_attacker(straddles) and not _fmt_ci(straddles, pct=True, removal=True).startswith("helps")
+    assert not helps_attacker({**worse, "measurable": False})
+    assert _fmt_ci({**worse, "measurable": False}, pct=True, removal=True) == "not measurable"
     assert not helps_attacker(_ms([-0.5]))  # one seed: no interval, no verdict

@@ -163,7 +163,7 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
 
 
 # ---------------------------------------------------------------------------- rendering
-def _fmt_ci(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
+def _fmt_ci(ms: dict | None, digits: int = 4, pct: bool = False, removal: bool = False) -> str:
     """``mean [lo, hi]`` with the 95% interval over seeds; a removal whose lift cannot be told from 0
     reads "not measurable" instead of a ratio of noise."""
     if not ms or ms.get("mean") is None:
@@ -172,7 +172,7 @@ def _fmt_ci(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
         return "not measurable"
     f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.{digits}f}")
     text = f(ms["mean"]) + (f" [{f(ms['ci95'][0])}, {f(ms['ci95'][1])}]" if ms.get("ci95") else "")
-    return f"helps the attacker: {text}" if helps_attacker(ms) else text
+    return f"helps the attacker: {text}" if removal and helps_attacker(ms) else text
 
 
 def helps_attacker(removal: dict | None) -> bool:
@@ -219,11 +219,11 @@ def _rows(results: dict) -> list[list[str]]:
             _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt_ci(r[f"lift_T-HR@{k}"]),
         ]
         if _defended(results):
-            row.append(_fmt_ci(r.get(f"removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+            row.append(_fmt_ci(r.get(f"removal_T-HR@{k}"), pct=True, removal=True) if r["defense"] != "none" else "")
             det = r.get("detection") or {}
             row += [_fmt(det.get("recall"), 2), _share(det.get("FPR"))]
         if _controlled(results):
-            row.append(_fmt_ci(r.get(f"net_removal_T-HR@{k}"), pct=True) if r["defense"] != "none" else "")
+            row.append(_fmt_ci(r.get(f"net_removal_T-HR@{k}"), pct=True, removal=True) if r["defense"] != "none" else "")
         row += [_fmt(r[f"T-NDCG@{k}"]), _fmt(r["mean_rank"], 0), _fmt(r["NDCG@10"]), _fmt(r["clean_cost_NDCG@10"], pct=True),
                 _fmt(r["wall_time_s"], 1)]
         rows.append(row)
