@@ -13,8 +13,9 @@ false-positive budget:
   *scorer ceiling* rule: the removal a scorer reaches when its top x% are dropped.
 - ``rule="mixture"``: fit a two-component Gaussian mixture to the scores (seeded) and flag
   the users whose posterior of the upper component is at least 0.5, at most
-  ``max_flag_share`` of them (the highest). A tight group of near-identical fakes is its own
-  component; when no component stands apart, few or no users are flagged.
+  ``max_flag_share`` of them (the highest). A small upper component flags fewer users than
+  the budget; a broad one (every scorer's, on Amazon Office) leaves the budget to decide, so
+  the rule then flags exactly the budget, like ``top``.
 - ``rule="outlier"``: flag robust outliers, more than ``z`` scaled median absolute deviations
   above the median, at most ``max_flag_share`` of them.
 - ``rule="paper"``: the detector's published rule, computed by the detector and passed in as
