@@ -33,7 +33,14 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot from the recorded result, run nothing")
     args = parse_args(ap)
+    name = f"ceiling_{args.dataset}{args.tag}"
+    if args.plot_only:
+        import json
+
+        _plot(json.loads((RESULTS / f"{name}.json").read_text())["rows"], RESULTS / f"{name}.png")
+        return
     from recguard.audit import AuditSpec, run_audit
 
     root = HERE.parent / "runs" / "bench"
@@ -60,7 +67,6 @@ def main() -> None:
                              "lift_T-HR@50": r["lift_T-HR@50"], "removal": r.get("removal_T-HR@50"),
                              "clean_cost_NDCG@10": r["clean_cost_NDCG@10"], "recall": det.get("recall"),
                              "genuine_flagged": det.get("FPR"), "ROC-AUC": det.get("ROC-AUC")})
-    name = f"ceiling_{args.dataset}{args.tag}"
     _plot(rows, RESULTS / f"{name}.png")
     write_result(name, {"rows": rows, "plot": f"{name}.png"})
 
@@ -74,16 +80,21 @@ def _plot(rows: list[dict], where: Path) -> None:
     axes = axes[0]
     for ax, scorer in zip(axes, scorers):
         for attack, budget in attacks:
-            pts = sorted((r["share"], r["removal"]["mean"]) for r in rows
+            pts = sorted((r["share"], r["removal"]["mean"], r["removal"].get("measurable") is not False) for r in rows
                          if r["scorer"] == scorer and r["attack"] == attack and r["budget"] == budget and r.get("removal")
                          and r["removal"].get("mean") is not None)
-            if pts:
-                ax.plot([100 * x for x, _ in pts], [100 * y for _, y in pts], marker="o", label=f"{attack} {100 * budget:g}%")
+            if pts:  # hollow markers: the undefended lift's interval includes 0, so the ratio is noise
+                line, = ax.plot([100 * x for x, _, _ in pts], [100 * y for _, y, _ in pts], label=f"{attack} {100 * budget:g}%")
+                for x, y, ok in pts:
+                    ax.plot([100 * x], [100 * y], marker="o", color=line.get_color(), markerfacecolor=line.get_color() if ok else "none")
         ax.axhline(70, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
+        shares = sorted({100 * r["share"] for r in rows})
+        ax.set_xticks(shares, [f"{x:g}%" for x in shares])
+        ax.minorticks_off()
         ax.set_xlabel("users removed by score (top x%)")
         ax.set_ylabel("removal of the T-HR@50 lift (%)")
-        ax.set_title(scorer)
+        ax.set_title(f"{scorer} (hollow: lift not measurable)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
