@@ -53,19 +53,23 @@ def test_a_ray_client_address_runs_the_audit(atomic, tmp_path):  # noqa: F811
                              f"--temp-dir={temp}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        # ready when a plain client session connects (an open port alone is not enough on a loaded machine)
+        probe = f"import ray; ray.init('ray://127.0.0.1:{client}'); ray.shutdown()"
+        ready, deadline = None, time.monotonic() + 180
         while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", client)) == 0:
-                    break
-            time.sleep(0.5)
+            ready = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+            if ready.returncode == 0:
+                break
+            time.sleep(2)
+        assert ready is not None and ready.returncode == 0, f"the test's Ray head never accepted a client: {ready and ready.stderr[-1500:]}"
         out = tmp_path / "a"
         proc = subprocess.run([sys.executable, "-c", "import sys; from recguard.cli import _entry; sys.argv[0] = 'recguard'; _entry()",
                                "audit", "--dataset", str(atomic), "--model", "gru4rec", "--set", "hidden=16", "--set", "max_len=12",
                                "--set", "epochs=2", "--attacks", "random", "--budgets", "0.05", "--seeds", "0", "--defense", "none",
                                "--backend", "ray", "--address", f"ray://127.0.0.1:{client}", "--no-progress", "--out", str(out)],
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in Path(temp).glob("session_*/logs/ray_client*"))
+        assert proc.returncode == 0, proc.stderr[-2000:] + logs
         res = json.loads((out / "results.json").read_text())
         assert res["provenance"]["execution"]["address"] == f"ray://127.0.0.1:{client}" and len(res["cells"]) == 2
     finally:
