@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["sigterm_as_interrupt", "exit_with_parent"]
+__all__ = ["sigterm_as_interrupt", "keep_sigterm_handler", "exit_with_parent"]
 
 
 def _raise_interrupt(signum, frame):
@@ -35,6 +35,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+    """Restore the SIGTERM handler after a block whose library code installs its own (``ray.init``
+    installs one that exits), so an enclosing :func:`sigterm_as_interrupt` keeps working. Only in
+    the main thread, where handlers live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def exit_with_parent(poll_s: float = 0.5) -> None:

@@ -238,15 +238,11 @@ class RayBackend(Backend):
         ray = _import_ray()
         if not ray.is_initialized():
             kw = {"runtime_env": self.runtime_env} if self.runtime_env else {}
-            import signal
-            import threading
+            from .._signals import keep_sigterm_handler
 
-            main = threading.current_thread() is threading.main_thread()
-            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             try:
-                ray.init(address=self.address, log_to_driver=False, **kw)
-                if main and sigterm is not None:  # ray.init installs its own SIGTERM exit: keep the audit's clean stop
-                    signal.signal(signal.SIGTERM, sigterm)
+                with keep_sigterm_handler():  # ray.init installs its own SIGTERM exit: keep the audit's clean stop
+                    ray.init(address=self.address, log_to_driver=False, **kw)
             except ValueError as exc:  # e.g. a ray:// address without the client's dependencies
                 if "pip install" in str(exc) or "requires" in str(exc):
                     raise ConfigError(f"Ray cannot reach {self.address!r}: {' '.join(str(exc).split())}; install what the "

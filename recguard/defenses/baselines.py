@@ -112,10 +112,11 @@ class PCASelect(Defense):
         sim_side = float(np.mean(with_sim[sim.fake_users]) - np.median(with_sim[:n]))
         direction = self.direction if self.direction != "auto" else ("high" if sim_side > 0 else "low")
         sign = 1.0 if direction == "high" else -1.0
+        simulated = sign * with_sim[sim.fake_users]
         if self.rule == "simulated":  # the legacy rule places its cut in the PCA that holds the simulated fakes
-            suspicion, simulated = sign * with_sim[:n], sign * with_sim[sim.fake_users]
+            suspicion = sign * with_sim[:n]
         else:
-            suspicion, simulated = sign * self._log_contributions(train, int(rng.integers(0, 2**31 - 1))), sign * with_sim[sim.fake_users]
+            suspicion = sign * self._log_contributions(train, int(rng.integers(0, 2**31 - 1)))
             # the simulated fakes' scores in the data's own units: their PCA shifts every score, so compare by rank
             simulated = np.quantile(suspicion, _ranks_within(sign * with_sim[:n], simulated))
         decided = self.decision.decide(suspicion, simulated=simulated)

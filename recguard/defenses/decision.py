@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Decision", "Decided", "RULES", "WEIGHTS", "DEFAULT_RULE", "DEFAULT_FLAG_SHARE", "DECISION_REVISION"]
+__all__ = ["Decision", "Decided", "RULES", "WEIGHTS", "DEFAULT_RULE", "DEFAULT_FLAG_SHARE", "DECISION_REVISION", "top_mask"]
 
 RULES = ("top", "mixture", "outlier", "paper", "simulated")
 #: bumped when a decision's outcome changes for the same scores (detector defenses carry it in their revision)
@@ -119,7 +119,7 @@ class Decision:
         info: dict = {**self.settings(), "users": n, "budget_users": cap}
         if simulated is not None and len(simulated) and n:
             info["simulated_separation_auc"] = separation_auc(np.asarray(simulated, dtype=np.float64), s)
-        posterior = None
+        posterior, within = None, top_mask(s, cap)  # the budget: the cap most suspicious users
         if self.rule == "paper":
             if paper_flags is None:
                 raise ConfigError("this detector has no published decision rule; choose top, mixture or outlier", param="rule")
@@ -127,18 +127,18 @@ class Decision:
         elif self.rule == "simulated":
             if simulated is None or not len(simulated):
                 raise ConfigError("rule 'simulated' needs the scores of the defender's simulated fakes", param="rule")
-            flagged = _top(s, cap) & (s >= float(np.quantile(np.asarray(simulated, dtype=np.float64), 0.1)))
+            flagged = within & (s >= float(np.quantile(np.asarray(simulated, dtype=np.float64), 0.1)))
         elif self.rule == "top":
-            flagged = _top(s, cap)
+            flagged = within
         elif self.rule == "outlier":
             med = float(np.median(s)) if n else 0.0
             mad = 1.4826 * float(np.median(np.abs(s - med))) if n else 0.0
             robust_z = (s - med) / (mad if mad > 0 else max(float(np.std(s)), 1e-12))
-            flagged = _top(s, cap) & (robust_z >= float(self.z))
+            flagged = within & (robust_z >= float(self.z))
         else:
             posterior, fit = mixture_posterior(s, self.seed)
             info["mixture"] = fit
-            flagged = _top(s, cap) & (posterior >= 0.5)
+            flagged = within & (posterior >= 0.5)
         info["flagged_users"] = int(flagged.sum())
         info["flagged_share"] = float(flagged.mean()) if n else 0.0
         threshold = float(s[flagged].min()) if flagged.any() else None
@@ -146,13 +146,13 @@ class Decision:
             if posterior is None:
                 posterior, info["mixture"] = mixture_posterior(s, self.seed)
             # within the budget a user keeps 1 − P(upper component); outside it, full weight
-            weights = np.where(_top(s, cap), 1.0 - posterior, 1.0)
+            weights = np.where(within, 1.0 - posterior, 1.0)
         else:
             weights = np.where(flagged, 0.0, 1.0)
         return Decided(flagged=flagged, weights=weights, threshold=threshold, info=info)
 
 
-def _top(s: np.ndarray, k: int) -> np.ndarray:
+def top_mask(s: np.ndarray, k: int) -> np.ndarray:
     """A boolean mask of the ``k`` highest scores (ties broken by position, stable)."""
     out = np.zeros(len(s), dtype=bool)
     if k > 0:

@@ -38,7 +38,7 @@ from ..errors import ConfigError, DataError
 from ..victims._contract import EpochUpdate
 from ..victims._layers import TransformerBlock, attention_mask
 from ._base import Defense, DefenseOutcome
-from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, RULES, Decision
+from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, RULES, Decision, top_mask
 from .text import TextEncoder, domain_for, item_texts, user_prompt, user_prompts
 
 __all__ = [
@@ -56,12 +56,6 @@ SCHEDULES = ("every-epoch", "paper")
 OWN_RULES = ("paper", "prior")
 MODES = ("calibrate", "detect-retrain")  # LLM4Dec's own decision rules (the rest come from the shared decision layer)
 
-
-def _top_share(s: np.ndarray, share: float) -> np.ndarray:
-    """Mask of the ``share`` highest values of ``s`` (at least none, at most all)."""
-    out = np.zeros(len(s), dtype=bool)
-    out[np.argsort(-s, kind="stable")[: int(np.floor(share * len(s) + 1e-9))]] = True
-    return out
 
 
 # ------------------------------------------------------------------------ pieces
@@ -406,7 +400,7 @@ class LLM4Dec(_TextDefense):
             own = p >= self.threshold
         elif self.rule == "prior":
             c = float(p_hold.mean())  # P(labelled | fake), estimated on simulated fakes the head never saw
-            own = (p >= c / 2.0) & _top_share(p, self.max_flag_share)
+            own = (p >= c / 2.0) & top_mask(p, self.decision.budget(len(p)))
             info = {"label_frequency_c": c, "prior_threshold": c / 2.0}
         decided = self.decision.decide(p, simulated=p_hold, paper_flags=own)
         flagged = decided.flagged
@@ -654,7 +648,7 @@ class LoRec(_TextDefense):
             state["time"] += time.perf_counter() - tu
             if epoch < start:
                 return None
-            weights, flagged, _ = self._decide(state, n)
+            _, weights, flagged, _ = self._decide(state, n)
             state["updates"][-1]["weighted_down"] = int(flagged[:n].sum())
             return weights
 
@@ -672,12 +666,7 @@ class LoRec(_TextDefense):
                 "updates": state["updates"], "encoder_stats": dict(self.encoder.stats)}
         if self.mode == "detect-retrain":
             return self._retrain(split, make_victim, seed, progress, state, n, info, time.perf_counter() - t0)
-        weights, flagged, decided = self._decide(state, n)
-        scores = self._net_flags(state)
-        outcome = DefenseOutcome(user_weights=weights[:n] if self.apply_weights else None, scores=scores[:n], flagged=flagged[:n],
-                                 threshold=None if decided is None else decided.threshold,
-                                 info={**info, **({} if decided is None else decided.info), "flagged_users": int(flagged[:n].sum())},
-                                 simulated_scores=scores[n:] if len(scores) > n else None)
+        _, outcome = self._outcome(state, n, info, weights_to_victim=self.apply_weights)
         return victim, outcome
 
     @staticmethod
@@ -686,32 +675,38 @@ class LoRec(_TextDefense):
         return (A0 - state["a"]) + 1e-3 * state["p_sum"] / max(1, len(state["updates"]))
 
     def _decide(self, state: dict, n: int):
-        """(weights, flags) for every user the victim trains on, and the decision behind them (None under
-        ``rule="paper"``: LoRec's own rule, weight sigmoid(a)/sigmoid(3) snapped to 1 above 0.5). The
-        decision layer decides on the n users of the data; the defender's simulated fakes that follow
-        them are cut at the same threshold."""
+        """(scores, weights, flags) for every user the victim trains on, and the decision behind them (None
+        under ``rule="paper"``: LoRec's own rule, weight sigmoid(a)/sigmoid(3) snapped to 1 above 0.5).
+        The decision layer decides on the n users of the data; the defender's simulated fakes that
+        follow them are cut at the same threshold."""
+        scores = self._net_flags(state)
         if self.rule == "paper":
             weights = lorec_weights(state["a"])
-            return weights, weights < 1.0, None
-        scores = self._net_flags(state)
+            return scores, weights, weights < 1.0, None
         decided = self.decision.decide(scores[:n], simulated=scores[n:] if len(scores) > n else None)
         sim_flagged = (scores[n:] >= decided.threshold) if decided.threshold is not None else np.zeros(len(scores) - n, dtype=bool)
         flagged = np.concatenate([decided.flagged, sim_flagged])
-        return np.concatenate([decided.weights, np.where(sim_flagged, 0.0, 1.0)]), flagged, decided
+        return scores, np.concatenate([decided.weights, np.where(sim_flagged, 0.0, 1.0)]), flagged, decided
+
+    def _outcome(self, state: dict, n: int, info: dict, *, weights_to_victim: bool) -> tuple[np.ndarray, DefenseOutcome]:
+        """The final decision over the n users of the data: their weights and the outcome that reports it."""
+        scores, weights, flagged, decided = self._decide(state, n)
+        return weights[:n], DefenseOutcome(
+            user_weights=weights[:n] if weights_to_victim else None, scores=scores[:n], flagged=flagged[:n],
+            threshold=None if decided is None else decided.threshold,
+            info={**info, **({} if decided is None else decided.info), "flagged_users": int(flagged[:n].sum())},
+            simulated_scores=scores[n:] if len(scores) > n else None)
 
     def _retrain(self, split: Split, make_victim: Callable, seed: int, progress: bool, state: dict, n: int, info: dict,
                  detect_wall_s: float):
         """detect-retrain: decide on the net flags of the whole calibration, then train a fresh victim once."""
         if not state["updates"]:
             raise DataError("LoRec's calibrator never ran (no epoch ended), so it has no scores to decide on; train for at least one epoch")
-        weights, flagged, decided = self._decide(state, n)
-        scores = self._net_flags(state)
+        weights, outcome = self._outcome(state, n, info, weights_to_victim=True)
         t0 = time.perf_counter()
-        victim = self.victim(make_victim).fit(split, user_weights=weights[:n], rng=seed, progress=progress)
-        info.update({} if decided is None else decided.info, defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
-        return victim, DefenseOutcome(user_weights=weights[:n], scores=scores[:n], flagged=flagged[:n],
-                                      threshold=None if decided is None else decided.threshold, info=info,
-                                      simulated_scores=scores[n:] if len(scores) > n else None)
+        victim = self.victim(make_victim).fit(split, user_weights=weights, rng=seed, progress=progress)
+        outcome.info.update(defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
+        return victim, outcome
 
 
 class LoRecDetect(LoRec):
