@@ -221,3 +221,20 @@ def test_probe_and_attribution_say_what_a_model_lacks(data):
         SAEProbe(v)
     with pytest.raises(CapabilityError, match=r"\[B, L\] id sequence"):  # it embeds the last item only
         attribute(v.fit(data, rng=0), data[0].tolist()[-4:], n_steps=8)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_detector_defenses_decide_on_a_foreign_model(name, atomic, bert_dir, tmp_path):
+    """PCA-select and LoRec's detect-retrain mode go through the shared decision layer for a model recguard does not ship."""
+    enc = {"encoder": str(bert_dir), "encoder_options": {"cache_dir": str(tmp_path / "enc")}, "user_text": "items"}
+    spec = AuditSpec(dataset=str(atomic), model=f"foreign_models:make_{name}", model_config=SMALL,
+                     attacks=("random",), budgets=(0.05,), seeds=(0,), num_targets=2, defenses=("none", "pca", "lorec-detect"),
+                     defense_params={"lorec-detect": {**enc, "max_flag_share": 0.1}, "pca": {"max_flag_share": 0.1}})
+    res = run_audit(spec, tmp_path / "a", progress=False)
+    cells = {c["defense"]: c for c in res["cells"] if c["kind"] == "poisoned"}
+    n_users = cells["pca"]["detection"]["genuine_users"] + cells["pca"]["detection"]["fake_users"]
+    for d in ("pca", "lorec-detect"):
+        info = cells[d]["defense_info"]
+        assert info["budget_users"] == int(0.1 * n_users) and info["flagged_users"] <= info["budget_users"]
+        assert np.isfinite(cells[d]["metrics"]["clean"]["NDCG@10"])
+    assert cells["lorec-detect"]["defense_info"]["retrain_time_s"] > 0
