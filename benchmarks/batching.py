@@ -42,14 +42,14 @@ def legacy_init(module) -> None:
 
 
 def _use_legacy_init(victim) -> None:
-    build = victim._build
+    build = victim.new_module
 
-    def _build(num_items: int):
+    def new_module(num_items: int):
         module = build(num_items)
         legacy_init(module)
         return module
 
-    victim._build = _build
+    victim.new_module = new_module
 
 
 def main() -> None:

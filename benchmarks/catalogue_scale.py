@@ -51,22 +51,22 @@ def synthetic(num_items: int, num_users: int, seed: int = 0):
 
 def train_rate(num_items: int, loss: str, steps: int, seed: int = 0) -> dict:
     import recguard
-    from recguard.data._core import _pad_from_csr
+    from recguard.data._core import pad_from_csr
     from recguard.victims._train import batches, training_optimizer
 
     data = synthetic(num_items, 128 * (steps + 3), seed)
     victim = recguard.SASRec(max_len=50, loss=loss)
     victim.num_items = num_items
-    module = victim._build(num_items)
+    module = victim.new_module(num_items)
     module.train()
     opt, _ = training_optimizer(victim, module, num_items)  # what fit() uses, sparse item rows included
     take = np.minimum(data.lengths, 51)
     gen = torch.Generator().manual_seed(seed)
     positions, elapsed = 0, 0.0
     for i, users in enumerate(batches(take, 128, np.random.default_rng(seed))[: steps + 3]):
-        x = torch.from_numpy(_pad_from_csr(data.items, data.offsets[:-1][users], data.lengths[users], int(take[users].max())))
+        x = torch.from_numpy(pad_from_csr(data.items, data.offsets[:-1][users], data.lengths[users], int(take[users].max())))
         t = time.perf_counter()
-        out = victim._train_loss(module, x, torch.ones(len(users)), gen, None)
+        out = victim.training_loss(module, x, torch.ones(len(users)), gen, None)
         opt.zero_grad(set_to_none=True)
         out.backward()
         opt.step()

@@ -4,9 +4,11 @@ Usage:
     python benchmarks/decision_diagnostics.py --dataset amazon-office --seeds 0,1,2,3,4 --budgets 0.01,0.03
     python benchmarks/decision_diagnostics.py --dataset amazon-beauty --seeds 0,1,2 --scorers pca
     python benchmarks/decision_diagnostics.py --dataset amazon-office --seeds 0,1,2 --scorers lorec --attacks random,segment
+    python benchmarks/decision_diagnostics.py --dataset amazon-beauty --seeds 0,1,2,3,4 --budgets 0.01,0.03 \
+        --attacks random,popular,camouflage --scorers pca,lockstep --tag _i26          # issue 26
 
 For every (attack, budget, seed) the training data is poisoned once and each scorer scores
-every user of it, exactly as its defense would (PCA-select: the data as received; LLM4Dec:
+every user of it, exactly as its defense would (PCA-select and lockstep: the data as received; LLM4Dec:
 its PU head on user-text embeddings; LoRec: the calibrator's mean probability over its last
 3 updates while the victim trains unweighted). Nothing here trains a victim on the defense's
 decision, so the whole grid of rules costs one scoring per cell; the lift a decision removes
@@ -66,10 +68,13 @@ def _score_cell(scorer: str, poisoned, make_victim, seed: int) -> tuple:
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, 24])
     if scorer == "pca":
-        out = PCASelect(rule="top").apply(poisoned, make_victim=make_victim, rng=rng)
+        out = PCASelect(rule="top").detect(poisoned, make_victim=make_victim, rng=rng)
+        own = None
+    elif scorer == "lockstep":
+        out = LockstepDetector(rule="top").detect(poisoned, make_victim=make_victim, rng=rng)
         own = None
     elif scorer == "llm4dec":
-        out = LLM4Dec(rule="prior").apply(poisoned, make_victim=make_victim, rng=rng)
+        out = LLM4Dec(rule="prior").detect(poisoned, make_victim=make_victim, rng=rng)
         own = out.flagged
     else:
         _, out = LoRec(mode="detect-retrain", rule="top").train(poisoned, make_victim=make_victim, seed=seed, rng=rng)
@@ -89,7 +94,7 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = parse_args(ap)
     import recguard
-    from recguard.attacks.poisoning import make_attack
+    from recguard.attacks.poisoning import ModelGuidedAttack, make_attack
 
     path = None if args.dataset == "ml-100k" else require_shared(args.dataset)
     data = recguard.data.load(args.dataset, path=path)
@@ -102,11 +107,10 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         clean = None
         for attack in [a for a in args.attacks.split(",") if a]:
-            if attack == "surrogate" and clean is None:
-                clean = make_victim().fit(split, rng=seed)
             for budget in [float(b) for b in args.budgets.split(",")]:
                 atk = make_attack(attack, budget=budget, max_profile_length=args.max_len)
-                if attack == "surrogate":
+                if isinstance(atk, ModelGuidedAttack):  # the audited model itself (white-box)
+                    clean = clean or make_victim().fit(split, rng=seed)
                     atk = atk.with_surrogate(clean)
                 res = atk.poison(split.train, rng=np.random.default_rng([seed, 7, int(budget * 1000)]))
                 poisoned = split.with_train(res.data)

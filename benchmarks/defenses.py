@@ -2,6 +2,8 @@
 
 Usage:
     python benchmarks/defenses.py --dataset amazon-office --seeds 0,1,2,3,4 --budgets 0.01,0.03 --jobs 2   # issue 17
+    python benchmarks/defenses.py --dataset amazon-office --seeds 0,1,2,3,4 --attacks random,surrogate,coverage \
+        --defenses none,pca,lockstep --jobs 2 --threads 1 --tag _i26                                 # issue 26
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known random
     python benchmarks/defenses.py --dataset ml-100k --seeds 0,1,2 --known popular
     python benchmarks/defenses.py --dataset ml-1m --seeds 0 --known random --user-text items
@@ -147,10 +149,30 @@ def main() -> None:
         "spec": res["spec"], "clean": res["clean"], "controls": res["clean"].get("controls"), "table": table, "encoding": encode,
         "lorec_time_ratio": {"mean": float(np.mean(ratios)) if ratios else None, "values": ratios},
         "lorec_time_per_epoch_ratio": {"mean": float(np.mean(per_epoch)) if per_epoch else None, "values": per_epoch},
-        "time_ratio": time_ratio, "compute_time_s": res["compute_time_s"],
+        "time_ratio": time_ratio, "compute_time_s": res["compute_time_s"], "paired_lift": paired_lifts(cells),
         "audit_dir": str(out.relative_to(HERE.parent)) if out.is_relative_to(HERE.parent) else str(out),
     }
     write_result(name, summary, root if args.run_root else None)  # --run-root: the summary stays beside its audit
+
+
+def paired_lifts(cells: list[dict], k: int = 50) -> dict:
+    """Undefended lift per attack, budget and seed, and each attack's lift minus Random's on the same
+    seeds (mean, 95% Student-t interval): whether an attack is stronger than random fakes."""
+    from recguard.audit.results import mean_interval
+
+    lifts: dict = {}
+    for c in cells:
+        if c["defense"] == "none" and c["budget"] is not None:
+            lifts.setdefault(f"{c['attack']}@{c['budget']:g}", {})[c["seed"]] = c["derived"][f"lift_T-HR@{k}"]
+    out = {"lift_by_seed": lifts, "minus_random": {}}
+    for key, by_seed in lifts.items():
+        attack, budget = key.split("@")
+        base = lifts.get(f"random@{budget}")
+        if attack == "random" or not base:
+            continue
+        seeds = sorted(set(by_seed) & set(base))
+        out["minus_random"][key] = {**mean_interval([by_seed[s] - base[s] for s in seeds]), "seeds": seeds}
+    return out
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
     import recguard
-    from recguard.defenses.lorec import LCT, pu_loss
-    from recguard.victims._layers import attention_mask
+    from recguard.defenses.lorec import LCT
+    from recguard.defenses.textdefense import pu_loss
+    from recguard.victims import attention_mask
 
     torch.manual_seed(0)
     lengths = np.minimum(recguard.data.load("ml-100k").lengths, args.max_len)

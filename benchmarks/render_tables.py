@@ -1,6 +1,6 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
-Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling [RESULT_NAME]
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks [RESULT_NAME]
        python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
@@ -15,7 +15,7 @@ import sys
 
 from _common import RESULTS
 
-from recguard.audit.report import _fmt_ci as _ci  # mean [95% CI], or "not measurable"
+from recguard.audit.report import format_interval as _ci  # mean [95% CI], or "not measurable"
 
 
 def _ms(x, d=4, pct=False):
@@ -55,7 +55,7 @@ def _with_ci(x):
 def _upgrade(r: dict, name: str) -> None:
     """Give older defense results the interval and the "not measurable" rule of the current report
     (a known = Popular run without undefended rows takes the lifts of its known = Random sibling)."""
-    from recguard.audit.report import measurable
+    from recguard.audit.results import measurable
 
     lifts = {}
     sibling = RESULTS / f"{name.replace('_popular', '_random')}.json"
@@ -169,7 +169,7 @@ def cells(audit_dir: str, defense: str = "lorec", revision: str = "3") -> None:
     runs/bench/defenses_amazon-office_random_i24 lorec 3"""
     from pathlib import Path
 
-    from recguard.audit.report import _ms as _stats
+    from recguard.audit.results import mean_interval as _stats
     from recguard.metrics import defense_removal
 
     cs = [json.loads(p.read_text()) for p in sorted((Path(audit_dir) / "cells").glob("*.json"))]
@@ -178,7 +178,7 @@ def cells(audit_dir: str, defense: str = "lorec", revision: str = "3") -> None:
     mine = [c for c in cs if c["defense"] == defense and str(c["key"].get("defense_revision")) == str(revision)]
     print("| attack | budget | seeds | lift [95% CI] | removal [95% CI] | clean cost | ROC-AUC | recall | genuine flagged |")
     print("|---|---|---|---|---|---|---|---|---|")
-    from recguard.audit.report import measurable
+    from recguard.audit.results import measurable
 
     for attack, budget in dict.fromkeys((c["attack"], c["budget"]) for c in mine):
         group = [c for c in mine if (c["attack"], c["budget"]) == (attack, budget) and (attack, budget, c["seed"]) in base]
@@ -209,7 +209,20 @@ def mnar(name: str = "mnar_semisynthetic") -> None:
               f"{ci(diff) if diff else '–'} |")
 
 
+def attacks(name: str = "defenses_amazon-office_random_i26") -> None:
+    """Undefended lift per attack (per seed) and each attack's paired difference to Random."""
+    p = json.loads((RESULTS / f"{name}.json").read_text())["paired_lift"]
+    print("| attack | budget | lift T-HR@50 per seed | lift − Random's, same seeds [95% CI] |")
+    print("|---|---|---|---|")
+    for key, by_seed in p["lift_by_seed"].items():
+        attack, budget = key.split("@")
+        seeds = ", ".join(f"{by_seed[s]:.4f}" for s in sorted(by_seed, key=int))
+        diff = p["minus_random"].get(key)
+        print(f"| {attack} | {100 * float(budget):g}% | {seeds} | {_ci(diff) if diff else '–'} |")
+
+
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
-    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells}[kind]
+    fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells,
+          "attacks": attacks}[kind]
     fn(*sys.argv[2:])

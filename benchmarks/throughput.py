@@ -56,14 +56,14 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
 
     if stock_loss:  # the full-softmax path of every victim goes through the objective module
         objective_mod.weighted_softmax_ce = _stock_ce
-    from recguard.data._core import _pad_from_csr
+    from recguard.data._core import pad_from_csr
     from recguard.victims._train import batches, training_optimizer
 
     data = recguard.data.load("ml-1m", path=require_ml1m())
     train = data.split().train
     victim = recguard.SASRec(hidden=64, num_blocks=2, max_len=200)
     victim.num_items = data.num_items
-    module = victim._build(data.num_items)
+    module = victim.new_module(data.num_items)
     module.train()
     opt, _ = training_optimizer(victim, module, data.num_items)  # what fit() uses (fused AdamW since revision 4)
     lengths = train.lengths
@@ -75,9 +75,9 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
     elapsed = 0.0
     for i, users in enumerate(order[: steps + 2]):
         lb = int(take[users].max())
-        x = torch.from_numpy(_pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
+        x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
         t = time.perf_counter()
-        loss = victim._train_loss(module, x, torch.ones(len(users)), gen, None)
+        loss = victim.training_loss(module, x, torch.ones(len(users)), gen, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

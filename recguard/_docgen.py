@@ -35,7 +35,9 @@ def _param_row(p) -> tuple[str, str, str]:
 def render_cli() -> str:
     import typer
 
-    from .cli import app
+    from .cli import _audit, app
+
+    _audit.fill_component_help()  # the attack and defense names, as `--help` shows them
 
     root = typer.main.get_command(app)
     lines = ["# CLI reference", "", "Generated from the typer app by `python -m recguard._docgen docs/`; do not edit by hand.",

@@ -321,7 +321,7 @@ def claim_output_dir(path: str | Path, kind: str, *, overwrite: bool = False, re
             if MARKER in entries:
                 return p
     p.mkdir(parents=True, exist_ok=True)
-    from . import __version__
+    from ._version import __version__
 
     atomic_write_json(p / MARKER, {"format": "recguard-output", "kind": kind, "recguard_version": __version__})
     return p

@@ -160,7 +160,7 @@ def test_report_with_several_seeds_draws_per_target_plot(atomic, tmp_path):
 
 def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     import recguard.defenses.lorec as L
-    import recguard.victims._train as T
+    import recguard.victims as T
     from recguard.audit.cells import cell_key, short_hash
 
     spec = AuditSpec()
@@ -181,7 +181,7 @@ def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
 
 
 def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits(monkeypatch):
-    import recguard.victims._train as train_mod
+    import recguard.victims as train_mod
     from recguard.audit import Cell, CellResult, plan
 
     spec = AuditSpec(attacks=("random", "extracted"), defenses=("none", "lorec"), defense_controls=True, seeds=(0, 3),
@@ -290,7 +290,8 @@ def test_reports_never_switch_the_matplotlib_backend(atomic, tmp_path):
 
 
 def test_removal_is_not_measurable_when_the_lift_interval_includes_zero():
-    from recguard.audit.report import _fmt_ci, _ms, measurable
+    from recguard.audit.report import format_interval as _fmt_ci
+    from recguard.audit.results import mean_interval as _ms, measurable
 
     lift = _ms([0.01, -0.004, 0.006])  # mean 0.004, the interval straddles 0
     assert lift["ci95"][0] < 0 < lift["ci95"][1] and measurable(lift) is False
@@ -304,7 +305,8 @@ def test_removal_is_not_measurable_when_the_lift_interval_includes_zero():
 
 
 def test_a_removal_wholly_below_zero_reads_helps_the_attacker():
-    from recguard.audit.report import _fmt_ci, _ms, helps_attacker
+    from recguard.audit.report import format_interval as _fmt_ci, helps_attacker
+    from recguard.audit.results import mean_interval as _ms
 
     worse = {**_ms([-0.8, -0.7, -0.75]), "measurable": True}
     assert helps_attacker(worse) and _fmt_ci(worse, pct=True, removal=True).startswith("helps the attacker: -75.0% [")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import recguard
 from recguard.audit import AuditSpec
-from recguard.audit.report import rerender
+from recguard.audit import rerender
 from recguard.errors import RecguardError
 
 from conftest import cyclic_data

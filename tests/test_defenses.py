@@ -10,7 +10,8 @@ import recguard
 from recguard.audit import AuditSpec, run_audit
 from recguard.data import ItemMeta, SequenceData
 from recguard.defenses import LLM4Dec, LoRec, lorec_weights, make_defense, update_scores
-from recguard.defenses.lorec import lct_batches, pu_loss
+from recguard.defenses.lorec import lct_batches
+from recguard.defenses.textdefense import pu_loss
 from recguard.defenses.text import TextEncoder, item_texts, user_prompt
 from recguard.errors import ConfigError, DataError
 from recguard.metrics import detection_metrics
@@ -243,7 +244,7 @@ def _make_v():
 def test_llm4dec_learns_from_its_own_simulated_attack(poisoned_split, bert_dir, tmp_path):
     split, res = poisoned_split
     dfn = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5)
-    out = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    out = dfn.detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     n = split.train.num_users
     assert out.user_weights.shape == (n,) and set(np.unique(out.user_weights)) <= {0.0, 1.0}
     assert np.array_equal(out.user_weights == 0, out.flagged)
@@ -257,15 +258,15 @@ def test_llm4dec_learns_from_its_own_simulated_attack(poisoned_split, bert_dir, 
     assert out.info["known_held_out"] == round(0.2 * out.info["known_fakes"]) and 0 <= out.info["simulated_separation_auc"] <= 1
     # Elkan-Noto's rule: c from held-out simulated fakes, flag p >= c / 2 among the 3% highest
     prior = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5, rule="prior")
-    pr = prior.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    pr = prior.detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     c = pr.info["label_frequency_c"]
     top = np.zeros(n, dtype=bool)
     top[np.argsort(-pr.scores, kind="stable")[: int(0.03 * n)]] = True
     assert np.array_equal(pr.flagged, (pr.scores >= c / 2) & top)
-    again = dfn.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    again = dfn.detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(out.scores, again.scores)
     paper = LLM4Dec(encoder=str(bert_dir), encoder_options={"cache_dir": str(tmp_path)}, known_budget=0.1, epochs=5, rule="paper")
-    p_out = paper.apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    p_out = paper.detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     assert p_out.threshold == 0.5 and np.array_equal(p_out.flagged, p_out.scores >= 0.5)
 
 
@@ -486,7 +487,7 @@ def test_pca_select_finds_correlated_fakes_without_an_attack_size(poisoned_split
     from recguard.defenses.baselines import pca_contributions
 
     split, res = poisoned_split
-    out = PCASelect().apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    out = PCASelect().detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     n = split.train.num_users
     y = np.zeros(n, dtype=bool)
     y[res.fake_users] = True
@@ -494,7 +495,7 @@ def test_pca_select_finds_correlated_fakes_without_an_attack_size(poisoned_split
     # on this dense, regular toy data the paper's side holds (fakes contribute least); the defender's own
     # simulated fakes tell which side applies (on sparse Amazon Office it is the other one)
     assert out.info["direction"] == "low" and m["ROC-AUC"] > 0.9
-    flipped = PCASelect(direction="high").apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    flipped = PCASelect(direction="high").detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     assert detection_metrics(y, flipped.scores, flipped.flagged)["ROC-AUC"] < 0.1
     assert out.flagged.sum() <= 0.05 * n + 1 and np.array_equal(out.user_weights == 0, out.flagged)
     # loadings do not depend on the size of a group of identical users: 3 copies or 9 copies load the same
@@ -550,13 +551,13 @@ def test_pca_select_decides_through_the_shared_layer(poisoned_split):
 
     split, res = poisoned_split
     n = split.train.num_users
-    top = PCASelect(rule="top", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
-    paper = PCASelect(rule="paper", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    top = PCASelect(rule="top", max_flag_share=0.1).detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    paper = PCASelect(rule="paper", max_flag_share=0.1).detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     assert top.flagged.sum() == int(0.1 * n) and np.array_equal(top.flagged, paper.flagged)  # the paper's fixed count = top
     assert top.info["rule"] == "top" and paper.info["rule"] == "paper" and "simulated_separation_auc" in top.info
-    legacy = PCASelect(rule="simulated").apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    legacy = PCASelect(rule="simulated").detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     assert legacy.flagged.sum() <= 0.03 * n and legacy.simulated_scores is not None
-    soft = PCASelect(weights="soft", max_flag_share=0.1).apply(split, make_victim=_make_v, rng=np.random.default_rng(0))
+    soft = PCASelect(weights="soft", max_flag_share=0.1).detect(split, make_victim=_make_v, rng=np.random.default_rng(0))
     assert ((soft.user_weights >= 0) & (soft.user_weights <= 1)).all() and (soft.user_weights == 1).sum() >= 0.9 * n
     with pytest.raises(ConfigError, match="rule"):
         PCASelect(rule="sometimes")

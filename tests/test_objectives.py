@@ -183,7 +183,7 @@ def test_zero_weight_users_and_items_do_not_move_sampled_gradients(arch, loss):
 
     def grads(batch, w, item_w=None):
         module.zero_grad()
-        victim._train_loss(module, batch, w, torch.Generator().manual_seed(0), item_w).backward()
+        victim.training_loss(module, batch, w, torch.Generator().manual_seed(0), item_w).backward()
         return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
 
     w = torch.tensor([1.0, 0.5, 0.0, 2.0])

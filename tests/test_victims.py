@@ -94,7 +94,7 @@ def test_zero_weight_user_has_no_influence_on_gradients(arch):
     def grads(batch):
         gen = torch.Generator().manual_seed(0)
         module.zero_grad()
-        victim._train_loss(module, batch, w, gen, None).backward()
+        victim.training_loss(module, batch, w, gen, None).backward()
         return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
 
     g1, g2 = grads(x), grads(x2)
@@ -103,11 +103,11 @@ def test_zero_weight_user_has_no_influence_on_gradients(arch):
     w_all = torch.tensor([1.0, 0.5, 1.0, 2.0])  # with weight 1 the same change does move the gradients
     gen = torch.Generator().manual_seed(0)
     module.zero_grad()
-    victim._train_loss(module, x, w_all, gen, None).backward()
+    victim.training_loss(module, x, w_all, gen, None).backward()
     ga = [p.grad.clone() for p in module.parameters() if p.grad is not None]
     gen = torch.Generator().manual_seed(0)
     module.zero_grad()
-    victim._train_loss(module, x2, w_all, gen, None).backward()
+    victim.training_loss(module, x2, w_all, gen, None).backward()
     gb = [p.grad.clone() for p in module.parameters() if p.grad is not None]
     assert any(not torch.allclose(a, b) for a, b in zip(ga, gb))
 
@@ -165,7 +165,7 @@ def test_random_batching_mixes_lengths(monkeypatch):
 def test_init_std_redraws_linear_and_embedding_weights(arch):
     from recguard.victims._layers import reinitialise
 
-    module = make(arch)._build(500)
+    module = make(arch).new_module(500)
     reinitialise(module, 0.02)
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):

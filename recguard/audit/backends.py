@@ -274,11 +274,12 @@ class RayBackend(Backend):
         spec_d = spec.to_dict()
         shared = self.transport == "shared"
         pending = {}
+        stolen = set(spec.extracted_attacks())
         for c in cells:
             needs = []
             if not shared and c.kind in ("extraction", "control", "poisoned"):
                 needs.append(self._artifact(ray, spec, out, "clean", c.seed))
-                if c.attack == "extracted":
+                if c.attack in stolen:
                     needs.append(self._artifact(ray, spec, out, "extraction", c.seed))
             cd = clean.get(c.seed)
             ref = task.remote(spec_d, c.to_dict(), None if cd is None else cd.to_dict(), str(out) if shared else None,

@@ -35,11 +35,8 @@ def short_hash(obj: Any) -> str:
 
 def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: float = 0.0, defense: str = "") -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's file."""
-    from ..attacks.poisoning.inject import file_digest
+    from .. import victims
     from ..defenses import DEFENSES
-    from ..victims import model_identity
-    from ..victims._factory import is_factory_path
-    from ..victims._train import TRAINING_REVISION
 
     base = {
         "kind": "clean" if kind == "extraction" else kind, "seed": int(seed),
@@ -47,20 +44,15 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         "model": spec.model, "model_config": spec.model_config, "targets": spec.targets, "num_targets": spec.num_targets,
         "ks": list(spec.ks),
     }
-    if is_factory_path(spec.model):  # the user's model code: an edited model is a new model
-        base["model_sha256"] = model_identity(spec.model).get("module_sha256")
-    if TRAINING_REVISION > 1:  # cells written before the first revision bump keep their names
-        base["training_revision"] = TRAINING_REVISION
+    if victims.is_factory_path(spec.model):  # the user's model code: an edited model is a new model
+        base["model_sha256"] = victims.model_identity(spec.model).get("module_sha256")
+    if victims.TRAINING_REVISION > 1:  # revision 1 is left out of the key (its cells' names predate the field)
+        base["training_revision"] = victims.TRAINING_REVISION
     if kind == "extraction":  # the clean victim's key, plus how it is extracted
         return {**base, "kind": "extraction", "extraction": spec.extraction}
     if kind == "poisoned":
         base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
-                    attack_params=spec.attack_params.get(attack, {}),
-                    surrogate=spec.surrogate if attack == "surrogate" else None)
-        if attack == "extracted":
-            base["extraction"] = spec.extraction
-        if attack.startswith("inject:"):  # the file's content, not its name: an edited file is a new attack
-            base["inject_sha256"] = file_digest(spec.inject_files()[attack])
+                    attack_params=spec.attack_params.get(attack, {}), **spec.attack_key_part(attack))
     if kind in ("poisoned", "control"):
         base["defense"] = defense
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
@@ -123,16 +115,17 @@ class Cell:
 
 
 def plan(spec: AuditSpec) -> list[list[Cell]]:
-    """The spec's cells in phases: [clean], [extraction] (only with the ``extracted`` attack),
+    """The spec's cells in phases: [clean], [extraction] (only when an attack's surrogate is extracted),
     [controls and poisoned]; within a phase, in the order a sequential run computes them."""
     clean = [Cell.make(spec, "clean", s) for s in spec.seeds]
-    extraction = [Cell.make(spec, "extraction", s) for s in spec.seeds] if "extracted" in spec.attacks else []
+    extraction = [Cell.make(spec, "extraction", s) for s in spec.seeds] if spec.extracted_attacks() else []
     last: list[Cell] = []
     for s in spec.seeds:
         if spec.defense_controls:
-            last += [Cell.make(spec, "control", s, defense=d) for d in spec.defenses if d != "none"]
+            last += [Cell.make(spec, "control", s, defense=d) for d in spec.defended()]
+        injected = spec.inject_files()
         for a in spec.attack_names():
-            for b in ([None] if a.startswith("inject:") else spec.budgets):
+            for b in ([None] if a in injected else spec.budgets):
                 last += [Cell.make(spec, "poisoned", s, a, b, d) for d in spec.defenses]
     return [phase for phase in (clean, extraction, last) if phase]
 
@@ -150,7 +143,7 @@ _REQUIRED = {
 @dataclass
 class CellResult:
     """What one cell measured. The JSON form (:meth:`to_dict`) is flat and omits fields that do
-    not apply to the kind, so cell files written before this type existed read back unchanged."""
+    not apply to the kind (every older cell file of the same kinds reads back unchanged)."""
 
     kind: str
     seed: int

@@ -1,8 +1,10 @@
-"""Computing one audit cell: a pure function of (spec, cell, the seed's clean result, the artifacts).
+"""Computing one audit cell from (spec, cell, the seed's clean result, the artifact store).
 
 :func:`compute` is what every backend runs — in this process, in a local worker process or
 in a Ray task — so a cell's numbers do not depend on where it ran (only on the torch thread
-count, through floating-point reduction order). Its random streams are named: the fake users
+count, through floating-point reduction order). It is not pure: a clean cell saves its victim
+and an extraction cell its surrogate into the store, and each process keeps the split and the
+models it loaded in memory for its next cell. Its random streams are named: the fake users
 of (attack, budget, seed) come from one stream whatever the defense, so every defense faces
 exactly the same injected users as the undefended cell, and each defense draws from a stream
 of its own.
@@ -23,19 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._io import atomic_write_json
-from ..attacks.poisoning import InjectedAttack, make_attack, select_targets
-from ..attacks.poisoning._base import MAX_BUDGET
-from ..attacks.poisoning.inject import file_digest
+from .._version import __version__
+from ..attacks.poisoning import MAX_BUDGET, InjectedAttack, ModelGuidedAttack, make_attack, select_targets
 from ..data import Split, load
 from ..defenses import make_defense
 from ..errors import ArtifactError, ConfigError
 from ..metrics import clean_cost, detection_metrics, evaluate, target_exposure
-from ..victims import build_victim, model_identity
+from ..victims import build_victim, is_factory_path, model_identity, require
 from ..victims import load as load_victim
-from ..victims._contract import require
-from ..victims._factory import is_factory_path
 from .cells import Cell, CellResult, cell_key, short_hash
 from .spec import AuditSpec
 
@@ -108,6 +106,16 @@ class ArtifactStore:
         self.root = Path(root)
         self._loaded: dict[str, Any] = {}
 
+    def remember(self, key: str, model) -> None:
+        """Keep ``model`` in memory under ``key`` for the next cell this process computes."""
+        self._loaded[key] = model
+
+    def memo(self, key: str, build):
+        """The model kept under ``key``, built by ``build()`` the first time."""
+        if key not in self._loaded:
+            self._loaded[key] = build()
+        return self._loaded[key]
+
     def clean_dir(self, spec: AuditSpec, seed: int) -> Path:
         return self.root / "models" / f"clean_seed{seed}_{short_hash(cell_key(spec, 'clean', seed))}"
 
@@ -156,20 +164,37 @@ def store_for(root: str | Path) -> ArtifactStore:
 
 # --------------------------------------------------------------------------- checks before training
 def capability_needs(spec: AuditSpec) -> list[tuple[list[str], str]]:
-    """What the audited victim must offer for this grid: (capabilities, who needs them)."""
+    """What the audited victim must offer for this grid: (capabilities, who needs them), as each
+    defense and each model-guided attack whose surrogate is the victim (or a copy) declares."""
     needs = [(["retrain"], "an audit (every cell retrains the victim)")]
     for d in spec.defenses:
         needs.append((list(make_defense(d, **spec.defense_params.get(d, {})).requires), f"the {d} defense"))
-    if "surrogate" in spec.attacks and spec.surrogate in ("victim", "retrain"):
-        atk = make_attack("surrogate", **{k: v for k, v in spec.attack_params.get("surrogate", {}).items() if k != "order"})
-        needs.append((atk.requires(), f"the surrogate attack with surrogate={spec.surrogate!r}"))
+    if spec.trains_surrogate_here():
+        for a in spec.attacks:
+            atk = make_attack(a, **{k: v for k, v in spec.attack_params.get(a, {}).items() if k != "order"})
+            if isinstance(atk, ModelGuidedAttack) and atk.surrogate_source is None:
+                needs.append((list(atk.requires()), f"the {a} attack with surrogate={spec.surrogate!r}"))
     return needs
 
 
 def _attack(spec: AuditSpec, name: str, budget: float, targets, max_len: int):
     params = dict(spec.attack_params.get(name, {}))
-    return make_attack("surrogate" if name == "extracted" else name, budget=budget, targets=list(targets),
-                       num_targets=len(targets), max_profile_length=max_len, order=params.pop("order", spec.order), **params)
+    return make_attack(name, budget=budget, targets=list(targets), num_targets=len(targets), max_profile_length=max_len,
+                       order=params.pop("order", spec.order), **params)
+
+
+def _preflight_attack(spec: AuditSpec, name: str, atk, train) -> None:
+    """The checks an attack allows before its surrogate exists."""
+    if not isinstance(atk, ModelGuidedAttack):
+        atk.check(train)
+    elif atk.surrogate_source == "extracted":
+        sur = _extraction_surrogate(spec, train.num_items)
+        require(sur, ["distill", *atk.requires()], who=f"the {name} attack's extracted surrogate")
+    elif not spec.trains_surrogate_here():
+        sur = _given_surrogate(spec)
+        if sur.num_items != train.num_items:
+            raise ConfigError(f"{spec.surrogate}: the surrogate knows {sur.num_items} items, the dataset has {train.num_items}",
+                              param="surrogate")
 
 
 def preflight(spec: AuditSpec, split: Split) -> dict[str, InjectedAttack]:
@@ -183,17 +208,7 @@ def preflight(spec: AuditSpec, split: Split) -> dict[str, InjectedAttack]:
     targets = select_targets(train, spec.targets if isinstance(spec.targets, str) else list(spec.targets), spec.num_targets,
                              target_stream(spec.seeds[0]))
     for a in spec.attacks:
-        atk = _attack(spec, a, spec.budgets[0], targets.tolist(), victim.max_len)
-        if a not in ("surrogate", "extracted"):  # those check their surrogate once it exists
-            atk._check(train)
-    if "extracted" in spec.attacks:
-        sur = _extraction_surrogate(spec, train.num_items)
-        require(sur, ["distill", *make_attack("surrogate").requires()], who="the extracted attack's surrogate")
-    if "surrogate" in spec.attacks and spec.surrogate not in ("victim", "retrain"):
-        sur = _given_surrogate(spec)
-        if sur.num_items != train.num_items:
-            raise ConfigError(f"{spec.surrogate}: the surrogate knows {sur.num_items} items, the dataset has {train.num_items}",
-                              param="surrogate")
+        _preflight_attack(spec, a, _attack(spec, a, spec.budgets[0], targets.tolist(), victim.max_len), train)
     injected = {}
     for name, path in spec.inject_files().items():
         atk = InjectedAttack(path)
@@ -233,20 +248,26 @@ def _given_surrogate(spec: AuditSpec):
 
 
 def _surrogate(spec: AuditSpec, store: ArtifactStore, split: Split, seed: int):
-    """The surrogate attack's model: the clean victim, the attacker's own retrained one (trained
-    once per process and seed: it is deterministic), or a saved victim."""
+    """A model-guided attack's model under the spec's setting: the clean victim, the attacker's own
+    retrained one (trained once per process and seed: it is deterministic), or a saved victim."""
     if spec.surrogate == "victim":
         return store.clean_model(spec, seed, split.train.num_items)
     key = f"surrogate:{spec.surrogate}:{seed}:{short_hash(cell_key(spec, 'clean', seed))}"
-    if key not in store._loaded:
-        store._loaded[key] = (make_victim_fn(spec, split.train.num_items)().fit(split, rng=seed + 1_000_003, progress=False)
-                              if spec.surrogate == "retrain" else _given_surrogate(spec))
-    return store._loaded[key]
+    if spec.trains_surrogate_here():
+        return store.memo(key, lambda: make_victim_fn(spec, split.train.num_items)().fit(split, rng=seed + 1_000_003, progress=False))
+    return store.memo(key, lambda: _given_surrogate(spec))
 
 
-def _detection(outcome, result, defense_name: str) -> dict | None:
-    """Detection metrics of the defense on the injected users (None for ``none``)."""
-    if defense_name == "none" or (outcome.scores is None and outcome.flagged is None):
+def _equip(attack: ModelGuidedAttack, spec: AuditSpec, store: ArtifactStore, split: Split, seed: int) -> tuple:
+    """The attack with the surrogate it declares (``surrogate_source``), and the extraction's record if stolen."""
+    if attack.surrogate_source == "extracted":
+        return attack.with_surrogate(store.extracted_model(spec, seed, split.train.num_items)), store.extraction_info(spec, seed)
+    return attack.with_surrogate(_surrogate(spec, store, split, seed)), None
+
+
+def _detection(outcome, result) -> dict | None:
+    """Detection metrics of the defense on the injected users (None for a defense that neither scores nor flags)."""
+    if outcome.scores is None and outcome.flagged is None:
         return None
     is_fake = np.zeros(result.data.num_users, dtype=bool)
     is_fake[result.fake_users] = True
@@ -276,7 +297,7 @@ def _compute_clean(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: Spl
     victim = make_victim_fn(spec, split.train.num_items)().fit(split, rng=cell.seed, progress=False)
     train_s = time.perf_counter() - t0
     victim.save(store.clean_dir(spec, cell.seed), overwrite=True)  # the audit's own folder
-    store._loaded[str(store.clean_dir(spec, cell.seed))] = victim
+    store.remember(str(store.clean_dir(spec, cell.seed)), victim)
     return CellResult(kind="clean", seed=cell.seed, key=cell.key, targets=targets.tolist(),
                       data_fingerprint=split.full.fingerprint(), train_fingerprint=split.train.fingerprint(),
                       metrics=_victim_metrics(victim, split, targets, spec.ks), train=victim.fit_info_,
@@ -285,7 +306,7 @@ def _compute_clean(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: Spl
 
 def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: Split) -> CellResult:
     """The black-box chain's surrogate: extracted from the clean victim's top-k lists only."""
-    from ..attacks.extraction import agreement, extract
+    from ..attacks.extraction import ExtractionAttack, agreement
     from ..victims import BlackBoxVictim
 
     t0 = time.perf_counter()
@@ -299,10 +320,11 @@ def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split
             n_real = max(1, int(round(opts["real_fraction"] * split.train.num_users)))
             real = [split.train[u].tolist() for u in rng.choice(split.train.num_users, size=n_real, replace=False)]
         bb = BlackBoxVictim(clean_victim, k=min(int(opts["k"]), clean_victim.num_items))
-        res = extract(bb, mode=opts["mode"], num_sequences=int(opts["num_sequences"]), length=opts["length"], real_sequences=real,
-                      random_share=float(opts["random_share"]), surrogate=opts["surrogate"],
-                      surrogate_config={k: v for k, v in spec.model_config.items() if opts["surrogate"] == spec.model},
-                      epochs=int(opts["epochs"]), rng=rng, progress=False, checkpoint=where.parent / f"{where.name}.transcript")
+        attack = ExtractionAttack(mode=opts["mode"], num_sequences=int(opts["num_sequences"]), length=opts["length"],
+                                  real_sequences=real, random_share=float(opts["random_share"]), surrogate=opts["surrogate"],
+                                  surrogate_config={k: v for k, v in spec.model_config.items() if opts["surrogate"] == spec.model},
+                                  epochs=int(opts["epochs"]))
+        res = attack.extract(bb, rng=rng, progress=False, checkpoint=where.parent / f"{where.name}.transcript")
         x, _ = split.inputs("test", clean_victim.max_len)
         info = {**opts, "queries": res.queries, "time_s": time.perf_counter() - t0,
                 "agreement": agreement(clean_victim, res.surrogate, x),
@@ -339,18 +361,15 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
     make_v = make_victim_fn(spec, num_items)
     max_len = make_v().max_len
     extraction = None
-    if cell.attack.startswith("inject:"):
-        path = spec.inject_files()[cell.attack]
-        attack = InjectedAttack(path)
-        if attack.sha256 != cell.key.get("inject_sha256", file_digest(path)):
-            raise ConfigError(f"{path}: the file changed while the audit ran; run the audit again", param="inject")
+    injected = spec.inject_files()
+    if cell.attack in injected:
+        attack = InjectedAttack(injected[cell.attack])
+        if attack.sha256 != cell.key.get("inject_sha256", attack.sha256):
+            raise ConfigError(f"{attack.path}: the file changed while the audit ran; run the audit again", param="inject")
     else:
         attack = _attack(spec, cell.attack, cell.budget, clean.targets, max_len)
-        if cell.attack == "surrogate":
-            attack = attack.with_surrogate(_surrogate(spec, store, split, cell.seed))
-        elif cell.attack == "extracted":
-            attack = attack.with_surrogate(store.extracted_model(spec, cell.seed, num_items))
-            extraction = store.extraction_info(spec, cell.seed)
+        if isinstance(attack, ModelGuidedAttack):
+            attack, extraction = _equip(attack, spec, store, split, cell.seed)
     result = poison(split.train, attack, seed=cell.seed, budget=cell.budget, name=cell.attack)
     attack_s = time.perf_counter() - t0
     victim, outcome, train_s, defense_s = _train_defended(spec, split.with_train(result.data), cell.defense, cell.seed, make_v,
@@ -372,7 +391,7 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
         kind="poisoned", seed=cell.seed, key=cell.key, attack=cell.attack, budget=cell.budget, defense=cell.defense,
         targets=[int(t) for t in result.targets], num_fake_users=int(len(result.fake_users)), attack_meta=attack_meta,
         poisoned_fingerprint=result.data.fingerprint(), metrics=metrics, clean_target=clean_target, derived=derived,
-        defense_info=outcome.info, detection=_detection(outcome, result, cell.defense), extraction=extraction,
+        defense_info=outcome.info, detection=_detection(outcome, result), extraction=extraction,
         train=victim.fit_info_, attack_time_s=attack_s, defense_time_s=defense_s, train_time_s=train_s,
         wall_time_s=time.perf_counter() - t0,
     )

@@ -23,9 +23,11 @@ from ..errors import ArtifactError, AuditInterrupted, ConfigError
 from .backends import Backend, make_backend
 from .cells import Cell, CellResult, plan
 from .compute import ArtifactStore, load_split, preflight, provenance
+from .report import write_reports
+from .results import FORMAT, build_results
 from .spec import GRID_KEYS, AuditSpec
 
-__all__ = ["run_audit", "check_resume", "load_results", "preflight"]
+__all__ = ["run_audit", "rerender", "check_resume", "load_results", "preflight"]
 
 # what a folder may hold that an audit wrote (removed by force_new, never anything else)
 _OWN = ("cells", "models", "results.json", "report.md", "report.html", "spec.json")
@@ -117,7 +119,6 @@ def run_audit(
 
 
 def _run(spec: AuditSpec, out: Path, backend: Backend, *, progress, command, on_cell, force_new: bool) -> dict:
-    from .report import build_results, write_reports
 
     t_start = time.perf_counter()
     preflight(spec, load_split(spec))
@@ -166,3 +167,41 @@ def _run(spec: AuditSpec, out: Path, backend: Backend, *, progress, command, on_
                               wall_time_s=time.perf_counter() - t_start)
     write_reports(results_d, out)
     return results_d
+
+
+def rerender(out: str | Path) -> dict:
+    """Rebuild ``results.json``, ``report.md`` and ``report.html`` from the audit's cells
+    (``OUT/spec.json`` + ``OUT/cells/``), or re-render the reports from ``OUT/results.json``
+    when the cells are not there (a results file copied on its own)."""
+    out = Path(out)
+    spec_file = out / "spec.json"
+    p = out / "results.json"
+    if spec_file.exists() and (out / "cells").is_dir():
+        raw = read_json(spec_file, ArtifactError, what="audit spec")
+        try:
+            spec = AuditSpec.from_dict(raw, source=str(spec_file))
+        except ConfigError as exc:
+            raise ArtifactError(str(exc)) from None
+        cells = load_results(spec, out)
+        if not any(c.kind == "clean" for c in cells):
+            raise ArtifactError(f"{out / 'cells'}: no finished cell of this audit; run `recguard audit --out {out}` first")
+        old = {}
+        if p.exists():
+            prev = read_json(p, ArtifactError)
+            old = prev if isinstance(prev, dict) and prev.get("format") == FORMAT else {}
+        if "provenance" not in old:  # results.json lost: this machine's, marked as a rebuild
+            old["provenance"] = {**provenance(["recguard", "report", str(out)], spec.model), "rebuilt_from_cells": True}
+        results = build_results(spec, cells, old["provenance"], wall_time_s=float(old.get("wall_time_s", 0.0)))
+        write_reports(results, out)
+        return results
+    if not p.exists():
+        raise ArtifactError(f"{p}: not found; run `recguard audit --out {out}` first")
+    results = read_json(p, ArtifactError)
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise ArtifactError(f"{p}: not a recguard audit result (no \"format\": \"{FORMAT}\")")
+    try:
+        write_reports(results, out, with_json=False)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ArtifactError(f"{p}: malformed audit result ({type(exc).__name__}: {exc}); run `recguard audit` with the same "
+                            "--out again to rebuild it from its cells") from None
+    return results

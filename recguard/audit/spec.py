@@ -43,6 +43,8 @@ GRID_KEYS = ("attacks", "budgets", "defenses", "seeds", "inject", "defense_contr
 EXECUTION_TYPES = {"backend": "str", "jobs": "int", "threads": "int | None", "address": "str | None",
                    "max_retries": "int", "transport": "str"}
 EXECUTION_KEYS = tuple(EXECUTION_TYPES)
+#: the ``surrogate`` settings that are not a saved model: the clean victim (white-box) or the attacker's retrained copy
+SURROGATE_SETTINGS = ("victim", "retrain")
 
 
 def _table(name: str, value: Any) -> dict:
@@ -128,16 +130,37 @@ class AuditSpec:
     extraction: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..attacks.poisoning import ATTACKS
-        from ..attacks.poisoning._base import MAX_BUDGET, ORDERS
-        from ..defenses import DEFENSES
+        """Check and normalise every field; a bad one is a :class:`ConfigError` naming it."""
+        self._normalise_fields()
+        self._check_victim()
+        self._check_grid()
+        self._check_components()
+        self.inject_files()  # distinct names, no file given twice
 
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _normalise_fields(self) -> None:
         for name, ann in (("dataset", "str"), ("path", "str | None"), ("min_rating", "float | None"), ("k_core", "int | None"),
                           ("model", "str"), ("defense_controls", "bool"), ("num_targets", "int"), ("order", "str"),
                           ("surrogate", "str")):
-            object.__setattr__(self, name, check_value(name, getattr(self, name), ann))
-        from ..victims import architectures
-        from ..victims._factory import is_factory_path
+            self._set(name, check_value(name, getattr(self, name), ann))
+        for name in ("model_config", "extraction"):
+            self._set(name, _table(name, getattr(self, name)))
+        for name in ("attack_params", "defense_params"):
+            self._set(name, {k: _table(f"{name}.{k}", v) for k, v in _table(name, getattr(self, name)).items()})
+        for name, kind in (("attacks", "str"), ("inject", "str"), ("defenses", "str"), ("budgets", "float"), ("seeds", "int"),
+                           ("ks", "int")):
+            self._set(name, _list(name, getattr(self, name), kind))
+        self._set("targets", _targets(self.targets))
+        bad = set(self.extraction) - EXTRACTION_KEYS
+        if bad:
+            raise ConfigError(f"unknown extraction option(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(EXTRACTION_KEYS))}",
+                              param="extraction")
+        self._set("extraction", {k: check_value(f"extraction.{k}", v, EXTRACTION_TYPES[k]) for k, v in self.extraction.items()})
+
+    def _check_victim(self) -> None:
+        from ..victims import architectures, is_factory_path
 
         if not is_factory_path(self.model) and self.model not in architectures():
             raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(architectures()))} or give your own "
@@ -145,31 +168,17 @@ class AuditSpec:
         if self.k_core is not None and self.k_core < 1:
             raise ConfigError(f"must be a positive integer (keep users and items with >= k interactions), got {self.k_core}",
                               param="k_core")
+
+    def _check_grid(self) -> None:
+        from ..attacks.poisoning import MAX_BUDGET, ORDERS
+
         if self.num_targets < 1:
             raise ConfigError(f"must be a positive integer, got {self.num_targets}", param="num_targets")
-        for name in ("model_config", "extraction"):
-            object.__setattr__(self, name, _table(name, getattr(self, name)))
-        for name in ("attack_params", "defense_params"):
-            tables = {k: _table(f"{name}.{k}", v) for k, v in _table(name, getattr(self, name)).items()}
-            object.__setattr__(self, name, tables)
-        object.__setattr__(self, "attacks", _list("attacks", self.attacks, "str"))
-        object.__setattr__(self, "inject", _list("inject", self.inject, "str"))
-        object.__setattr__(self, "defenses", _list("defenses", self.defenses, "str"))
-        object.__setattr__(self, "budgets", _list("budgets", self.budgets, "float"))
-        object.__setattr__(self, "seeds", _list("seeds", self.seeds, "int"))
-        object.__setattr__(self, "ks", _list("ks", self.ks, "int"))
-        object.__setattr__(self, "targets", _targets(self.targets))
-        for a in self.attacks:
-            if a not in ATTACKS and a not in ("bandwagon", "extracted"):
-                raise ConfigError(f"unknown attack {a!r}; choose from {', '.join(sorted(ATTACKS))}, extracted", param="attacks")
-        if not self.attacks and not self.inject and not (self.defense_controls and set(self.defenses) - {"none"}):
+        if not self.attacks and not self.inject and not (self.defense_controls and self.defended()):
             raise ConfigError("nothing to audit: give at least one attack or --inject file (or --defense-controls with a "
                               "defense other than none)", param="attacks")
         if not self.defenses:
             raise ConfigError("give at least one defense (none = the undefended baseline)", param="defenses")
-        for d in self.defenses:
-            if d not in DEFENSES:
-                raise ConfigError(f"unknown defense {d!r}; available: {', '.join(sorted(DEFENSES))}", param="defenses")
         if self.attacks and not self.budgets:
             raise ConfigError("give at least one budget for the attacks (a fraction of genuine users, e.g. 0.01)", param="budgets")
         for b in self.budgets:
@@ -187,32 +196,30 @@ class AuditSpec:
                 raise ConfigError(f"cut-off {k} must be a positive integer", param="ks")
         if self.order not in ORDERS:
             raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {self.order!r}", param="order")
+
+    def _check_components(self) -> None:
+        """Every attack and defense exists and accepts its options (data-independent checks, before any training)."""
+        from ..attacks.poisoning import ALIASES, attack_class, make_attack
+        from ..defenses import DEFENSES, make_defense
+
+        for a in self.attacks:
+            attack_class(a)
+        for d in self.defenses:
+            if d not in DEFENSES:
+                raise ConfigError(f"unknown defense {d!r}; available: {', '.join(sorted(DEFENSES))}", param="defenses")
         extra = set(self.defense_params) - set(self.defenses)
         if extra:
             raise ConfigError(f"options for defenses not in the audit: {', '.join(sorted(extra))}", param="defense_params")
-        from ..defenses import make_defense
-
-        for d in self.defenses:  # bad options fail now, not after the first victim has trained
+        for d in self.defenses:
             make_defense(d, **self.defense_params.get(d, {}))
-        bad = set(self.extraction) - EXTRACTION_KEYS
-        if bad:
-            raise ConfigError(f"unknown extraction option(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(EXTRACTION_KEYS))}",
-                              param="extraction")
-        for key, ann in EXTRACTION_TYPES.items():
-            if key in self.extraction:
-                self.extraction[key] = check_value(f"extraction.{key}", self.extraction[key], ann)
-        unknown = set(self.attack_params) - set(self.attacks) - {"bandwagon"}
+        unknown = set(self.attack_params) - set(self.attacks) - set(ALIASES)
         if unknown:
             raise ConfigError(f"options for attacks not in the audit: {', '.join(sorted(unknown))}", param="attack_params")
-        from ..attacks.poisoning import make_attack
-
-        for a in self.attacks:  # data-independent checks of every attack's options, before any training
+        for a in self.attacks:
             params = dict(self.attack_params.get(a, {}))
             order = params.pop("order", self.order)
-            make_attack("surrogate" if a == "extracted" else a, budget=(self.budgets or (0.01,))[0],
-                        targets=self.targets if isinstance(self.targets, str) else list(self.targets),
-                        num_targets=self.num_targets, order=order, **params)
-        self.inject_files()  # distinct names, no file given twice
+            targets = self.targets if isinstance(self.targets, str) else list(self.targets)
+            make_attack(a, budget=(self.budgets or (0.01,))[0], targets=targets, num_targets=self.num_targets, order=order, **params)
 
     def inject_files(self) -> dict[str, str]:
         """Attack name → path of each ``inject`` file. Names are ``inject:<stem>``; files that share
@@ -265,7 +272,8 @@ class AuditSpec:
         return read_toml(path)[0]
 
     @classmethod
-    def _toml_table(cls, path: str | Path) -> dict:
+    def toml_table(cls, path: str | Path) -> dict:
+        """The raw table of a TOML audit file (``[audit]`` merged into the top level)."""
         from .._io import read_regular_file
 
         p = Path(path)
@@ -294,11 +302,38 @@ class AuditSpec:
     def attack_names(self) -> list[str]:
         return list(self.attacks) + list(self.inject_files())
 
+    def defended(self) -> list[str]:
+        """The audit's defenses other than the undefended baseline (as each defense declares)."""
+        from ..defenses import DEFENSES
+
+        return [d for d in self.defenses if not getattr(DEFENSES.get(d), "baseline", False)]
+
+    def attack_key_part(self, name: str) -> dict:
+        """What, besides its options, determines the fake users of attack ``name`` in this audit
+        (declared by the attack: its surrogate setting, extraction options, revision, file digest)."""
+        from ..attacks.poisoning import InjectedAttack, attack_class
+
+        files = self.inject_files()
+        if name in files:
+            return InjectedAttack.key_part_of(files[name])
+        return attack_class(name).cell_key_part(surrogate=self.surrogate, extraction=self.extraction)
+
+    def extracted_attacks(self) -> list[str]:
+        """The attacks whose surrogate the audit extracts from each seed's clean victim."""
+        from ..attacks.poisoning import attack_class
+
+        return [a for a in self.attacks if getattr(attack_class(a), "surrogate_source", None) == "extracted"]
+
+    def trains_surrogate_here(self) -> bool:
+        """Whether model-guided attacks use the audited victim itself or a retrained copy (rather
+        than a saved model)."""
+        return self.surrogate in SURROGATE_SETTINGS
+
 
 def read_toml(path: str | Path) -> tuple[AuditSpec, dict]:
     """A TOML audit file: (the spec, its execution options — ``backend``, ``jobs``, ``threads``,
     ``address``, ``max_retries``, ``transport`` — which never change a number)."""
-    obj = AuditSpec._toml_table(path)
+    obj = AuditSpec.toml_table(path)
     execution = {}
     for key, ann in EXECUTION_TYPES.items():
         if key in obj:

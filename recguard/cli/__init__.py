@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every user error is one ``error:`` line on stderr (exit 2),
     never a traceback."""
     _DEBUG["on"] = False
+    if any(a in ("--help", "-h") for a in (sys.argv[1:] if argv is None else argv)):
+        _audit.fill_component_help()
     try:
         app(args=argv, prog_name="recguard", standalone_mode=False)
     except AuditInterrupted as exc:

@@ -28,11 +28,10 @@ def audit(
     path: Path | None = PathOpt,
     model: str | None = typer.Option(None, "--model", "-m", help="Victim: sasrec, bert4rec, gru4rec, or your own model as "
                                      "MODULE:FACTORY (FACTORY(num_items, **config) returns an unfitted victim; --set fills config)."),
-    attacks: str | None = typer.Option(None, "--attacks", "-a", help="Comma-separated: random,popular,segment,surrogate,extracted "
-                                          "(extracted = surrogate stolen through the victim's top-k API)."),
+    attacks: str | None = typer.Option(None, "--attacks", "-a", help="Comma-separated attack names (default random, popular, "
+                                       "segment, surrogate)."),
     budgets: str | None = typer.Option(None, "--budgets", "-b", help="Comma-separated fractions of genuine users, e.g. 0.01,0.03."),
-    defense: str | None = typer.Option(None, "--defense", help="Comma-separated defenses: none, pca, llm4dec, lorec, lorec-detect, "
-                                       "mnar, apr (docs/defenses.md)."),
+    defense: str | None = typer.Option(None, "--defense", help="Comma-separated defense names (default none; docs/defenses.md)."),
     defense_param: list[str] = typer.Option([], "--defense-param", help="An option of one defense, DEFENSE.KEY=VALUE with a JSON or "
                                             "plain value (repeatable), e.g. pca.rule=top, lorec-detect.max_flag_share=0.01."),
     known: str | None = typer.Option(None, "--known", help="Attack the text defenses simulate to learn from (random, popular, segment)."),
@@ -70,29 +69,15 @@ def audit(
     from ..audit import AuditSpec, make_backend, read_toml, run_audit
 
     spec, execution = read_toml(config) if config else (AuditSpec(), {})
-    changes: dict = {}
-    if dataset is not None:
-        changes["dataset"] = dataset
-    if path is not None:
-        changes["path"] = str(path.resolve())
-    if model is not None:
-        changes["model"] = model
+    plain = {"dataset": dataset, "path": None if path is None else str(path.resolve()), "model": model, "order": order,
+             "defense_controls": defense_controls, "surrogate": surrogate, "inject": tuple(str(p) for p in inject) or None}
+    changes: dict = {k: v for k, v in plain.items() if v is not None}
     for key, val, cast in (("attacks", attacks, str), ("budgets", budgets, float), ("defenses", defense, str), ("seeds", seeds, int)):
         parsed = _csv(val, cast)
         if parsed is not None:
             changes[key] = parsed
     if targets is not None:
-        changes["targets"] = targets if targets in ("unpopular", "popular") else [int(t) for t in _csv(targets, int)]
-        if not isinstance(changes["targets"], str):
-            changes["num_targets"] = len(changes["targets"])
-    if order is not None:
-        changes["order"] = order
-    if defense_controls is not None:
-        changes["defense_controls"] = defense_controls
-    if surrogate is not None:
-        changes["surrogate"] = surrogate
-    if inject:
-        changes["inject"] = tuple(str(p) for p in inject)
+        changes.update(_targets_option(targets))
     text_opts = {k: v for k, v in (("known", known), ("encoder", encoder), ("user_text", user_text)) if v is not None}
     if text_opts or defense_param:
         changes["defense_params"] = _defense_params(spec, changes.get("defenses", spec.defenses), text_opts, defense_param)
@@ -113,6 +98,31 @@ def audit(
     typer.echo(f"\nreport: {Path(out) / 'report.html'}  (also report.md, results.json)")
 
 
+def _targets_option(targets: str) -> dict:
+    """``--targets``: a strategy (``unpopular``/``popular``) or comma-separated ids (which also set ``num_targets``)."""
+    if targets in ("unpopular", "popular"):
+        return {"targets": targets}
+    ids = [int(t) for t in _csv(targets, int)]
+    return {"targets": ids, "num_targets": len(ids)}
+
+
+def fill_component_help() -> None:
+    """Name every registered attack (with its threat model) and defense in the help of ``audit`` and
+    ``attack``, from the registries. Called only when help is shown: the registries import torch."""
+    import inspect
+
+    from ..attacks.poisoning import ATTACKS
+    from ..defenses import DEFENSES
+
+    attacks = ", ".join(f"{n} ({cls.threat_model})" for n, cls in ATTACKS.items())
+    defenses = ", ".join(DEFENSES)
+    options = inspect.signature(audit).parameters
+    options["attacks"].default.help = (f"Comma-separated attacks: {attacks}. Model-guided attacks craft with --surrogate; "
+                                       "extracted steals its surrogate through the victim's top-k API.")
+    options["defense"].default.help = f"Comma-separated defenses: {defenses} (docs/defenses.md)."
+    inspect.signature(attack).parameters["name"].default.help = f"One of {attacks}."
+
+
 def _defense_params(spec, chosen, text_opts: dict, items: list[str]) -> dict:
     """The spec's defense options plus the text options (for every defense that reads user text)
     and each ``--defense-param DEFENSE.KEY=VALUE``."""
@@ -124,8 +134,8 @@ def _defense_params(spec, chosen, text_opts: dict, items: list[str]) -> dict:
     if text_opts:
         readers = [d for d in chosen if getattr(DEFENSES.get(d), "reads_text", False)]
         if not readers:
-            raise ConfigError("--known/--encoder/--user-text only apply to defenses that read user text (llm4dec, lorec, "
-                              "lorec-detect)", param="--known")
+            every = ", ".join(d for d, cls in DEFENSES.items() if getattr(cls, "reads_text", False))
+            raise ConfigError(f"--known/--encoder/--user-text only apply to defenses that read user text ({every})", param="--known")
         for d in readers:
             params[d] = {**params.get(d, {}), **text_opts}
     for item in items:
@@ -145,12 +155,11 @@ def _defense_params(spec, chosen, text_opts: dict, items: list[str]) -> dict:
 
 
 def _print_summary(results: dict) -> None:
-    from ..audit.report import _headers, _rows
+    from ..audit.report import summary_table
 
     clean = results["clean"]
     typer.echo(f"clean victim: NDCG@10 {clean['NDCG@10']['mean']:.4f}  HR@10 {clean['HR@10']['mean']:.4f}")
-    headers = _headers(results)
-    rows = _rows(results)
+    headers, rows = summary_table(results)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for r in rows:
@@ -168,7 +177,7 @@ def report(out: Path = typer.Argument(..., help="An audit output folder holding 
 
 def attack(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for poisoned.txt, inject.json and attack.json."),
-    name: str = typer.Option("random", "--attack", "-a", help="random, popular, segment or surrogate."),
+    name: str = typer.Option("random", "--attack", "-a", help="An attack name."),
     dataset: str = typer.Option("ml-100k", "--dataset", "-d", help="Dataset name or file."),
     path: Path | None = PathOpt,
     min_rating: float | None = MinRatingOpt,
@@ -188,16 +197,16 @@ def attack(
     (replay it with `recguard audit --inject`).
     """
     from .._io import atomic_write_json, atomic_write_text, claim_output_dir
-    from ..attacks.poisoning import make_attack
+    from ..attacks.poisoning import ModelGuidedAttack, make_attack
     from ..victims import load as load_victim
 
     claim_output_dir(out, "attack", overwrite=overwrite)
     data = load_dataset(dataset, path, min_rating, k_core)
     tg = targets if targets in ("unpopular", "popular") else list(_csv(targets, int))
     atk = make_attack(name, budget=budget, targets=tg, num_targets=num_targets if isinstance(tg, str) else len(tg), order=order)
-    if name == "surrogate":
+    if isinstance(atk, ModelGuidedAttack):
         if surrogate is None:
-            raise ConfigError("the surrogate attack needs --surrogate DIR (a victim saved by `recguard train`)", param="--surrogate")
+            raise ConfigError(f"the {name} attack needs --surrogate DIR (a victim saved by `recguard train`)", param="--surrogate")
         atk = atk.with_surrogate(load_victim(surrogate))
     train = data.split().train
     result = atk.poison(train, rng=seed)

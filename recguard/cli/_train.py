@@ -47,7 +47,7 @@ def train(
     from .._io import check_artifact_target
     from ..metrics import evaluate as run_eval
     from ..victims import build_victim
-    from ..victims._factory import is_factory_path
+    from ..victims import is_factory_path
 
     check_artifact_target(out, "victim", overwrite=overwrite)  # a bad --out fails before training, not after
     cfg = _parse_sets(set_)

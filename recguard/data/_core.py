@@ -61,7 +61,7 @@ class ItemMeta:
             years=None if self.years is None else np.asarray(self.years)[index],
         )
 
-    def _digest(self, h: hashlib._Hash) -> None:
+    def update_digest(self, h: hashlib._Hash) -> None:
         if self.titles is not None:
             h.update("\x1f".join(self.titles).encode())
         if self.genres is not None:
@@ -201,7 +201,7 @@ class SequenceData:
         h.update("\x1f".join(self.user_ids).encode())
         h.update("\x1f".join(self.item_ids).encode())
         if self.meta is not None:
-            self.meta._digest(h)
+            self.meta.update_digest(h)
         digest = h.hexdigest()
         self._fp.append(digest)
         return digest
@@ -269,7 +269,7 @@ class SequenceData:
     def padded(self, max_len: int, users: np.ndarray | None = None) -> np.ndarray:
         """Left-padded ``[U, max_len]`` int64 matrix of the most recent ``max_len`` items per user."""
         idx = np.arange(self.num_users) if users is None else np.asarray(users, dtype=np.int64)
-        return _pad_from_csr(self.items, self.offsets[idx], self.lengths[idx], max_len)
+        return pad_from_csr(self.items, self.offsets[idx], self.lengths[idx], max_len)
 
 
 @dataclass(frozen=True, eq=False)
@@ -319,9 +319,9 @@ class Split:
         starts = d.offsets[self.eval_users]
         lengths = d.lengths[self.eval_users]
         if which == "valid":
-            return _pad_from_csr(d.items, starts, lengths - 2, max_len), np.array(self.valid_target)
+            return pad_from_csr(d.items, starts, lengths - 2, max_len), np.array(self.valid_target)
         if which == "test":
-            return _pad_from_csr(d.items, starts, lengths - 1, max_len), np.array(self.test_target)
+            return pad_from_csr(d.items, starts, lengths - 1, max_len), np.array(self.test_target)
         raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
 
 
@@ -341,7 +341,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(out)
 
 
-def _pad_from_csr(items: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_len: int) -> np.ndarray:
+def pad_from_csr(items: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_len: int) -> np.ndarray:
     """Left-padded matrix of the last ``max_len`` items of each ``items[start:start+length]``."""
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -378,7 +378,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], max_len: int) -> np.ndarra
         raise ConfigError(f"sequences must be lists of integer item ids (0 = padding): {exc}", param="seqs") from None
     starts = np.zeros(len(sequences), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:]) if len(sequences) > 1 else None
-    return _pad_from_csr(items, starts, lengths, max_len)
+    return pad_from_csr(items, starts, lengths, max_len)
 
 
 def as_split(data: SequenceData | Split) -> Split:

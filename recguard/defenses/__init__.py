@@ -13,23 +13,33 @@ from collections.abc import Callable
 
 from .._params import check_kwargs
 from ..errors import ConfigError
-from ._base import Defense, DefenseOutcome, NoDefense
+from ._base import Defense, DefenseOutcome, DetectorDefense, NoDefense
 from .baselines import AdversarialTraining, PCASelect
 from .decision import Decided, Decision
-from .lorec import LLM4Dec, LoRec, LoRecDetect, lorec_weights, update_scores
+from .llm4dec import LLM4Dec
+from .lorec import LoRec, LoRecDetect, lorec_weights, update_scores
 from .mnar import MNARWeighting
 
 __all__ = [
-    "Defense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
-    "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining", "LoRecDetect", "Decision", "Decided",
+    "Defense", "DetectorDefense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
+    "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining", "LoRecDetect", "Decision",
+    "Decided",
 ]
 
-DEFENSES: dict[str, Callable[..., Defense]] = {"none": NoDefense, "llm4dec": LLM4Dec, "lorec": LoRec, "lorec-detect": LoRecDetect,
-                                              "mnar": MNARWeighting, "pca": PCASelect, "apr": AdversarialTraining}
+#: every defense an audit can name; adding one is its module plus one line here
+DEFENSES: dict[str, Callable[..., Defense]] = {
+    "none": NoDefense,
+    "llm4dec": LLM4Dec,
+    "lorec": LoRec,
+    "lorec-detect": LoRecDetect,
+    "mnar": MNARWeighting,
+    "pca": PCASelect,
+    "apr": AdversarialTraining,
+}
 
 
 def make_defense(name: str, **params) -> Defense:
-    """A defense by name (``none``, ``llm4dec``, ``lorec``, ``lorec-detect``, ``mnar``, ``pca``, ``apr``) with its options."""
+    """A defense by registered name (see :data:`DEFENSES`) with its options."""
     if name not in DEFENSES:
         raise ConfigError(f"unknown defense {name!r}; available: {', '.join(sorted(DEFENSES))}", param="defense")
     params = check_kwargs(DEFENSES[name], params, f"defense_params.{name}")

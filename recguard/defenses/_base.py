@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..data import Split
 
-__all__ = ["Defense", "DefenseOutcome", "NoDefense"]
+__all__ = ["Defense", "DetectorDefense", "DefenseOutcome", "NoDefense"]
 
 
 @dataclass
@@ -42,11 +42,14 @@ class DefenseOutcome:
 
 
 class Defense:
-    """Base class. A defense either computes user weights before training (override
-    :meth:`apply`) or acts during training (override :meth:`train`).
+    """Base class of every defense. Its one lifecycle is :meth:`train`: given the (possibly
+    poisoned) training split and a factory of fresh victims, return the trained victim and a
+    :class:`DefenseOutcome` (weights, suspicion scores, flags, timings). The audit calls nothing
+    else. A defense that only decides per-user weights before training subclasses
+    :class:`DetectorDefense` and implements :meth:`DetectorDefense.detect`.
 
-    ``train(split, make_victim, seed, rng)`` returns the trained victim and the outcome;
-    the default trains ``make_victim()`` with the weights :meth:`apply` returned.
+    Declarations the audit reads (never the defense's name): :attr:`requires`, :attr:`revision`,
+    :attr:`reads_text` and :attr:`baseline`.
     """
 
     name = "base"
@@ -57,29 +60,43 @@ class Defense:
     revision: int | None = None
     #: whether the defense reads user text (the audit's --known/--encoder/--user-text apply to it)
     reads_text: bool = False
+    #: the undefended baseline (no detection metrics, no control cell, no removal)
+    baseline: bool = False
 
     def victim(self, make_victim: Callable):
         """A fresh victim from ``make_victim``, checked for :attr:`requires` before anything trains."""
-        from ..victims._contract import require
+        from ..victims import require
 
         v = make_victim()
         require(v, self.requires, who=f"the {self.name} defense")
         return v
 
-    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
-        return DefenseOutcome()
+    def train(self, split: Split, *, make_victim: Callable, seed: int, rng: np.random.Generator, progress: bool = False):
+        """Train ``make_victim()`` on ``split`` under the defense: ``(victim, outcome)``. The base trains as is."""
+        victim = self.victim(make_victim).fit(split, rng=seed, progress=progress)
+        return victim, DefenseOutcome(info={"defense_time_s": 0.0})
+
+
+class DetectorDefense(Defense):
+    """A defense that scores the training users before training and trains with the weights it
+    decided (0 = removed): subclasses implement :meth:`detect`."""
+
+    def detect(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:  # pragma: no cover
+        """Suspicion scores, flags and weights of ``split``'s training users (nothing trains)."""
+        raise NotImplementedError
 
     def train(self, split: Split, *, make_victim: Callable, seed: int, rng: np.random.Generator, progress: bool = False):
         import time
 
         t0 = time.perf_counter()
-        outcome = self.apply(split, make_victim=make_victim, rng=rng)
+        outcome = self.detect(split, make_victim=make_victim, rng=rng)
         outcome.info.setdefault("defense_time_s", time.perf_counter() - t0)
         victim = self.victim(make_victim).fit(split, user_weights=outcome.user_weights, rng=seed, progress=progress)
         return victim, outcome
 
 
 class NoDefense(Defense):
-    """Train on the data as it is."""
+    """Train on the data as it is: the undefended baseline."""
 
     name = "none"
+    baseline = True

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data import Split
 from ..errors import ConfigError
-from ._base import Defense, DefenseOutcome
+from ._base import Defense, DefenseOutcome, DetectorDefense
 from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, Decision
 
 __all__ = ["PCASelect", "AdversarialTraining", "pca_contributions"]
@@ -65,7 +65,7 @@ def pca_contributions(train, components: int = 3, rng=0) -> np.ndarray:
     return ((u * sv[None, :]) ** 2).sum(1)
 
 
-class PCASelect(Defense):
+class PCASelect(DetectorDefense):
     """PCA-VarSelect: remove (weight 0) the users whose contribution to the top principal components
     sets them apart, decided by the shared :class:`~recguard.defenses.decision.Decision` layer.
 
@@ -101,7 +101,7 @@ class PCASelect(Defense):
     def _log_contributions(self, train, seed: int) -> np.ndarray:
         return np.log(np.maximum(pca_contributions(train, self.components, rng=seed), 1e-300))
 
-    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
+    def detect(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
         from ..attacks.poisoning import make_attack
 
         t0 = time.perf_counter()

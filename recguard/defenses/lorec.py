@@ -1,22 +1,16 @@
-"""LLM4Dec and LoRec (Zhang et al., SIGIR'24), following PROTOCOLS §3.
+"""LoRec (Zhang et al., SIGIR'24), following PROTOCOLS §3.
 
-Both learn what fake users look like from a *known* attack that the defender
-simulates on its own training data (default: Random at 1%). Labels are
-positive-unlabeled: the simulated fakes are 1, every user of the (possibly already
-poisoned) training data is 0. The injected users' true labels are never read here,
-so no epoch, threshold or setting can be tuned on them.
+LoRec trains a small transformer (the LCT) on the *frozen* victim's per-position [item
+embedding ‖ hidden state] while the victim trains, aligned to the user-text embedding, and
+learns what fake users look like from a *known* attack the defender simulates on its own
+training data (default: Random at 1%; see :mod:`recguard.defenses.textdefense`). Every update
+moves a per-user score ``a_u``; from the calibration start on, the victim's loss is weighted by
+the shared decision layer's weights (``rule="paper"``: the published ``sigmoid(a_u) / sigmoid(3)``).
+No text model is needed to score users once the LCT is trained.
 
-* **LLM4Dec** scores each user's text embedding with an MLP and drops users with
-  p ≥ 0.5 before the victim is trained.
-* **LoRec** trains a small transformer (the LCT) on the *frozen* victim's per-position
-  [item embedding ‖ hidden state] while the victim trains, aligned to the user-text
-  embedding; every update moves a per-user score ``a_u`` and, from the calibration
-  start on, the victim's loss is weighted by ``sigmoid(a_u) / sigmoid(3)``. No text
-  model is needed to score users once the LCT is trained.
-
-Differences from the public LoRec code, on purpose: detector epochs are fixed in
-advance instead of picked on test labels; users are never dropped for repeated
-items; target metrics index the right user (see ``recguard.metrics``).
+Differences from the public LoRec code, on purpose: detector epochs are fixed in advance
+instead of picked on test labels; users are never dropped for repeated items; target metrics
+index the right user (see ``recguard.metrics``).
 """
 
 from __future__ import annotations
@@ -33,82 +27,21 @@ from torch import nn
 from .._finite import check_loss
 from .._rng import derive_seed, torch_seeded
 from ..data import SequenceData, Split
-from ..data._core import _pad_from_csr
+from ..data import pad_from_csr
 from ..errors import ConfigError, DataError
-from ..victims._contract import EpochUpdate
-from ..victims._layers import TransformerBlock, attention_mask
-from ._base import Defense, DefenseOutcome
-from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, RULES, Decision, top_mask
-from .text import TextEncoder, domain_for, item_texts, user_prompt, user_prompts
+from ..victims import EpochUpdate
+from ..victims import TransformerBlock, attention_mask
+from ._base import DefenseOutcome
+from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, Decision
+from .textdefense import DetectorHead, TextDefense, pu_loss, refresh_batchnorm
 
-__all__ = [
-    "DetectorHead", "LCT", "LLM4Dec", "LoRec", "LoRecDetect", "lct_batches", "update_scores", "lorec_weights", "pu_loss",
-    "refresh_batchnorm", "TextEncoder", "user_prompt", "user_prompts", "item_texts",
-]
+__all__ = ["LCT", "LoRec", "LoRecDetect", "lct_batches", "update_scores", "lorec_weights", "LCT_REVISION"]
 
 A0 = 3.0  # every user's starting score
-# Bumped when LoRec's numbers change for the same seed (2: the LCT's last block computes the
-# CLS row alone, which draws different dropout masks; 3: the every-epoch schedule and the
-# sampled label-0 rows are the defaults; 4: the weights come from the shared decision layer);
-# audit cells of LoRec carry it.
+# Bumped when LoRec's numbers change for the same seed (history in CHANGELOG.md); audit cells of LoRec carry it.
 LCT_REVISION = 4
 SCHEDULES = ("every-epoch", "paper")
-OWN_RULES = ("paper", "prior")
-MODES = ("calibrate", "detect-retrain")  # LLM4Dec's own decision rules (the rest come from the shared decision layer)
-
-
-
-# ------------------------------------------------------------------------ pieces
-class DetectorHead(nn.Module):
-    """LLM4Dec's MLP: Linear→GELU, [Dropout→Linear→GELU]×n, Linear(→128)→BatchNorm→Dropout→GELU→Linear(→1).
-
-    Returns logits ``[B]`` (apply a sigmoid for probabilities)."""
-
-    def __init__(self, d_in: int, hidden: int = 256, n_hidden: int = 1, dropout: float = 0.1):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Linear(d_in, hidden), nn.GELU()]
-        for _ in range(n_hidden):
-            layers += [nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.GELU()]
-        layers += [nn.Linear(hidden, 128), nn.BatchNorm1d(128), nn.Dropout(dropout), nn.GELU(), nn.Linear(128, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
-
-
-@torch.no_grad()
-def refresh_batchnorm(module: nn.Module, batches) -> None:
-    """Set BatchNorm running statistics to the exact average over ``batches`` (calls of
-    ``module``'s forward given each batch's args), so eval-mode predictions do not depend on
-    how many optimiser steps the running averages had to settle (few, on small data)."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    was = module.training
-    module.eval()
-    saved = [(bn, bn.momentum) for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-        bn.train()
-    try:
-        for args in batches:
-            module(*args)
-    finally:
-        for bn, mom in saved:
-            bn.momentum = mom
-        module.train(was)
-
-
-def pu_loss(logits: torch.Tensor, y: torch.Tensor, lam1: float = 0.5, pos_weight: float = 1.0) -> torch.Tensor:
-    """Mean of BCE(p, y) + λ1·[y = 0]·H(p), H the binary entropy of p = sigmoid(logits);
-    ``pos_weight`` multiplies the BCE of label-1 rows."""
-    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-    if pos_weight != 1.0:
-        bce = bce * torch.where(y > 0, torch.full_like(y, pos_weight), torch.ones_like(y))
-    p = torch.sigmoid(logits)
-    ent = p * F.softplus(-logits) + (1 - p) * F.softplus(logits)  # -p·log p - (1-p)·log(1-p), stable
-    return (bce + lam1 * (y == 0).float() * ent).mean()
+MODES = ("calibrate", "detect-retrain")
 
 
 def update_scores(a: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -203,226 +136,9 @@ def lct_batches(chunks: list[np.ndarray], take: np.ndarray, batch_size: int, gen
     return out
 
 
-# ------------------------------------------------------------------ shared base
-class _TextDefense(Defense):
-    """What LLM4Dec and LoRec share: the simulated known attack and the user-text embeddings."""
-
-    reads_text = True
-
-    def __init__(
-        self,
-        *,
-        known: str | Sequence[str] = "random",
-        known_budget: float = 0.01,
-        known_targets: str | Sequence[int] = "unpopular",
-        num_known_targets: int = 5,
-        known_groups: int = 1,
-        encoder: str = "minilm",
-        encoder_options: dict | None = None,
-        user_text: str = "prompt",
-        domain: str | None = None,
-        id_tokens: bool = False,
-        item_text: str = "title",
-        lam1: float = 0.5,
-        lr: float = 1e-2,
-        weight_decay: float = 5e-4,
-        batch_size: int = 256,
-        balance: bool = False,
-        progress: bool = False,
-    ):
-        families = tuple(f.strip() for f in (known.replace("+", ",").split(",") if isinstance(known, str) else known))
-        bad = [f for f in families if f not in ("random", "popular", "bandwagon", "segment")] or ([] if families else [known])
-        if bad:
-            raise ConfigError(
-                f"known attack must be random, popular or segment, or several joined by '+' (attacks the defender can "
-                f"simulate without a model), got {known!r}", param="known",
-            )
-        if item_text not in ("title", "title+categories"):
-            raise ConfigError(f"must be 'title' or 'title+categories', got {item_text!r}", param="item_text")
-        if not 0 < float(known_budget) <= 0.5:
-            raise ConfigError(f"must be in (0, 0.5], got {known_budget!r}", param="known_budget")
-        if user_text not in ("prompt", "items"):
-            raise ConfigError(f"must be 'prompt' (LoRec's text, encoded whole) or 'items' (mean of title embeddings), got {user_text!r}",
-                              param="user_text")
-        self.known_families, self.known, self.known_budget = families, "+".join(families), float(known_budget)
-        self.item_text = item_text
-        self.known_targets, self.num_known_targets = known_targets, int(num_known_targets)
-        if isinstance(known_groups, bool) or not isinstance(known_groups, int) or known_groups < 1:
-            raise ConfigError(f"must be a positive integer, got {known_groups!r}", param="known_groups")
-        self.known_groups = known_groups
-        self.encoder_name, self.encoder_options = encoder, dict(encoder_options or {})
-        self.user_text, self.domain, self.id_tokens = user_text, domain, bool(id_tokens)
-        self.lam1, self.lr, self.weight_decay, self.batch_size = float(lam1), float(lr), float(weight_decay), int(batch_size)
-        self.balance = bool(balance)
-        self.progress = progress
-        self._encoder: TextEncoder | None = None
-
-    @property
-    def encoder(self) -> TextEncoder:
-        if self._encoder is None:
-            self._encoder = TextEncoder(self.encoder_name, **self.encoder_options)
-        return self._encoder
-
-    def settings(self) -> dict:
-        """Options and, once texts were built, how many items each text source described."""
-        return {"text_sources": getattr(self, "text_sources_", None), "known": self.known, "item_text": self.item_text,
-                **({"known_groups": self.known_groups} if self.known_groups > 1 else {}),
-                "known_budget": self.known_budget, "encoder": self.encoder_name, "user_text": self.user_text, "balance": self.balance}
-
-    def simulate_known(self, train: SequenceData, rng: np.random.Generator, max_len: int) -> list[np.ndarray]:
-        """Fake sequences of the defender's own simulated attack (labels 1). LLM4Dec only learns from
-        them; LoRec also adds them to the victim's training data when ``inject_known`` is set. With
-        several known families the budget is shared equally among them, each with its own targets;
-        with ``known_groups`` > 1 each family's share is split again into that many groups, each
-        promoting targets of its own, so a detector cannot learn one campaign's target items."""
-        from ..attacks.poisoning import make_attack
-
-        out: list[np.ndarray] = []
-        share = self.known_budget / (len(self.known_families) * self.known_groups)
-        for family in self.known_families:
-            for _ in range(self.known_groups):
-                attack = make_attack(family, budget=share, targets=self.known_targets, num_targets=self.num_known_targets,
-                                     max_profile_length=max_len)
-                res = attack.poison(train, rng=rng)
-                out += [np.asarray(res.data[u]) for u in res.fake_users]
-        return out
-
-    def text_embeddings(self, train: SequenceData, known: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of every training user's text and of the known fakes' text."""
-        self.text_sources_: dict = {}
-        titles = item_texts(train.meta, train.num_items, id_tokens=self.id_tokens, counts=self.text_sources_,
-                            categories=self.item_text == "title+categories")
-        domain = self.domain or domain_for(train.name)
-        enc = self.encoder
-        if self.user_text == "items":
-            item_emb = enc.encode(titles[1:], progress=self.progress)
-            item_emb = np.vstack([np.zeros((1, item_emb.shape[1]), np.float32), item_emb])
-
-            def pool(seq):
-                return item_emb[np.asarray(seq, dtype=np.int64)].mean(0)
-
-            eu = np.stack([pool(train[u]) for u in range(train.num_users)])
-            ek = np.stack([pool(s) for s in known]) if known else np.zeros((0, item_emb.shape[1]), np.float32)
-            return eu.astype(np.float32), ek.astype(np.float32)
-        texts = user_prompts(train, titles, domain)
-        texts_k = user_prompts(known, titles, domain)
-        emb = enc.encode(texts + texts_k, progress=self.progress)
-        return emb[: len(texts)], emb[len(texts) :]
-
-    def pos_weight(self, n_unlabeled: int, n_known: int) -> float:
-        """Weight of a known fake's BCE term: unlabeled/known when ``balance`` (both sides then weigh
-        the same in total), else 1 as in the paper. Balancing makes p near 0.5 for ambiguous users,
-        so LoRec's rule (flag p > mean only while fewer than N/3 are flagged) skips most updates."""
-        return n_unlabeled / n_known if self.balance and n_known else 1.0
-
-    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-
-# ---------------------------------------------------------------------- LLM4Dec
-class LLM4Dec(_TextDefense):
-    """MLP detector on user-text embeddings, trained positive-unlabeled on the defender's simulated
-    fakes; flagged users get weight 0.
-
-    Decision rules (``rule``), none chosen on any injected user's label:
-
-    - ``"paper"``: flag p ≥ ``threshold`` (0.5). At 1% known fakes a PU head is rarely that
-      confident, so this rule often flags nobody.
-    - ``"prior"``: Elkan & Noto's (KDD'08) correction. Under PU training the head
-      estimates P(labelled | x) = c · P(fake | x), with c = P(labelled | fake); c is estimated
-      as the mean p over simulated fakes *held out* from training (``holdout``), and a user is
-      flagged when p / c ≥ 0.5, at most ``max_flag_share`` of the users (the highest p).
-    - ``"mixture"`` (default), ``"top"``, ``"outlier"``, ``"simulated"``: the shared decision
-      layer (:class:`~recguard.defenses.decision.Decision`) on p, under the false-positive
-      budget ``max_flag_share``; ``weights="soft"`` discounts instead of removing.
-
-    Args (besides the shared ones: known, known_budget, encoder, user_text, ...):
-        epochs: fixed passes over the labelled users (never chosen on injected labels).
-        threshold: decision threshold on p for the paper's rule.
-    """
-
-    name = "llm4dec"
-    revision = DECISION_REVISION
-
-    def __init__(self, *, epochs: int = 30, threshold: float = 0.5, rule: str = DEFAULT_RULE, holdout: float = 0.2,
-                 max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", **kw):
-        super().__init__(**kw)
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"must be a positive integer, got {epochs!r}", param="epochs")
-        if rule not in (*OWN_RULES, *RULES):
-            raise ConfigError(f"must be one of {', '.join(dict.fromkeys((*OWN_RULES, *RULES)))}, got {rule!r}", param="rule")
-        if not 0 < holdout < 1:
-            raise ConfigError(f"must be in (0, 1), got {holdout!r}", param="holdout")
-        self.decision = Decision(rule="paper" if rule in OWN_RULES else rule, max_flag_share=max_flag_share, z=z, weights=weights)
-        self.epochs, self.threshold, self.rule = epochs, float(threshold), rule
-        self.holdout, self.max_flag_share = float(holdout), float(max_flag_share)
-
-    def settings(self) -> dict:
-        return {**super().settings(), "rule": self.rule, "max_flag_share": self.max_flag_share}
-
-    def apply(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
-        train = split.train
-        t0 = time.perf_counter()
-        known = self.simulate_known(train, rng, make_victim().max_len)
-        t1 = time.perf_counter()
-        eu, ek = self.text_embeddings(train, known)
-        t2 = time.perf_counter()
-        gen = np.random.default_rng(derive_seed(rng))
-        n_hold = max(1, int(round(self.holdout * len(ek)))) if self.rule != "paper" and len(ek) > 1 else 0
-        order = gen.permutation(len(ek))
-        ek_hold, ek_fit = ek[order[:n_hold]], ek[order[n_hold:]]
-        x = torch.from_numpy(np.vstack([eu, ek_fit]))
-        y = torch.cat([torch.zeros(len(eu)), torch.ones(len(ek_fit))])
-        pw = self.pos_weight(len(eu), len(ek_fit))
-        with torch_seeded(derive_seed(gen)):
-            head = DetectorHead(x.shape[1])
-            opt = self._optimizer(head)
-            head.train()
-            for _ in range(self.epochs):
-                perm = gen.permutation(len(x))
-                for s in range(0, len(perm), self.batch_size):
-                    idx = perm[s : s + self.batch_size]
-                    if len(idx) < 2:  # BatchNorm needs two rows
-                        continue
-                    loss = pu_loss(head(x[idx]), y[idx], self.lam1, pw)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-            refresh_batchnorm(head, [(x[s : s + 4096],) for s in range(0, len(x), 4096)])
-            head.eval()
-            with torch.no_grad():
-                p = torch.sigmoid(head(torch.from_numpy(eu))).numpy().astype(np.float64)
-                p_hold = torch.sigmoid(head(torch.from_numpy(ek_hold))).numpy().astype(np.float64) if n_hold else None
-            check_loss(float(p.sum()), "LLM4Dec's detector head", lr=self.lr)
-        info: dict = {}
-        own = None
-        if self.rule == "paper" or (self.rule == "prior" and p_hold is None):
-            own = p >= self.threshold
-        elif self.rule == "prior":
-            c = float(p_hold.mean())  # P(labelled | fake), estimated on simulated fakes the head never saw
-            own = (p >= c / 2.0) & top_mask(p, self.decision.budget(len(p)))
-            info = {"label_frequency_c": c, "prior_threshold": c / 2.0}
-        decided = self.decision.decide(p, simulated=p_hold, paper_flags=own)
-        flagged = decided.flagged
-        if flagged.all():
-            raise DataError(
-                f"LLM4Dec flagged all {len(p)} training users as fake; the detector did not "
-                "separate the simulated fakes from the data. Check the text encoder and titles, or train longer (epochs)"
-            )
-        threshold = self.threshold if self.rule == "paper" else decided.threshold
-        info.update(decided.info)
-        t3 = time.perf_counter()
-        return DefenseOutcome(
-            user_weights=decided.weights, scores=p, flagged=flagged, threshold=threshold,
-            info={**info, **self.settings(), "known_fakes": len(known), "known_held_out": n_hold, "encode_time_s": t2 - t1,
-                  "detector_time_s": t3 - t2, "defense_time_s": t3 - t0, "encoder_stats": dict(self.encoder.stats),
-                  "flagged_users": int(flagged.sum())},
-            simulated_scores=p_hold,
-        )
-
 
 # ------------------------------------------------------------------------ LoRec
-class LoRec(_TextDefense):
+class LoRec(TextDefense):
     """LLM-enhanced calibration while the victim trains (PROTOCOLS §3).
 
     The published variant is ``LoRec(rule="paper", schedule="paper", unlabeled_per_pass=None)``.
@@ -535,132 +251,16 @@ class LoRec(_TextDefense):
         # users the victim trains on: the training data, plus the defender's own fakes when injected
         fit_split = (split.with_train(train.append_users([s.tolist() for s in known], [f"defender_known_{i}" for i in range(m)]))
                      if self.inject_known and m else split)
-        n_fit = n + m if fit_split is not split else n
-        lmax = int(self.lct_max_len or victim.max_len)
-        seqs = [np.asarray(train[u]) for u in range(n)] + known  # LCT rows: training users, then known fakes
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        flat = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        labels = torch.cat([torch.zeros(n), torch.ones(m)])
-        text = torch.from_numpy(np.vstack([eu, ek]))
         epochs = getattr(victim, "max_epochs", None)
         if epochs is None and self.schedule_name == "paper" and (self.calibration_start is None or self.update_every is None):
             raise ConfigError(f"LoRec scales its calibration schedule to the victim's epochs, which {victim!r} does not declare: "
                               "pass TorchVictim(max_epochs=...) or give LoRec calibration_start and update_every", param="lorec")
-        start, every_before, every_after = self.schedule(epochs or 1)
-        gen = np.random.default_rng(derive_seed(rng))
-        lct_seed = derive_seed(gen)
-        pw = self.pos_weight(n, m)
-        order = np.argsort(lengths, kind="stable")  # similar lengths per batch: little padding
-        chunks = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        positions = int(np.minimum(lengths, lmax).sum())
-        state: dict = {"lct": None, "opt": None, "a": np.full(n_fit, A0), "p_sum": np.zeros(n_fit), "updates": [], "time": 0.0}
-
-        def features(vic, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-            """[item embedding ‖ hidden state] of the frozen victim at every position, and the valid mask."""
-            lb = int(min(lmax, lengths[idx].max()))
-            x = torch.from_numpy(_pad_from_csr(flat, starts[idx], lengths[idx], lb)).to(vic.device)
-            with torch.no_grad():
-                h = vic.hidden_states(x)
-                e = vic.item_embeddings().to(h.device)[x]
-                extra = []
-                if "norm" in self.lct_features:
-                    extra.append(h.norm(dim=-1, keepdim=True) / math.sqrt(h.shape[-1]))
-                if "entropy" in self.lct_features:
-                    logp = torch.log_softmax(vic.score_representation(h.reshape(-1, h.shape[-1]))[:, 1:].float(), dim=-1)
-                    ent = -(logp.exp() * logp).sum(-1).reshape(h.shape[0], h.shape[1], 1)
-                    extra.append(ent / math.log(max(2, logp.shape[-1])))
-            f = torch.cat([e, h, *extra], dim=-1).float() * (x > 0).unsqueeze(-1)
-            if f.shape[-1] % 2:  # the LCT's two heads split the width: pad an odd one with a zero column
-                f = F.pad(f, (0, 1))
-            return f, x > 0  # on the victim's device, like the LCT
-
-        def training_batches():
-            """Every labelled fake plus a fresh sample of label-0 users (see :func:`lct_batches`)."""
-            take = np.ones(n + m, dtype=bool)
-            if self.unlabeled_per_pass is not None and self.unlabeled_per_pass < n:
-                take[:n] = False
-                take[gen.choice(n, size=self.unlabeled_per_pass, replace=False)] = True
-            return lct_batches(chunks, take, self.batch_size, gen)
-
-        def merged(parts, feats):
-            """One batch from (chunk, rows) parts: their cached features, left-padded to a common length."""
-            picked = [(*feats(ci), rows) for ci, rows in parts]  # (features, valid mask, rows) per chunk
-            width = max(f.shape[1] for f, _, _ in picked)
-            batch = torch.cat([F.pad(f[rows], (0, 0, width - f.shape[1], 0)) for f, _, rows in picked])
-            valid = torch.cat([F.pad(v[rows], (width - v.shape[1], 0)) for _, v, rows in picked])
-            return batch, valid, np.concatenate([chunks[ci][rows] for ci, rows in parts])
-
-        def due(epoch: int) -> bool:
-            if epoch < start:
-                return epoch % every_before == 0
-            return (epoch - start) % every_after == 0
-
-        def reweight(epoch: int, vic) -> np.ndarray | None:
-            if not due(epoch):
-                return None
-            tu = time.perf_counter()
-            cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-            def feats(ci: int):  # the frozen victim's features, computed once per update when they fit in memory
-                if ci in cache:
-                    return cache[ci]
-                f = features(vic, chunks[ci])
-                if positions * f[0].shape[-1] * 4 <= self.feature_cache_mb * 2**20:
-                    cache[ci] = f
-                return f
-
-            with torch_seeded(lct_seed + epoch):
-                if state["lct"] is None:
-                    d_in = int(features(vic, chunks[0][:2])[0].shape[-1])
-                    state["lct"] = LCT(d_in, text.shape[1], max_len=lmax).to(vic.device)
-                    state["opt"] = self._optimizer(state["lct"])
-                    state["text"], state["labels"] = text.to(vic.device), labels.to(vic.device)
-                text_d, labels_d = state["text"], state["labels"]
-                lct, opt = state["lct"], state["opt"]
-                lct.train()
-                for _ in range(self.passes):
-                    for parts in training_batches():
-                        f, valid, idx = merged(parts, feats)
-                        if len(idx) < 2:  # BatchNorm needs two rows
-                            continue
-                        h = lct(f, valid)
-                        z = F.gelu(lct.text_proj(text_d[idx]))
-                        loss = pu_loss(lct.head(h), labels_d[idx], self.lam1, pw) - self.lam2 * F.cosine_similarity(h, z, dim=-1).mean()
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                lct.eval()
-                cls = torch.zeros(n + m, lct.cls.shape[-1], device=vic.device)
-                with torch.no_grad():
-                    for ci in range(len(chunks)):
-                        f, valid = feats(ci)
-                        cls[chunks[ci]] = lct(f, valid)
-                    refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, n + m, 4096)])
-                    p_all = torch.sigmoid(lct.head(cls)).cpu().numpy().astype(np.float64)
-                p = p_all[:n_fit]  # every user the victim trains on
-                check_loss(float(p_all.sum()), "LoRec's calibrator (LCT)", epoch=epoch, lr=self.lr)
-            state["a"], applied = update_scores(state["a"], p)
-            state["p_sum"] += p
-            state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),
-                                     "down_weighted": int((lorec_weights(state["a"][:n]) < 1).sum()),
-                                     "known_down_weighted": int((lorec_weights(state["a"][n:]) < 1).sum())})
-            state["time"] += time.perf_counter() - tu
-            if epoch < start:
-                return None
-            _, weights, flagged, _ = self._decide(state, n)
-            state["updates"][-1]["weighted_down"] = int(flagged[:n].sum())
-            return weights
-
-        def on_epoch_end(epoch: int, vic) -> EpochUpdate:
-            # weights enter the loss from the calibration start; until then no validation may choose
-            # the returned checkpoint or count toward patience, so the calibration is never bypassed
-            weights = reweight(epoch, vic)
-            apply = self.apply_weights and self.mode == "calibrate"
-            return EpochUpdate(user_weights=weights if apply else None, reset_selection=epoch <= start and self.mode == "calibrate")
-
-        victim.fit(fit_split, rng=seed, progress=progress, on_epoch_end=on_epoch_end)
-        info = {**self.settings(), "known_fakes": m, "known_injected": n_fit > n, "encode_time_s": encode_s,
+        run = CalibrationRun(self, train, known, np.vstack([eu, ek]), n_fit=n + m if fit_split is not split else n,
+                             lct_max_len=int(self.lct_max_len or victim.max_len), schedule=self.schedule(epochs or 1), rng=rng)
+        victim.fit(fit_split, rng=seed, progress=progress, on_epoch_end=run.on_epoch_end)
+        start, every_before, every_after = run.schedule
+        state = run.state
+        info = {**self.settings(), "known_fakes": m, "known_injected": run.n_fit > n, "encode_time_s": encode_s,
                 "calibrate_time_s": state["time"], "defense_time_s": (t1 - t0) + encode_s + state["time"],
                 "schedule": {"kind": self.schedule_name, "start": start, "every": [every_before, every_after]},
                 "updates": state["updates"], "encoder_stats": dict(self.encoder.stats)}
@@ -674,7 +274,7 @@ class LoRec(_TextDefense):
         """Suspicion of every user the victim trains on: net flags ``3 − a``, ties broken by the mean detector probability."""
         return (A0 - state["a"]) + 1e-3 * state["p_sum"] / max(1, len(state["updates"]))
 
-    def _decide(self, state: dict, n: int):
+    def decide(self, state: dict, n: int):
         """(scores, weights, flags) for every user the victim trains on, and the decision behind them (None
         under ``rule="paper"``: LoRec's own rule, weight sigmoid(a)/sigmoid(3) snapped to 1 above 0.5).
         The decision layer decides on the n users of the data; the defender's simulated fakes that
@@ -690,7 +290,7 @@ class LoRec(_TextDefense):
 
     def _outcome(self, state: dict, n: int, info: dict, *, weights_to_victim: bool) -> tuple[np.ndarray, DefenseOutcome]:
         """The final decision over the n users of the data: their weights and the outcome that reports it."""
-        scores, weights, flagged, decided = self._decide(state, n)
+        scores, weights, flagged, decided = self.decide(state, n)
         return weights[:n], DefenseOutcome(
             user_weights=weights[:n] if weights_to_victim else None, scores=scores[:n], flagged=flagged[:n],
             threshold=None if decided is None else decided.threshold,
@@ -707,6 +307,162 @@ class LoRec(_TextDefense):
         victim = self.victim(make_victim).fit(split, user_weights=weights, rng=seed, progress=progress)
         outcome.info.update(defense_time_s=detect_wall_s, retrain_time_s=time.perf_counter() - t0)
         return victim, outcome
+
+
+class CalibrationRun:
+    """One LoRec training's calibration, called back by the victim at every epoch's end.
+
+    The LCT's rows are the training users, then the defender's known fakes (labels 0 and 1); its
+    input at every position is the frozen victim's [item embedding ‖ hidden state] (plus the
+    optional ``norm``/``entropy`` features), aligned to the user-text embedding ``text``. Every
+    update (on the schedule: every ``before`` epochs until ``start``, then every ``after``) trains
+    the LCT for ``passes`` passes, scores every user and moves the per-user scores ``a``; from
+    ``start`` on the decision's weights go back to the victim. ``state`` keeps the scores
+    (``a``, ``p_sum``), the update log and the time spent.
+    """
+
+    def __init__(self, lorec: LoRec, train: SequenceData, known: list[np.ndarray], text: np.ndarray, *, n_fit: int,
+                 lct_max_len: int, schedule: tuple[int, int, int], rng: np.random.Generator):
+        self.lorec, self.n, self.m, self.n_fit, self.lmax = lorec, train.num_users, len(known), n_fit, lct_max_len
+        self.schedule = schedule
+        seqs = [np.asarray(train[u]) for u in range(self.n)] + known  # LCT rows: training users, then known fakes
+        self.lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        self.flat = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.labels = torch.cat([torch.zeros(self.n), torch.ones(self.m)])
+        self.text = torch.from_numpy(text)
+        self.gen = np.random.default_rng(derive_seed(rng))
+        self.lct_seed = derive_seed(self.gen)
+        self.pos_weight = lorec.pos_weight(self.n, self.m)
+        order = np.argsort(self.lengths, kind="stable")  # similar lengths per batch: little padding
+        self.chunks = [order[s : s + lorec.batch_size] for s in range(0, len(order), lorec.batch_size)]
+        self.positions = int(np.minimum(self.lengths, lct_max_len).sum())
+        self.state: dict = {"lct": None, "opt": None, "a": np.full(n_fit, A0), "p_sum": np.zeros(n_fit), "updates": [], "time": 0.0}
+
+    def features(self, vic, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """[item embedding ‖ hidden state] of the frozen victim at every position, and the valid mask."""
+        lb = int(min(self.lmax, self.lengths[idx].max()))
+        x = torch.from_numpy(pad_from_csr(self.flat, self.starts[idx], self.lengths[idx], lb)).to(vic.device)
+        kinds = self.lorec.lct_features
+        with torch.no_grad():
+            h = vic.hidden_states(x)
+            e = vic.item_embeddings().to(h.device)[x]
+            extra = []
+            if "norm" in kinds:
+                extra.append(h.norm(dim=-1, keepdim=True) / math.sqrt(h.shape[-1]))
+            if "entropy" in kinds:
+                logp = torch.log_softmax(vic.score_representation(h.reshape(-1, h.shape[-1]))[:, 1:].float(), dim=-1)
+                ent = -(logp.exp() * logp).sum(-1).reshape(h.shape[0], h.shape[1], 1)
+                extra.append(ent / math.log(max(2, logp.shape[-1])))
+        f = torch.cat([e, h, *extra], dim=-1).float() * (x > 0).unsqueeze(-1)
+        if f.shape[-1] % 2:  # the LCT's two heads split the width: pad an odd one with a zero column
+            f = F.pad(f, (0, 1))
+        return f, x > 0  # on the victim's device, like the LCT
+
+    def training_batches(self):
+        """Every labelled fake plus a fresh sample of label-0 users (see :func:`lct_batches`)."""
+        n, per_pass = self.n, self.lorec.unlabeled_per_pass
+        take = np.ones(n + self.m, dtype=bool)
+        if per_pass is not None and per_pass < n:
+            take[:n] = False
+            take[self.gen.choice(n, size=per_pass, replace=False)] = True
+        return lct_batches(self.chunks, take, self.lorec.batch_size, self.gen)
+
+    def merged(self, parts, feats):
+        """One batch from (chunk, rows) parts: their cached features, left-padded to a common length."""
+        picked = [(*feats(ci), rows) for ci, rows in parts]  # (features, valid mask, rows) per chunk
+        width = max(f.shape[1] for f, _, _ in picked)
+        batch = torch.cat([F.pad(f[rows], (0, 0, width - f.shape[1], 0)) for f, _, rows in picked])
+        valid = torch.cat([F.pad(v[rows], (width - v.shape[1], 0)) for _, v, rows in picked])
+        return batch, valid, np.concatenate([self.chunks[ci][rows] for ci, rows in parts])
+
+    def due(self, epoch: int) -> bool:
+        start, before, after = self.schedule
+        if epoch < start:
+            return epoch % before == 0
+        return (epoch - start) % after == 0
+
+    def feature_cache(self, vic) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+        """The frozen victim's features per chunk, computed once per update when they fit in memory."""
+        cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def feats(ci: int):
+            if ci in cache:
+                return cache[ci]
+            f = self.features(vic, self.chunks[ci])
+            if self.positions * f[0].shape[-1] * 4 <= self.lorec.feature_cache_mb * 2**20:
+                cache[ci] = f
+            return f
+
+        return feats
+
+    def lct(self, vic) -> tuple[LCT, torch.optim.Optimizer]:
+        """The calibrator and its optimiser, built at the first update (its width follows the victim's features)."""
+        state = self.state
+        if state["lct"] is None:
+            d_in = int(self.features(vic, self.chunks[0][:2])[0].shape[-1])
+            state["lct"] = LCT(d_in, self.text.shape[1], max_len=self.lmax).to(vic.device)
+            state["opt"] = self.lorec.make_optimizer(state["lct"])
+            state["text"], state["labels"] = self.text.to(vic.device), self.labels.to(vic.device)
+        return state["lct"], state["opt"]
+
+    def fit_and_score(self, vic, epoch: int) -> np.ndarray:
+        """Train the LCT for its passes and return every LCT row's probability of being fake."""
+        lorec, feats = self.lorec, self.feature_cache(vic)
+        lct, opt = self.lct(vic)
+        text_d, labels_d = self.state["text"], self.state["labels"]
+        lct.train()
+        for _ in range(lorec.passes):
+            for parts in self.training_batches():
+                f, valid, idx = self.merged(parts, feats)
+                if len(idx) < 2:  # BatchNorm needs two rows
+                    continue
+                h = lct(f, valid)
+                z = F.gelu(lct.text_proj(text_d[idx]))
+                align = F.cosine_similarity(h, z, dim=-1).mean()
+                loss = pu_loss(lct.head(h), labels_d[idx], lorec.lam1, self.pos_weight) - lorec.lam2 * align
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        lct.eval()
+        rows = self.n + self.m
+        cls = torch.zeros(rows, lct.cls.shape[-1], device=vic.device)
+        with torch.no_grad():
+            for ci in range(len(self.chunks)):
+                f, valid = feats(ci)
+                cls[self.chunks[ci]] = lct(f, valid)
+            refresh_batchnorm(lct.head, [(cls[s : s + 4096],) for s in range(0, rows, 4096)])
+            p_all = torch.sigmoid(lct.head(cls)).cpu().numpy().astype(np.float64)
+        check_loss(float(p_all.sum()), "LoRec's calibrator (LCT)", epoch=epoch, lr=lorec.lr)
+        return p_all
+
+    def reweight(self, epoch: int, vic) -> np.ndarray | None:
+        """An update when one is due: the new scores, and from the calibration start the decision's weights."""
+        if not self.due(epoch):
+            return None
+        tu = time.perf_counter()
+        state, n = self.state, self.n
+        with torch_seeded(self.lct_seed + epoch):
+            p = self.fit_and_score(vic, epoch)[: self.n_fit]  # every user the victim trains on
+        state["a"], applied = update_scores(state["a"], p)
+        state["p_sum"] += p
+        state["updates"].append({"epoch": epoch, "applied": applied, "flagged_now": int((p > p.mean()).sum()),
+                                 "down_weighted": int((lorec_weights(state["a"][:n]) < 1).sum()),
+                                 "known_down_weighted": int((lorec_weights(state["a"][n:]) < 1).sum())})
+        state["time"] += time.perf_counter() - tu
+        if epoch < self.schedule[0]:
+            return None
+        _, weights, flagged, _ = self.lorec.decide(state, n)
+        state["updates"][-1]["weighted_down"] = int(flagged[:n].sum())
+        return weights
+
+    def on_epoch_end(self, epoch: int, vic) -> EpochUpdate:
+        # weights enter the loss from the calibration start; until then no validation may choose
+        # the returned checkpoint or count toward patience, so the calibration is never bypassed
+        weights = self.reweight(epoch, vic)
+        calibrating = self.lorec.mode == "calibrate"
+        return EpochUpdate(user_weights=weights if self.lorec.apply_weights and calibrating else None,
+                           reset_selection=epoch <= self.schedule[0] and calibrating)
 
 
 class LoRecDetect(LoRec):

@@ -21,8 +21,8 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -122,13 +122,13 @@ class TextEncoder:
         dt = self._torch_dtype()
         self.identity = _model_identity(self.path) + ("" if dt == torch.float32 else f"-{str(dt).split('.')[-1]}")
         if use_cache:
-            from ..data._registry import cache_dir as _cache_dir
+            from ..data import cache_dir as _cache_dir
 
             root = Path(cache_dir) if cache_dir is not None else _cache_dir() / "text-embeddings"
             self.cache_path: Path | None = root / self.identity
         else:
             self.cache_path = None
-        from ..victims._base import resolve_device
+        from ..victims import resolve_device
 
         self.device = resolve_device(device)
         self._model = None

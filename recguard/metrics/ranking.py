@@ -122,8 +122,8 @@ def evaluate(
 
 
 def _owns_scores(victim) -> bool:
-    """recguard's own victims return a fresh score tensor per call, which may be ranked in
-    place; a wrapped model's tensor might be a buffer it keeps, so it is copied first."""
-    from ..victims._base import SequentialVictim
-
-    return isinstance(victim, SequentialVictim)
+    """Whether the victim declares ``fresh_scores``: its score tensor is new on every call (ranked in
+    place) and it accepts batches trimmed of their common left padding. recguard's own victims
+    declare it; a wrapped model's tensor might be a buffer it keeps, so it is copied first."""
+    declared = getattr(victim, "capabilities", None)
+    return callable(declared) and "fresh_scores" in declared()

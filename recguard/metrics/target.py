@@ -16,7 +16,7 @@ import torch
 
 from .._finite import check_scores, score_rows
 from ..data import Split
-from ..data._core import _pad_from_csr
+from ..data import pad_from_csr
 
 __all__ = ["target_exposure", "attack_lift", "defense_removal", "clean_cost"]
 
@@ -45,7 +45,7 @@ def target_exposure(
     d = split.full
     lengths = d.lengths[eval_users]
     starts = d.offsets[eval_users]
-    x = _pad_from_csr(d.items, starts, lengths - 1, victim.max_len)  # test input
+    x = pad_from_csr(d.items, starts, lengths - 1, victim.max_len)  # test input
     full_len = int(lengths.max()) if len(lengths) else 1
     t_tensor = torch.from_numpy(t_arr)
     if batch_size is None:  # the [B, N + 1] scores and the seen mask stay within the score budget
@@ -55,7 +55,7 @@ def target_exposure(
     for s in range(0, len(eval_users), batch_size):
         e = slice(s, s + batch_size)
         scores = check_scores(victim.score(torch.from_numpy(x[e])), victim).float().cpu()
-        hist = torch.from_numpy(_pad_from_csr(d.items, starts[e], lengths[e], full_len))
+        hist = torch.from_numpy(pad_from_csr(d.items, starts[e], lengths[e], full_len))
         seen = torch.zeros_like(scores, dtype=torch.bool)
         seen.scatter_(1, hist, True)
         seen[:, 0] = True

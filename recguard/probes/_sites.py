@@ -15,9 +15,9 @@ import torch
 from .._rng import RNGLike, as_generator
 from ..data import SequenceData
 from ..errors import ConfigError
-from ..victims._base import as_batch, eval_mode
-from ..victims._contract import capabilities, require
-from ..victims._hooks import capture
+from ..victims import as_batch, eval_mode
+from ..victims import capabilities, require
+from ..victims import capture
 
 __all__ = ["Site", "REPRESENTATION"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from ..errors import CapabilityError, ConfigError
-from ..victims._base import eval_mode
-from ..victims._contract import require
-from ..victims._hooks import capture
+from ..victims import eval_mode
+from ..victims import require
+from ..victims import capture
 
 __all__ = ["attribute"]
 

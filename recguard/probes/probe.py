@@ -223,10 +223,10 @@ class SAEProbe:
             seq_user.append(users)
             cut.append(1 + (gen.random(len(users)) * (lengths[users] - 1)).astype(np.int64))  # 1..len-1 items
         seq_user, cut = np.concatenate(seq_user), np.concatenate(cut)
-        from ..data._core import _pad_from_csr
+        from ..data import pad_from_csr
 
         starts = train.offsets[seq_user] + np.maximum(cut - self.victim.max_len, 0)
-        x = _pad_from_csr(train.items, starts, np.minimum(cut, self.victim.max_len), self.victim.max_len)
+        x = pad_from_csr(train.items, starts, np.minimum(cut, self.victim.max_len), self.victim.max_len)
         acts, recs = [], []
         for xb in self._batches(x):
             state = self.site.last(xb)

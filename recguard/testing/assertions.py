@@ -84,7 +84,7 @@ def assert_robust(
     Returns the measurement: per-seed clean/poisoned values, lifts, mean lift, targets.
     """
     from ..attacks.poisoning import make_attack
-    from ..attacks.poisoning._base import select_targets
+    from ..attacks.poisoning import select_targets
     from ..audit.compute import poison
     from ..metrics.target import target_exposure
     from ..victims import require
@@ -159,7 +159,7 @@ def assert_extraction_resistant(
         raise ConfigError(f"must be Agreement@1 or Agreement@10, got {metric!r}", param="metric")
     split = as_split(data)
     if isinstance(victim, BlackBoxVictim):
-        api, model = victim, victim._victim
+        api, model = victim, victim.wrapped
     else:
         api, model = BlackBoxVictim(victim, k=min(k, victim.num_items), query_budget=max_queries), victim
     rng = np.random.default_rng([seed, 31337])

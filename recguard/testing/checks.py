@@ -24,19 +24,13 @@ __all__ = ["CHECKS", "CAPABILITY_CHECKS", "checks_for", "parametrize_with_checks
 
 
 def _factory(victim) -> Callable[[], object]:
+    """A factory of fresh victims: a factory as given, else the victim's ``clone()`` (of a frozen
+    copy, so later changes to ``victim`` do not leak in), else deep copies."""
     if callable(victim) and not hasattr(victim, "fit"):
         return victim
-    from ..victims import TorchVictim
-    from ..victims._base import SequentialVictim
-
-    if isinstance(victim, SequentialVictim):
-        return lambda: type(victim)(victim.config)
-    if isinstance(victim, TorchVictim):
-        module = copy.deepcopy(victim.module)
-        return lambda: TorchVictim(copy.deepcopy(module), num_items=victim.num_items, max_len=victim.max_len,
-                                   fit_fn=victim.fit_fn, device=str(victim.device), causal=victim.causal,
-                                   item_embedding=victim._embedding_name, layers=victim._layer_names,
-                                   max_epochs=victim.max_epochs)
+    if callable(getattr(victim, "clone", None)):
+        frozen = victim.clone()
+        return frozen.clone
     return lambda: copy.deepcopy(victim)
 
 
@@ -181,7 +175,7 @@ def _hook_count(module: torch.nn.Module) -> int:
 def check_hooks_cleaned_up(make):
     """No hooks are left on the module after fit/score/recommend, nor after recguard's
     scoped capture, even when the hooked forward pass raises."""
-    from ..victims._hooks import capture
+    from ..victims import capture
 
     data = _data_for(make())
     v = _fitted(make, data)
@@ -259,8 +253,8 @@ def check_item_embeddings_shape(make):
 def check_gradients_reach_input_embeddings(make):
     """The scores are differentiable with respect to the output of input_embedding_layer(), and the
     gradient reaches every row's most recent item (what gradient attacks and captum use)."""
-    from ..victims._base import eval_mode
-    from ..victims._hooks import capture
+    from ..victims import eval_mode
+    from ..victims import capture
 
     data = _data_for(make())
     v = _fitted(make, data)
@@ -288,7 +282,7 @@ def check_gradients_reach_input_embeddings(make):
 
 def check_hidden_states(make):
     """hidden_states(x) is [B, L, D]; a causal victim's states at a position do not depend on later items."""
-    from ..victims._base import eval_mode
+    from ..victims import eval_mode
 
     data = _data_for(make())
     v = _fitted(make, data)
@@ -359,15 +353,14 @@ def check_adversarial_training_honoured(make):
     assert diff > 1e-6, "fit(adversarial=...) gave the same model as plain fit: the adversarial term is ignored"
 
 
-#: contract checks run for each capability a victim declares (victim.capabilities())
-CAPABILITY_CHECKS: dict[str, tuple[Callable, ...]] = {
-    "white_box": (check_representation_consistent_with_score, check_item_embeddings_shape),
-    "gradients": (check_gradients_reach_input_embeddings,),
-    "hidden_states": (check_hidden_states,),
-    "epoch_callback": (check_epoch_callback_honoured,),
-    "item_weights": (check_item_weights_honoured,),
-    "adversarial": (check_adversarial_training_honoured,),
-}
+def _capability_checks() -> dict[str, tuple[Callable, ...]]:
+    from ..victims import CAPABILITY_TABLE
+
+    return {c.name: tuple(globals()[name] for name in c.checks) for c in CAPABILITY_TABLE if c.checks}
+
+
+#: contract checks run for each capability a victim declares (read from the capability table)
+CAPABILITY_CHECKS: dict[str, tuple[Callable, ...]] = _capability_checks()
 
 
 def checks_for(victim) -> list[Callable]:

@@ -1,10 +1,14 @@
 """Victims: the protocol, SASRec / BERT4Rec / GRU4Rec, adapters and artifacts."""
 
 from ._adapters import BlackBoxVictim, TorchVictim
-from ._base import SequentialVictim, Victim, WhiteBoxVictim, architectures, as_batch, load, mask_seen_, resolve_device
-from ._contract import CAPABILITIES, STOP, EpochUpdate, capabilities, require
-from ._factory import build_victim, load_factory, model_identity
+from ._base import SequentialVictim, Victim, WhiteBoxVictim, architectures, as_batch, eval_mode, mask_seen_, resolve_device
+from ._contract import CAPABILITIES, CAPABILITY_TABLE, STOP, Capability, EpochUpdate, capabilities, require
+from ._factory import build_victim, is_factory_path, load, load_factory, model_identity
 from ._config import BaseConfig
+from ._hooks import capture
+from ._layers import TransformerBlock, attention_mask
+from ._train import TRAINING_REVISION
+from .trainer import BestState, Trainer, TrainingRecord
 from .bert4rec import BERT4Rec, BERT4RecConfig
 from .gru4rec import GRU4Rec, GRU4RecConfig
 from .sasrec import SASRec, SASRecConfig
@@ -12,9 +16,10 @@ from .sasrec import SASRec, SASRecConfig
 __all__ = [
     "Victim", "WhiteBoxVictim", "SequentialVictim", "BaseConfig",
     "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig",
-    "TorchVictim", "BlackBoxVictim", "load", "architectures", "as_batch", "mask_seen_", "resolve_device",
-    "make_victim", "build_victim", "load_factory", "model_identity",
-    "CAPABILITIES", "capabilities", "require", "EpochUpdate", "STOP",
+    "TorchVictim", "BlackBoxVictim", "load", "architectures", "as_batch", "eval_mode", "mask_seen_", "resolve_device",
+    "make_victim", "build_victim", "load_factory", "model_identity", "is_factory_path", "TRAINING_REVISION",
+    "Trainer", "TrainingRecord", "BestState", "capture", "TransformerBlock", "attention_mask",
+    "CAPABILITIES", "CAPABILITY_TABLE", "Capability", "capabilities", "require", "EpochUpdate", "STOP",
 ]
 
 

@@ -3,6 +3,8 @@ through its top-k lists (:class:`BlackBoxVictim`)."""
 
 from __future__ import annotations
 
+import copy
+
 import inspect
 import time
 from collections.abc import Sequence
@@ -14,35 +16,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
-from .._finite import check_module, check_scores, score_rows
+from .._version import __version__
+from .._finite import check_module, check_scores
 from .._io import atomic_directory, to_json
 from .._rng import RNGLike, derive_seed, torch_seeded
 from ..data import SequenceData, Split
 from ..errors import ArtifactError, CapabilityError, ConfigError, QueryBudgetExceeded
-from ._base import as_batch, check_adversarial, check_item_weights, eval_mode, mask_seen_, read_artifact, resolve_device, restore_provenance
+from ._base import (as_batch, check_adversarial, check_item_weights, eval_mode, read_artifact, resolve_device,
+                    restore_provenance, topk)
 
 __all__ = ["TorchVictim", "BlackBoxVictim", "topk"]
 
 FitFn = Callable[..., Any]
-
-
-def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int | None = None) -> np.ndarray:
-    """Top-``k`` item ids ``[B, k]`` from ``victim.score`` (seen items and padding excluded);
-    scored in user batches whose score matrix stays within 16 MB by default (``score_rows``)."""
-    if not 1 <= k <= victim.num_items:
-        raise ConfigError(f"k must be in 1..{victim.num_items}, got {k}", param="k")
-    if batch_size is None:
-        batch_size = score_rows(victim.num_items)
-    x = as_batch(seqs, victim.max_len, victim.num_items)
-    out = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
-        s = check_scores(victim.score(xb), victim)
-        if exclude_seen:
-            mask_seen_(s, xb)
-        out.append(torch.topk(s, k, dim=1).indices.cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
 
 
 def _accepts(fn, name: str) -> bool:
@@ -129,6 +114,13 @@ class TorchVictim:
     def module(self) -> nn.Module:
         return self.module_
 
+    def clone(self) -> TorchVictim:
+        """An independent copy with the same settings and a copy of the module as it is now: fitting
+        the clone never changes this victim (what conformance checks and repeated trainings use)."""
+        return TorchVictim(copy.deepcopy(self.module_), num_items=self.num_items, max_len=self.max_len, fit_fn=self.fit_fn,
+                           device=str(self.device), causal=self.causal, item_embedding=self._embedding_name,
+                           layers=self._layer_names, max_epochs=self.max_epochs)
+
     def parameters(self):
         return self.module_.parameters()
 
@@ -178,13 +170,13 @@ class TorchVictim:
             progress: bool | None = None, on_epoch_end=None, adversarial=None) -> TorchVictim:
         """Retrain with ``fit_fn`` (see the class docstring); ``item_weights`` and ``on_epoch_end`` are
         passed on only when given, so a four-argument ``fit_fn`` keeps working without them."""
-        from ._contract import EpochUpdate, as_update
-        from ._train import _check_weights
+        from ._train import check_user_weights
+        from .trainer import EpochEnd
 
         self._need("retrain", "fit")
         split = data if isinstance(data, Split) else data.split()
         n_users = split.train.num_users
-        uw = None if user_weights is None else _check_weights(user_weights, n_users)
+        uw = None if user_weights is None else check_user_weights(user_weights, n_users)
         extra: dict = {}
         if item_weights is not None:
             self._need("item_weights", "fit(item_weights=...)")
@@ -192,17 +184,14 @@ class TorchVictim:
         if adversarial is not None:
             self._need("adversarial", "fit(adversarial=...)")
             extra["adversarial"] = check_adversarial(adversarial)
-        state = {"callback_s": 0.0, "epochs": 0, "history": []}
+        state = {"epochs": 0, "history": []}
+        handler = None
         if on_epoch_end is not None:
             self._need("epoch_callback", "fit(on_epoch_end=...)")
+            handler = EpochEnd(lambda epoch: on_epoch_end(epoch, self), self.module_, lambda w: check_user_weights(w, n_users))
 
-            def epoch_end(epoch: int) -> EpochUpdate:
-                t_cb = time.perf_counter()
-                with eval_mode(self.module_):
-                    update = as_update(on_epoch_end(int(epoch), self))
-                if update.user_weights is not None:
-                    update = EpochUpdate(_check_weights(update.user_weights, n_users), update.stop, update.reset_selection)
-                state["callback_s"] += time.perf_counter() - t_cb
+            def epoch_end(epoch: int):
+                update = handler(epoch)
                 state["epochs"] = int(epoch)
                 state["history"].append({"epoch": int(epoch), "reweighted": update.user_weights is not None})
                 return update
@@ -218,7 +207,8 @@ class TorchVictim:
         wall = time.perf_counter() - t0
         check_module(self.module_, f"{type(self.module_).__name__} after fit_fn")
         self.history_ = state["history"]
-        self.fit_info_ = {"wall_time_s": wall, "train_time_s": wall - state["callback_s"], "callback_time_s": state["callback_s"],
+        callback_s = 0.0 if handler is None else handler.time_s
+        self.fit_info_ = {"wall_time_s": wall, "train_time_s": wall - callback_s, "callback_time_s": callback_s,
                           "epochs_run": state["epochs"] or None, "seed": seed, "device": str(self.device),
                           "train_users": int(n_users if uw is None else (uw > 0).sum())}
         self.data_fingerprint_ = split.full.fingerprint()
@@ -367,6 +357,11 @@ class BlackBoxVictim:
         self.query_budget = query_budget
         self.exclude_seen = exclude_seen
         self.queries_used = 0
+
+    @property
+    def wrapped(self):
+        """The model behind the API: for measurements on the owner's side (an attacker never reads it)."""
+        return self._victim
 
     @property
     def num_items(self) -> int:

@@ -12,15 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
-from .._finite import check_module, check_scores, check_tensors
+from .._version import __version__
+from .._finite import check_module, check_scores, check_tensors, score_rows
 from .._io import atomic_directory, read_json, to_json
 from .._rng import RNGLike
 from ..data import SequenceData, Split, pad_sequences
 from ..errors import ArtifactError, ConfigError, NotFittedError
 from ._config import BaseConfig
 
-__all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "load", "register", "eval_mode",
+__all__ = ["Victim", "WhiteBoxVictim", "SequentialVictim", "as_batch", "resolve_device", "topk", "register", "eval_mode",
            "term_weights", "check_item_weights"]
 
 SeqsLike = Any  # np.ndarray | torch.Tensor | Sequence[Sequence[int]]
@@ -44,6 +44,8 @@ class Victim(Protocol):
     def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray: ...
 
     def fit(self, data: SequenceData | Split, *, user_weights: np.ndarray | None = None, rng: RNGLike = None) -> Victim: ...
+
+    def clone(self) -> Victim: ...
 
 
 @runtime_checkable
@@ -158,6 +160,24 @@ def mask_seen_(scores: torch.Tensor, seqs: torch.Tensor, keep: torch.Tensor | No
 _REGISTRY: dict[str, type[SequentialVictim]] = {}
 
 
+def topk(victim, seqs, k: int, exclude_seen: bool = True, batch_size: int | None = None) -> np.ndarray:
+    """Top-``k`` item ids ``[B, k]`` from ``victim.score`` (seen items and padding excluded);
+    scored in user batches whose score matrix stays within 16 MB by default (``score_rows``)."""
+    if not 1 <= k <= victim.num_items:
+        raise ConfigError(f"k must be in 1..{victim.num_items}, got {k}", param="k")
+    if batch_size is None:
+        batch_size = score_rows(victim.num_items)
+    x = as_batch(seqs, victim.max_len, victim.num_items)
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        s = check_scores(victim.score(xb), victim)
+        if exclude_seen:
+            mask_seen_(s, xb)
+        out.append(torch.topk(s, k, dim=1).indices.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
+
+
 def register(cls: type[SequentialVictim]) -> type[SequentialVictim]:
     _REGISTRY[cls.architecture] = cls
     return cls
@@ -167,8 +187,9 @@ class SequentialVictim:
     """Base class of recguard's trainable white-box victims (SASRec, BERT4Rec, GRU4Rec).
 
     ``__init__`` stores the config; ``fit`` learns ``module_`` (the torch model) and
-    ``num_items``. Subclasses define ``architecture``, ``Config``, ``_build(num_items)``,
-    ``_train_loss(batch)`` and ``_hidden_last(seqs)``.
+    ``num_items``. Subclasses define ``architecture``, ``Config``, ``new_module(num_items)``
+    (an untrained ``nn.Module`` with ``hidden_states``/``represent``/``logits``-style methods the
+    subclass reads) and ``training_loss(module, batch, weights, gen, item_weights)``.
     """
 
     architecture: ClassVar[str] = ""
@@ -206,10 +227,10 @@ class SequentialVictim:
         return obj
 
     # ----------------------------------------------------------------- model hooks
-    def _build(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract
+    def new_module(self, num_items: int) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _train_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator,
+    def training_loss(self, module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, gen: torch.Generator,
                     item_weights: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
@@ -274,12 +295,17 @@ class SequentialVictim:
             adversarial: ``(eps, lam)``: APR adversarial training of the item embeddings (the
                 ``apr`` defense).
         """
+        from ._objective import resolve_objective
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
         iw = check_item_weights(item_weights, split.train.num_items)
-        train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),
-              rng=rng, progress=progress, on_epoch_end=on_epoch_end, adversarial=check_adversarial(adversarial))
+        n_items = split.train.num_items
+        counts = np.bincount(split.train.items, minlength=n_items + 1)[1:] if self.config.sampler == "popularity" else None
+        self.objective_ = resolve_objective(self.config, n_items, counts, device=self.device)
+        fitted = train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),
+                       rng=rng, progress=progress, on_epoch_end=on_epoch_end, adversarial=check_adversarial(adversarial))
+        self.seed_, self.history_, self.fit_info_ = fitted.seed, fitted.history, fitted.info
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 
@@ -296,11 +322,22 @@ class SequentialVictim:
         """The most epochs ``fit`` trains (LoRec scales its calibration schedule to it)."""
         return self.config.epochs
 
-    def build(self, num_items: int) -> nn.Module:
-        """A fresh, untrained module for ``num_items`` items, installed as ``module`` (what
-        distillation trains; ``fit`` builds its own)."""
+    def clone(self) -> SequentialVictim:
+        """An independent, unfitted victim with the same settings (``fit`` builds a fresh module
+        anyway); fitting it never changes this one."""
+        return type(self)(self.config)
+
+    def build(self, num_items: int, init_std: float | None = None) -> nn.Module:
+        """A fresh, untrained module for ``num_items`` items (its weights redrawn from N(0, ``init_std``)
+        when given), moved to the victim's device and installed as ``module``: what ``fit`` and
+        distillation train."""
+        from ._layers import reinitialise
+
         self.num_items = int(num_items)
-        self.module_ = self._build(self.num_items).to(self.device)
+        module = self.new_module(self.num_items)
+        if init_std is not None:
+            reinitialise(module, float(init_std))
+        self.module_ = module.to(self.device)
         return self.module_
 
     @torch.no_grad()
@@ -362,7 +399,6 @@ class SequentialVictim:
 
     def recommend(self, seqs: SeqsLike, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
         """Top-``k`` item ids ``[B, k]`` per sequence (seen items excluded by default)."""
-        from ._adapters import topk
 
         self._require_fitted()
         return topk(self, seqs, k, exclude_seen)
@@ -401,7 +437,7 @@ class SequentialVictim:
         return directory
 
     @classmethod
-    def _from_artifact(cls, meta: dict, state: dict[str, torch.Tensor], device: str | None, where: Path) -> SequentialVictim:
+    def from_artifact(cls, meta: dict, state: dict[str, torch.Tensor], device: str | None, where: Path) -> SequentialVictim:
         cfg_path = where / "config.json"
         cfg = meta.get("config")
         if not isinstance(cfg, dict):
@@ -417,7 +453,7 @@ class SequentialVictim:
         victim.num_items = meta["num_items"]
         try:
             with torch.device("meta"):  # shapes first, without allocating what a corrupt config asks for
-                shell = victim._build(victim.num_items)
+                shell = victim.new_module(victim.num_items)
         except (RuntimeError, ValueError, OverflowError) as exc:
             raise ArtifactError(f"{cfg_path}: the weights do not match a {cls.architecture} with these settings "
                                 f"(they describe an impossible model: {exc})") from None
@@ -429,7 +465,7 @@ class SequentialVictim:
             raise ArtifactError(f"{where / 'weights.safetensors'}: the weights do not match a {cls.architecture} with the "
                                 f"settings in config.json ({len(diff)} tensor(s) differ, e.g. {k!r}: config expects "
                                 f"{want.get(k, 'nothing')}, file holds {got.get(k, 'nothing')})")
-        module = victim._build(victim.num_items)
+        module = victim.new_module(victim.num_items)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -499,29 +535,6 @@ def read_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
                             f"table has {rows} rows, i.e. at most {rows - 1} items); the artifact is corrupt")
     check_tensors(state, str(w_path))
     return meta, state
-
-
-def load(directory: str | Path, *, device: str | None = None, model: str | None = None):
-    """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's.
-
-    A wrapped model (``TorchVictim``) is rebuilt by its factory — ``model="MODULE:FACTORY"``, or
-    the one recorded in ``config.json`` when it was built from a factory — and the weights are
-    loaded into the fresh instance."""
-    meta, state = read_artifact(directory)
-    arch = meta["architecture"]
-    if arch == "torch":
-        from ._factory import build_victim
-
-        recorded = meta.get("factory") if isinstance(meta.get("factory"), dict) else {}
-        path = model or recorded.get("model")
-        if not path:
-            raise ArtifactError(f"{directory}: a TorchVictim artifact without a recorded factory; pass model='MODULE:FACTORY' "
-                                "(CLI: --model) or use TorchVictim.load(dir, module=YourModule(...))")
-        config = recorded.get("config") if isinstance(recorded.get("config"), dict) and path == recorded.get("model") else {}
-        return build_victim(path, num_items=meta["num_items"], **config).load_weights(directory)
-    if arch not in _REGISTRY:
-        raise ArtifactError(f"{directory}: unknown architecture {arch!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[arch]._from_artifact(meta, state, device, Path(directory))
 
 
 def architectures() -> dict[str, type[SequentialVictim]]:

@@ -14,9 +14,11 @@ import importlib
 import inspect
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UserCodeError
+from ..errors import ArtifactError, ConfigError, UserCodeError
+from ._base import architectures, read_artifact
 
 __all__ = ["is_factory_path", "load_factory", "build_victim", "model_identity"]
 
@@ -78,12 +80,13 @@ def _looks_like_victim(v: Any) -> bool:
 def build_victim(model: str, num_items: int | None = None, **config) -> Any:
     """An unfitted victim: ``model`` is an architecture (``sasrec``, ``bert4rec``, ``gru4rec``) built
     with ``config``, or ``MODULE:FACTORY`` called as ``factory(num_items, **config)``."""
-    from . import make_victim
-
     if not isinstance(model, str):
         raise ConfigError(f"must be an architecture name or MODULE:FACTORY, got {type(model).__name__}", param="model")
     if not is_factory_path(model):
-        return make_victim(model, **config)
+        archs = architectures()
+        if model not in archs:
+            raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(sorted(archs))}", param="model")
+        return archs[model](**config)
     factory = load_factory(model)
     if num_items is None:
         raise ConfigError(f"{model!r}: a model factory needs the catalogue size (num_items)", param="model")
@@ -104,3 +107,25 @@ def build_victim(model: str, num_items: int | None = None, **config) -> Any:
     except AttributeError:
         pass
     return victim
+
+
+def load(directory: str | Path, *, device: str | None = None, model: str | None = None):
+    """Load a victim saved with ``victim.save(dir)``; scores are identical to the saved model's.
+
+    A wrapped model (``TorchVictim``) is rebuilt by its factory — ``model="MODULE:FACTORY"``, or
+    the one recorded in ``config.json`` when it was built from a factory — and the weights are
+    loaded into the fresh instance."""
+    meta, state = read_artifact(directory)
+    arch = meta["architecture"]
+    if arch == "torch":
+        recorded = meta.get("factory") if isinstance(meta.get("factory"), dict) else {}
+        path = model or recorded.get("model")
+        if not path:
+            raise ArtifactError(f"{directory}: a TorchVictim artifact without a recorded factory; pass model='MODULE:FACTORY' "
+                                "(CLI: --model) or use TorchVictim.load(dir, module=YourModule(...))")
+        config = recorded.get("config") if isinstance(recorded.get("config"), dict) and path == recorded.get("model") else {}
+        return build_victim(path, num_items=meta["num_items"], **config).load_weights(directory)
+    known = architectures()
+    if arch not in known:
+        raise ArtifactError(f"{directory}: unknown architecture {arch!r}; known: {', '.join(sorted(known))}")
+    return known[arch].from_artifact(meta, state, device, Path(directory))

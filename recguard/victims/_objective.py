@@ -58,10 +58,10 @@ __all__ = ["LOSSES", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_SAMPLED_LOSS", "DEFA
 LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
 SAMPLERS = ("uniform", "popularity")
 #: Catalogues of at least this many items train with the sampled loss when ``loss="auto"``
-#: (benchmarks/catalogue_scale.py and benchmarks/sampled_beauty.py; docs/victims.md).
+#: (benchmarks/catalogue_scale.py and benchmarks/sampled_losses.py; docs/victims.md).
 AUTO_SAMPLED_FROM = 8_000
 #: The sampled loss ``auto`` picks above the crossover: the one that reached full CE's
-#: quality on Amazon Beauty (docs/benchmarks.md, issue 19).
+#: quality on Amazon Beauty (docs/benchmarks.md).
 AUTO_SAMPLED_LOSS = "sampled_ce"
 #: Negatives when ``num_negatives`` is not set: per batch for sampled softmax (1,024: on Amazon
 #: Beauty 256 reached 82% of full CE's test NDCG@10, 1,024 92%), per prediction for gBCE (256,

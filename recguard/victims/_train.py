@@ -1,15 +1,16 @@
-"""The one training loop shared by every recguard victim.
+"""What one epoch of a built-in victim's training does, run by the shared
+:class:`~recguard.victims.trainer.Trainer`.
 
-Length-bucketed (default) or random batches, per-user loss weights, AdamW, early
-stopping on validation NDCG@10 (full ranking, seen items filtered), a progress
-bar, and seeded randomness that never touches the caller's global RNG state.
+Length-bucketed (default) or random batches, per-user loss weights, AdamW (lazy Adam for the
+item table of a sampled loss on a large catalogue), optional APR adversarial steps, early
+stopping on validation NDCG@10 (full ranking, seen items filtered), and seeded randomness that
+never touches the caller's global RNG state.
 """
 
 from __future__ import annotations
 
-import copy
-import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,48 +18,19 @@ import torch
 from .._finite import check_loss, check_module
 from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ..data import Split
-from ..data._core import _pad_from_csr
+from ..data import pad_from_csr
 from ..errors import ConfigError, DataError
-from ._contract import as_update
-from ._layers import reinitialise
+from .trainer import BestState, Trainer, TrainingRecord
 
-__all__ = ["train", "batches", "make_optimizer"]
+__all__ = ["train", "batches", "make_optimizer", "Fitted", "BestState", "TRAINING_REVISION"]
 
 
-# Bumped whenever a change alters what training produces at a given seed (2: FastDropout and
-# the logsumexp-reusing loss, 2026-11-26; 3: SASRec initialised N(0, 0.02); 4: validation scores
-# length-sorted, trimmed batches, and the sampled losses, 2026-12-01). Audit cells record it, so a resumed audit never
-# pairs models trained by different code.
+# Bumped whenever a change alters what training produces at a given seed (history in CHANGELOG.md).
+# Audit cells record it, so a resumed audit never pairs models trained by different code.
 TRAINING_REVISION = 4
 
 #: From this catalogue size on, sampled losses update the item table sparsely (lazy Adam).
 SPARSE_ROWS_FROM = 50_000
-
-
-class BestState:
-    """The module's weights at its best validation score so far, and the number of
-    evaluations since it last improved (for patience)."""
-
-    def __init__(self) -> None:
-        self.score, self.epoch, self.state, self.bad = -1.0, 0, None, 0
-
-    def update(self, score: float, epoch: int, target) -> None:
-        """Record ``target``'s weights (a victim or a module) when ``score`` is the best so far."""
-        if score > self.score:
-            self.score, self.epoch, self.state, self.bad = score, epoch, copy.deepcopy(_module(target).state_dict()), 0
-        else:
-            self.bad += 1
-
-    def restore(self, target) -> bool:
-        """Load the best weights into ``target`` (a victim or a module); False when nothing was ever evaluated."""
-        if self.state is None:
-            return False
-        _module(target).load_state_dict(self.state)
-        return True
-
-
-def _module(target) -> torch.nn.Module:
-    return target if isinstance(target, torch.nn.Module) else target.module
 
 
 def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, bucket: int = 64) -> list[np.ndarray]:
@@ -75,7 +47,9 @@ def batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator, buck
     return [out[i] for i in order]
 
 
-def _check_weights(user_weights, n_users: int) -> np.ndarray:
+def check_user_weights(user_weights, n_users: int) -> np.ndarray:
+    """Per-user loss weights as float32 (all 1 for None); a wrong length, a negative or a non-finite
+    weight is a :class:`ConfigError`."""
     if user_weights is None:
         return np.ones(n_users, dtype=np.float32)
     w = np.asarray(user_weights, dtype=np.float64).reshape(-1)
@@ -148,11 +122,23 @@ class _Shift(torch.nn.Module):
         return w if self.delta is None else w + self.delta
 
 
+@dataclass
+class Fitted:
+    """What :func:`train` returns for the victim to keep: the trained module (already installed
+    by ``victim.build``), the seed it drew, the per-epoch history and the summary ``info``."""
+
+    seed: int
+    history: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    record: TrainingRecord | None = None
+
+
 def train(
     victim, split: Split, *, user_weights=None, item_weights=None, rng: RNGLike = None, progress: bool | None = None,
     on_epoch_end=None, adversarial: tuple[float, float] | None = None,
-) -> None:
-    """Fit ``victim`` (a :class:`SequentialVictim`) on ``split.train``; early-stop on ``split`` validation.
+) -> Fitted:
+    """Train a fresh module of ``victim`` (a :class:`SequentialVictim`, whose ``objective`` is
+    resolved for this catalogue) on ``split.train``; early-stop on ``split`` validation.
 
     ``item_weights`` (a tensor of N+1 weights on the victim's device, or None) multiplies every
     loss term by the weight of its target item.
@@ -174,125 +160,88 @@ def train(
     data = split.train
     if data.num_interactions == 0:
         raise DataError("no training interactions")
-    weights = _check_weights(user_weights, data.num_users)
+    state = {"weights": check_user_weights(user_weights, data.num_users)}
     gen_np = as_generator(rng)
     seed = derive_seed(gen_np)
-    victim.seed_ = seed
-    victim.num_items = data.num_items
     lengths = data.lengths
-    window = cfg.max_len + 1  # inputs and next-item targets
-    take = np.minimum(lengths, window)
-    trainable = np.flatnonzero((lengths >= 2) & (weights > 0))
-    if len(trainable) == 0:
+    take = np.minimum(lengths, cfg.max_len + 1)  # inputs and next-item targets
+    state["trainable"] = np.flatnonzero((lengths >= 2) & (state["weights"] > 0))
+    if len(state["trainable"]) == 0:
         raise DataError("no user has >= 2 training items with a positive weight; nothing to train on")
     device = victim.device
-    from ._objective import resolve_objective
-
-    counts = np.bincount(data.items, minlength=data.num_items + 1)[1:] if cfg.sampler == "popularity" else None
-    victim.objective_ = resolve_objective(cfg, data.num_items, counts, device=device)
-    w_all = torch.from_numpy(weights)
-    callback_s = 0.0
-    show = sys.stderr.isatty() if progress is None else progress
-    history: list[dict] = []
+    state["w_all"] = torch.from_numpy(state["weights"])
     t0 = time.perf_counter()
     with torch_seeded(seed):
         gen_t = torch.Generator(device=device)
         gen_t.manual_seed(seed % (2**63 - 1))
-        module = victim._build(data.num_items)
-        if cfg.init_std is not None:
-            reinitialise(module, float(cfg.init_std))
-        module = module.to(device)
-        victim.module_ = module
-        shift = None
-        if adversarial is not None:
+        module = victim.build(data.num_items, init_std=cfg.init_std)
+        shift = _Shift() if adversarial is not None else None
+        if shift is not None:
             from torch.nn.utils import parametrize
 
-            shift = _Shift()
             parametrize.register_parametrization(module.item_emb, "weight", shift)
             emb_param = module.item_emb.parametrizations.weight.original
         opt, table = training_optimizer(victim, module, data.num_items, shift is not None)
-        sparse_rows = table is not None
-        best = BestState()
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.epochs, desc=f"train {victim.architecture}", unit="epoch", file=sys.stderr, dynamic_ncols=True)
         starts = data.offsets[:-1]
-        train_s = 0.0
-        for epoch in range(1, cfg.epochs + 1):
-            t_ep = time.perf_counter()
+
+        def step_loss(x, users):
+            loss = victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
+            if shift is None:
+                return loss
+            eps, lam = adversarial
+            (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
+            scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
+            shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
+            loss = loss + lam * victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
+            shift.delta = None
+            return loss
+
+        def run_epoch(epoch: int) -> float:
             module.train()
             total, count = 0.0, 0
+            trainable = state["trainable"]
             for idx in batches(take[trainable], cfg.batch_size, gen_np, bucket=64 if cfg.batching == "length" else 1):
                 users = trainable[idx]
-                lb = int(take[users].max())
-                x = torch.from_numpy(_pad_from_csr(data.items, starts[users], lengths[users], lb)).to(device)
-                loss = victim._train_loss(module, x, w_all[users].to(device), gen_t, item_weights)
-                if shift is not None:
-                    eps, lam = adversarial
-                    (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
-                    scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
-                    shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
-                    loss = loss + lam * victim._train_loss(module, x, w_all[users].to(device), gen_t, item_weights)
-                    shift.delta = None
+                x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max()))).to(device)
+                loss = step_loss(x, users)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += check_loss(float(loss.detach()), f"training {victim!r}", epoch=epoch, lr=cfg.lr)
                 count += 1
-            train_s += time.perf_counter() - t_ep
-            entry = {"epoch": epoch, "loss": total / max(1, count), "train_s": train_s, "time_s": time.perf_counter() - t0}
-            stop = False
-            if on_epoch_end is not None:
-                t_cb = time.perf_counter()
-                module.eval()
-                update = as_update(on_epoch_end(epoch, victim))
-                if update.user_weights is not None:
-                    weights = _check_weights(update.user_weights, data.num_users)
-                    w_all = torch.from_numpy(weights)
-                    trainable = np.flatnonzero((lengths >= 2) & (weights > 0))
-                    if len(trainable) == 0:
-                        raise DataError(f"the user weights given after epoch {epoch} leave no user with a positive weight")
-                    entry["reweighted"] = True
-                if update.reset_selection:
-                    best = BestState()
-                    entry["selection_reset"] = True
-                stop = update.stop
-                callback_s += time.perf_counter() - t_cb
-            last = epoch == cfg.epochs or stop
-            if len(split.eval_users) and (epoch % cfg.eval_every == 0 or last):
-                module.eval()
-                ndcg = evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]
-                entry["valid_ndcg@10"] = ndcg
-                best.update(ndcg, epoch, module)
-            history.append(entry)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", best_ndcg=f"{max(best.score, 0):.4f}")
-            if stop or (cfg.patience and best.bad >= cfg.patience):
-                break
-        if bar is not None:
-            bar.close()
-        restored = best.restore(module)
-        module.eval()
-        if sparse_rows:  # dense gradients again for whoever differentiates the model later
-            table.sparse = victim.objective_.sparse = False
+            return total / max(1, count)
+
+        def reweight(weights, epoch: int) -> None:
+            state["weights"] = check_user_weights(weights, data.num_users)
+            state["w_all"] = torch.from_numpy(state["weights"])
+            state["trainable"] = np.flatnonzero((lengths >= 2) & (state["weights"] > 0))
+            if len(state["trainable"]) == 0:
+                raise DataError(f"the user weights given after epoch {epoch} leave no user with a positive weight")
+
+        trainer = Trainer(epochs=cfg.epochs, patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
+                          desc=f"train {victim.architecture}", score_key="valid_ndcg@10", score_label="best_ndcg")
+        record = trainer.run(
+            module, run_epoch,
+            validate=(lambda: evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]) if len(split.eval_users) else None,
+            on_epoch_end=None if on_epoch_end is None else (lambda epoch: on_epoch_end(epoch, victim)), on_weights=reweight,
+        )
+        if table is not None:  # dense gradients again for whoever differentiates the model later
+            table.sparse = victim.objective.sparse = False
         if shift is not None:
             from torch.nn.utils import parametrize
 
             parametrize.remove_parametrizations(module.item_emb, "weight", leave_parametrized=False)
     check_module(module, f"{victim!r} after training")
-    victim.history_ = history
-    victim.fit_info_ = {
-        "epochs_run": len(history),
-        "best_epoch": best.epoch if restored else len(history),
-        "best_valid_ndcg@10": best.score if restored else None,
+    info = {
+        "epochs_run": len(record.history),
+        "best_epoch": record.best_epoch,
+        "best_valid_ndcg@10": record.best_score,
         "wall_time_s": time.perf_counter() - t0,
-        "train_time_s": train_s,
-        "train_users": int(len(trainable)),
-        "callback_time_s": callback_s,
+        "train_time_s": record.train_time_s,
+        "train_users": int(len(state["trainable"])),
+        "callback_time_s": record.callback_time_s,
         "seed": seed,
         "device": str(device),
-        "objective": victim.objective_.describe(),
+        "objective": victim.objective.describe(),
     }
+    return Fitted(seed=seed, history=record.history, info=info, record=record)

@@ -96,10 +96,10 @@ class BERT4Rec(SequentialVictim):
     Config = BERT4RecConfig
     causal = False
 
-    def _build(self, num_items: int) -> nn.Module:
+    def new_module(self, num_items: int) -> nn.Module:
         return BERT4RecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen, item_weights):
+    def training_loss(self, module, batch, weights, gen, item_weights):
         x = batch[:, -self.config.max_len :]
         valid = x > 0
         r = torch.rand(x.shape, generator=gen, device=x.device)

@@ -77,9 +77,9 @@ class GRU4Rec(SequentialVictim):
     Config = GRU4RecConfig
     aligned_layers = False
 
-    def _build(self, num_items: int) -> nn.Module:
+    def new_module(self, num_items: int) -> nn.Module:
         return GRU4RecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen, item_weights):
+    def training_loss(self, module, batch, weights, gen, item_weights):
         h, t, w = self._next_item_terms(module, batch, weights, item_weights)
         return self.objective(h, module.item_emb.weight, t - 1, w, gen)

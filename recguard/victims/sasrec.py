@@ -87,9 +87,9 @@ class SASRec(SequentialVictim):
     architecture = "sasrec"
     Config = SASRecConfig
 
-    def _build(self, num_items: int) -> nn.Module:
+    def new_module(self, num_items: int) -> nn.Module:
         return SASRecModule(num_items, self.config)
 
-    def _train_loss(self, module, batch, weights, gen, item_weights):
+    def training_loss(self, module, batch, weights, gen, item_weights):
         h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
         return self.objective(h, module.item_emb.weight, t - 1, w, gen)

@@ -18,7 +18,6 @@ no real data is involved.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -26,11 +25,9 @@ import torch
 
 from ..._finite import check_loss
 from ..._rng import RNGLike, as_generator, derive_seed, torch_seeded
-from ...data._core import _pad_from_csr
+from ...data import pad_from_csr
 from ...errors import ConfigError
-from ...victims._base import eval_mode
-from ...victims._contract import capabilities, require
-from ...victims._train import BestState
+from ...victims import Trainer, capabilities, eval_mode, require
 from ._generate import Transcript
 
 __all__ = ["distill", "ranking_loss"]
@@ -77,7 +74,7 @@ def _left_pad(seqs: np.ndarray, lengths: np.ndarray, max_len: int) -> tuple[np.n
     """Left-aligned rows → left-padded ``[n, max_len]`` of the last ``max_len`` items, and the column
     offset that maps a left-aligned position t to its padded column (t + offset)."""
     n, L = seqs.shape
-    out = _pad_from_csr(seqs.reshape(-1), np.arange(n, dtype=np.int64) * L, lengths, max_len)
+    out = pad_from_csr(seqs.reshape(-1), np.arange(n, dtype=np.int64) * L, lengths, max_len)
     return out, max_len - lengths
 
 
@@ -123,22 +120,14 @@ def distill(
     hold_pairs = _holdout_pairs(transcript, hold, gen_np)
     max_len = surrogate.max_len
     device = surrogate.device
-    show = sys.stderr.isatty() if progress is None else progress
-    history = []
     t0 = time.perf_counter()
+    name = getattr(surrogate, "architecture", type(surrogate).__name__)
     with torch_seeded(seed):
         gen_t = torch.Generator().manual_seed(seed % (2**63 - 1))
         surrogate.build(num_items)
-        surrogate.seed_ = seed
         opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, betas=(0.9, 0.98))
-        best = BestState()
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=epochs, desc="distil", unit="epoch", file=sys.stderr, dynamic_ncols=True)
-        name = getattr(surrogate, "architecture", type(surrogate).__name__)
-        for epoch in range(1, epochs + 1):
+        def run_epoch(epoch: int) -> float:
             total, count = 0.0, 0
             order = gen_np.permutation(train_rows)
             with eval_mode(surrogate, training=True):
@@ -154,22 +143,15 @@ def distill(
                     opt.step()
                     total += check_loss(float(loss.detach()), f"distilling into {name}", epoch=epoch, lr=lr)
                     count += 1
-            entry = {"epoch": epoch, "loss": total / max(1, count), "time_s": time.perf_counter() - t0}
-            if n_hold:
-                entry["holdout_agreement@10"] = _holdout_agreement(surrogate, hold_pairs)
-                best.update(entry["holdout_agreement@10"], epoch, surrogate)
-            history.append(entry)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", agree=f"{max(best.score, 0):.3f}")
-            if patience and best.bad >= patience:
-                break
-        if bar is not None:
-            bar.close()
-        best.restore(surrogate)
-    surrogate.history_ = history
+            return total / max(1, count)
+
+        trainer = Trainer(epochs=epochs, patience=patience, progress=progress, desc="distil", score_key="holdout_agreement@10",
+                          score_label="agree")
+        record = trainer.run(surrogate, run_epoch, validate=(lambda: _holdout_agreement(surrogate, hold_pairs)) if n_hold else None)
+    surrogate.seed_ = seed
+    surrogate.history_ = record.history
     surrogate.fit_info_ = {
-        "epochs_run": len(history), "best_epoch": best.epoch or len(history), "holdout_agreement@10": best.score if n_hold else None,
+        "epochs_run": len(record.history), "best_epoch": record.best_epoch, "holdout_agreement@10": record.best_score,
         "train_pairs": int(lengths[train_rows].sum()), "wall_time_s": time.perf_counter() - t0, "seed": seed,
         "device": str(device),
     }
@@ -207,7 +189,7 @@ def _prefix_batch_loss(surrogate, tr: Transcript, rows, max_len, num_items, gen_
         for t in gen_np.integers(0, L, size=min(per_seq, L)):
             prefixes.append(tr.seqs[r, : t + 1])
             lists.append(tr.lists[r, t])
-    from ...victims._base import as_batch
+    from ...victims import as_batch
 
     x = as_batch(prefixes, max_len, num_items).to(device)
     scores = surrogate.differentiable_score(x)

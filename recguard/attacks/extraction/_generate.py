@@ -113,12 +113,7 @@ def generate(
     n_items = int(blackbox.num_items)
     length = int(length or blackbox.max_len)
     k = int(blackbox.k)
-    if not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1:
-        raise ConfigError(f"must be a positive integer, got {num_sequences!r}", param="num_sequences")
-    if length < 2:
-        raise ConfigError(f"must be >= 2, got {length}", param="length")
-    if not 0.0 <= random_share < 1.0:
-        raise ConfigError(f"must be in [0, 1), got {random_share!r}", param="random_share")
+    _check_settings(num_sequences, length, random_share)
     n = int(num_sequences)
     settings = {"num_sequences": n, "length": length, "k": k, "random_share": float(random_share),
                 "mode": "few-shot" if seeds is not None else "data-free"}
@@ -132,25 +127,7 @@ def generate(
         queries, step0, base = tr.queries, int(tr.meta["next_step"]), int(tr.meta["base_seed"])
     else:
         base = int(gen.integers(0, 2**63 - 1))
-        gen = np.random.default_rng([base, 0])
-        seqs = np.zeros((n, length), dtype=np.int64)
-        lists = np.zeros((n, length, k), dtype=np.int64)
-        lengths = np.zeros(n, dtype=np.int64)
-        real = np.zeros(n, dtype=np.int64)
-        if seeds is None:
-            seqs[:, 0] = gen.integers(1, n_items + 1, size=n)
-            real[:] = 0
-        else:
-            pool = [np.asarray(s, dtype=np.int64) for s in seeds if len(s) >= 2]
-            if not pool:
-                raise ConfigError("few-shot needs real sequences with at least 2 items", param="seeds")
-            pick = gen.integers(0, len(pool), size=n)
-            for i, j in enumerate(pick):
-                s = pool[j]
-                cut = int(gen.integers(1, min(len(s), length - 1) + 1))
-                start = int(gen.integers(0, len(s) - cut + 1))
-                seqs[i, :cut] = s[start : start + cut]
-                real[i] = cut
+        seqs, lists, lengths, real = _starts(np.random.default_rng([base, 0]), n, length, k, n_items, seeds)
         queries, step0 = 0, 0
     # step t queries the prefix of length t + 1 of every sequence whose prefix is that long
     show = sys.stderr.isatty() if progress is None else progress
@@ -163,30 +140,8 @@ def generate(
     t = step0
     t0 = time.perf_counter()
     for t in range(step0, length):
-        gen = np.random.default_rng([base, t + 1])  # one stream per step: a resumed run draws the same items
-        # all of a step's draws up front, so batch size does not change them
-        choice_all = gen.integers(0, k, size=n)
-        rnd_all = gen.random(n) < random_share
-        cand_all = gen.integers(1, n_items + 1, size=(n, 8))
-        rows = np.arange(n)
-        for s in range(0, n, batch_size):
-            idx = rows[s : s + batch_size]
-            prefix = seqs[idx, : t + 1]
-            try:
-                got = np.asarray(blackbox.recommend(prefix))
-            except QueryBudgetExceeded:
-                exhausted = True
-                break
-            queries += len(idx)
-            lists[idx, t] = got[:, :k]
-            lengths[idx] = t + 1
-            if t + 1 < length:
-                grow = idx[real[idx] <= t + 1]  # real prefixes keep their own next item
-                nxt = got[np.searchsorted(idx, grow), choice_all[grow] % got.shape[1]]
-                rnd = rnd_all[grow]
-                if rnd.any():
-                    nxt[rnd] = _random_unseen(seqs[grow[rnd], : t + 1], cand_all[grow[rnd]])
-                seqs[grow, t + 1] = nxt
+        served, exhausted = _query_step(blackbox, t, (seqs, lists, lengths, real), base, random_share, batch_size)
+        queries += served
         if exhausted:
             break
         if bar is not None:
@@ -204,6 +159,70 @@ def generate(
     if checkpoint is not None:
         tr.save(checkpoint)
     return tr
+
+
+def _check_settings(num_sequences, length: int, random_share: float) -> None:
+    if not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1:
+        raise ConfigError(f"must be a positive integer, got {num_sequences!r}", param="num_sequences")
+    if length < 2:
+        raise ConfigError(f"must be >= 2, got {length}", param="length")
+    if not 0.0 <= random_share < 1.0:
+        raise ConfigError(f"must be in [0, 1), got {random_share!r}", param="random_share")
+
+
+def _starts(gen: np.random.Generator, n: int, length: int, k: int, n_items: int, seeds) -> tuple:
+    """Empty (sequences, lists, lengths, real-prefix lengths) with each sequence's start: a random
+    item (data-free) or a random piece of a real sequence (few-shot)."""
+    seqs = np.zeros((n, length), dtype=np.int64)
+    lists = np.zeros((n, length, k), dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    real = np.zeros(n, dtype=np.int64)
+    if seeds is None:
+        seqs[:, 0] = gen.integers(1, n_items + 1, size=n)
+        return seqs, lists, lengths, real
+    pool = [np.asarray(s, dtype=np.int64) for s in seeds if len(s) >= 2]
+    if not pool:
+        raise ConfigError("few-shot needs real sequences with at least 2 items", param="seeds")
+    pick = gen.integers(0, len(pool), size=n)
+    for i, j in enumerate(pick):
+        s = pool[j]
+        cut = int(gen.integers(1, min(len(s), length - 1) + 1))
+        start = int(gen.integers(0, len(s) - cut + 1))
+        seqs[i, :cut] = s[start : start + cut]
+        real[i] = cut
+    return seqs, lists, lengths, real
+
+
+def _query_step(blackbox, t: int, arrays: tuple, base: int, random_share: float, batch_size: int) -> tuple[int, bool]:
+    """Step ``t``: query every prefix of length t + 1, record the lists and grow each sequence by one
+    item (in place). Returns (queries served, whether the budget ran out)."""
+    seqs, lists, lengths, real = arrays
+    n, length = seqs.shape
+    k, n_items = lists.shape[2], int(blackbox.num_items)
+    gen = np.random.default_rng([base, t + 1])  # one stream per step: a resumed run draws the same items
+    # all of a step's draws up front, so batch size does not change them
+    choice_all = gen.integers(0, k, size=n)
+    rnd_all = gen.random(n) < random_share
+    cand_all = gen.integers(1, n_items + 1, size=(n, 8))
+    rows = np.arange(n)
+    served = 0
+    for s in range(0, n, batch_size):
+        idx = rows[s : s + batch_size]
+        try:
+            got = np.asarray(blackbox.recommend(seqs[idx, : t + 1]))
+        except QueryBudgetExceeded:
+            return served, True
+        served += len(idx)
+        lists[idx, t] = got[:, :k]
+        lengths[idx] = t + 1
+        if t + 1 < length:
+            grow = idx[real[idx] <= t + 1]  # real prefixes keep their own next item
+            nxt = got[np.searchsorted(idx, grow), choice_all[grow] % got.shape[1]]
+            rnd = rnd_all[grow]
+            if rnd.any():
+                nxt[rnd] = _random_unseen(seqs[grow[rnd], : t + 1], cand_all[grow[rnd]])
+            seqs[grow, t + 1] = nxt
+    return served, False
 
 
 def _random_unseen(prefixes: np.ndarray, candidates: np.ndarray) -> np.ndarray:

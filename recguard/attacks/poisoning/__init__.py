@@ -9,35 +9,46 @@ from __future__ import annotations
 
 from ..._params import check_kwargs
 from ...errors import ConfigError
-from ._base import PoisoningAttack, PoisonResult, select_targets
+from ._base import MAX_BUDGET, ORDERS, THREAT_MODELS, FillerAttack, ModelGuidedAttack, PoisoningAttack, PoisonResult, select_targets
 from .camouflage import CamouflageAttack
 from .inject import InjectedAttack
 from .popular import PopularAttack
 from .random import RandomAttack
 from .segment import SegmentAttack
-from .surrogate import SurrogateAttack
+from .surrogate import ExtractedSurrogateAttack, SurrogateAttack
 
+#: every attack an audit can name; adding one is its module plus one line here
 ATTACKS: dict[str, type[PoisoningAttack]] = {
     "random": RandomAttack,
     "popular": PopularAttack,
     "segment": SegmentAttack,
     "surrogate": SurrogateAttack,
+    "extracted": ExtractedSurrogateAttack,
     "camouflage": CamouflageAttack,
 }
+#: other names of registered attacks
+ALIASES = {"bandwagon": "popular"}
 
 __all__ = [
-    "PoisoningAttack", "PoisonResult", "select_targets", "make_attack", "ATTACKS",
-    "RandomAttack", "PopularAttack", "SegmentAttack", "SurrogateAttack", "InjectedAttack", "CamouflageAttack",
+    "PoisoningAttack", "FillerAttack", "ModelGuidedAttack", "PoisonResult", "select_targets", "make_attack", "attack_class",
+    "ATTACKS", "ALIASES", "THREAT_MODELS", "MAX_BUDGET", "ORDERS", "RandomAttack", "PopularAttack", "SegmentAttack", "SurrogateAttack",
+    "ExtractedSurrogateAttack", "InjectedAttack", "CamouflageAttack",
 ]
 
 
-def make_attack(name: str, **params) -> PoisoningAttack:
-    """An attack by name (``random``, ``popular``/``bandwagon``, ``segment``, ``surrogate``, ``camouflage``)."""
-    key = "popular" if name == "bandwagon" else name
-    if key not in ATTACKS:
+def attack_class(name: str) -> type[PoisoningAttack]:
+    """The registered class of an attack name (or alias); an unknown name is a :class:`ConfigError`."""
+    cls = ATTACKS.get(ALIASES.get(name, name))
+    if cls is None:
         raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))} (or --inject FILE)", param="attack")
-    params = check_kwargs(ATTACKS[key], params, f"attack_params.{name}")
+    return cls
+
+
+def make_attack(name: str, **params) -> PoisoningAttack:
+    """An attack by registered name or alias (see :data:`ATTACKS`, :data:`ALIASES`) with its options."""
+    cls = attack_class(name)
+    params = check_kwargs(cls, params, f"attack_params.{name}")
     try:
-        return ATTACKS[key](**params)
+        return cls(**params)
     except TypeError as exc:
         raise ConfigError(f"bad option for attack {name!r}: {exc}", param="attack") from None

@@ -17,9 +17,12 @@ from ..._rng import RNGLike, as_generator
 from ...data import SequenceData
 from ...errors import ConfigError
 
-__all__ = ["PoisonResult", "PoisoningAttack", "select_targets", "ORDERS"]
+__all__ = ["PoisonResult", "PoisoningAttack", "FillerAttack", "ModelGuidedAttack", "select_targets", "ORDERS", "THREAT_MODELS"]
 
 ORDERS = ("interleave", "target_last", "random")
+#: what each family of attacks needs from the world: ``filler`` the data only, ``model-guided`` a
+#: model of the victim (white-box, retrained or stolen), ``injected`` a file of fake users
+THREAT_MODELS = ("filler", "model-guided", "injected")
 MAX_BUDGET = 0.5
 
 
@@ -80,6 +83,10 @@ def select_targets(
 class PoisoningAttack:
     """Base class: fake profiles = target slots + filler items chosen by the subclass.
 
+    Every attack declares what an audit needs to know about it, so the audit never tests names:
+    :attr:`threat_model`, :meth:`requires` (capabilities its surrogate must offer), :attr:`revision`
+    and :meth:`cell_key_part` (what besides its options determines its fake users).
+
     Args:
         budget: fake users as a fraction of genuine users (0.01 = 1%); ``0 < budget ≤ 0.5``.
         targets: explicit item ids, ``"unpopular"`` (default) or ``"popular"``.
@@ -95,6 +102,10 @@ class PoisoningAttack:
     """
 
     name: ClassVar[str] = "base"
+    #: one of :data:`THREAT_MODELS`
+    threat_model: ClassVar[str] = "filler"
+    #: bumped when the attack's fake users change for the same seed; audit cells carry it (None: never bumped)
+    revision: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -127,6 +138,24 @@ class PoisoningAttack:
 
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")}
+
+    def requires(self) -> tuple[str, ...]:
+        """Capabilities (:data:`recguard.victims.CAPABILITIES`) the attack's surrogate must offer; none
+        for an attack that reads the data only."""
+        return ()
+
+    @classmethod
+    def cell_key_part(cls, *, surrogate: str, extraction: dict) -> dict:
+        """What, besides the attack's options, budget and seed, determines its fake users in an audit
+        whose surrogate setting is ``surrogate`` and whose extraction options are ``extraction``."""
+        part: dict = {"surrogate": None}
+        if cls.revision is not None:
+            part["attack_revision"] = cls.revision
+        return part
+
+    def check(self, data: SequenceData) -> None:
+        """Raise :class:`~recguard.errors.ConfigError` if the attack cannot run on ``data`` (before any training)."""
+        self._check(data)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(budget={self.budget}, order={self.order!r}, targets={self.targets!r})"
@@ -188,6 +217,68 @@ class PoisoningAttack:
 
     def _draw_fillers(self, data, targets, slots, holes, rng) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class FillerAttack(PoisoningAttack):
+    """An attack that reads the training data only (no model): subclasses choose the fillers."""
+
+    threat_model = "filler"
+
+
+class ModelGuidedAttack(PoisoningAttack):
+    """An attack that crafts its fake users with a model of the victim: the audited model itself
+    (white-box), the attacker's own retrained model, a saved one, or one stolen through the
+    victim's top-k API.
+
+    Subclasses declare :meth:`requires` (what the surrogate must offer) and craft in
+    :meth:`_fill` with ``self.surrogate``. :attr:`surrogate_source` says where an audit takes the
+    surrogate from: ``None`` = the audit's ``surrogate`` setting (``victim``, ``retrain`` or a saved
+    victim), ``"extracted"`` = a surrogate extracted from the clean victim's top-k lists.
+    """
+
+    threat_model = "model-guided"
+    surrogate_source: ClassVar[str | None] = None
+
+    def __init__(self, surrogate=None, **kw):
+        super().__init__(**kw)
+        self.surrogate = surrogate
+
+    def get_params(self) -> dict:
+        p = super().get_params()
+        p.pop("surrogate", None)
+        s = self.surrogate
+        p["surrogate"] = None if s is None else getattr(s, "architecture", type(s).__name__)
+        return p
+
+    def with_surrogate(self, surrogate) -> ModelGuidedAttack:
+        """A copy of this attack that uses ``surrogate``."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.surrogate = surrogate
+        return new
+
+    @classmethod
+    def cell_key_part(cls, *, surrogate: str, extraction: dict) -> dict:
+        part = super().cell_key_part(surrogate=surrogate, extraction=extraction)
+        if cls.surrogate_source == "extracted":
+            part["extraction"] = extraction
+        else:
+            part["surrogate"] = surrogate
+        return part
+
+    def _check(self, data) -> None:
+        from ...victims import require
+
+        s = self.surrogate
+        if s is None:
+            raise ConfigError(f"the {self.name} attack needs a trained surrogate: {type(self).__name__}(surrogate=victim), or "
+                              "with_surrogate(victim)", param="surrogate")
+        require(s, self.requires(), who=f"the {self.name} attack's surrogate")
+        if s.num_items != data.num_items:
+            raise ConfigError(
+                f"the surrogate knows {s.num_items} items but the data has {data.num_items}; "
+                "train the surrogate on the same item space (ids 1..N)", param="surrogate",
+            )
 
 
 def draw_without_replacement(pool: np.ndarray, n: int, rng: np.random.Generator, p: np.ndarray | None = None) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ConfigError
-from ._base import PoisoningAttack
+from ._base import FillerAttack
 
 
-class CamouflageAttack(PoisoningAttack):
+class CamouflageAttack(FillerAttack):
     """Each fake user copies the most recent items of a different genuine user (drawn without
     replacement while users last), in their order, and overwrites a share ``target_share`` of
     its positions, drawn at random, with the targets (cycling through them). Its fillers are

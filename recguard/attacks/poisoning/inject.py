@@ -39,6 +39,8 @@ class InjectedAttack:
     """
 
     name = "inject"
+    threat_model = "injected"
+    revision = None
 
     def __init__(self, path: str | Path, *, id_space: str = "internal"):
         if id_space not in ("internal", "external"):
@@ -53,6 +55,16 @@ class InjectedAttack:
     def get_params(self) -> dict:
         return {"path": str(self.path), "id_space": self.id_space, "num_fake_users": len(self.fake_sequences),
                 "sha256": self.sha256}
+
+    def requires(self) -> tuple[str, ...]:
+        """An injected file needs no model."""
+        return ()
+
+    @staticmethod
+    def key_part_of(path: str | Path) -> dict:
+        """What determines an injected file's fake users in an audit: its content, not its name
+        (an edited file is a new attack)."""
+        return {"surrogate": None, "inject_sha256": file_digest(path)}
 
     def check(self, data: SequenceData, *, max_fake_users: int | None = None) -> None:
         """Raise :class:`DataError` unless every item and target exists in ``data``'s catalogue and
@@ -91,6 +103,30 @@ class InjectedAttack:
 
 
 def _parse(path: Path, raw: bytes, id_space: str) -> tuple[list[list], list, list[str]]:
+    """(fake sequences, targets, fake user ids) of an inject file; every problem is a :class:`DataError`."""
+    ids, seqs, targets = _layout(path, _read_json(path, raw))
+    want = "integers (internal item ids 1..N)" if id_space == "internal" else "integers or strings (external item ids)"
+
+    def ok(x) -> bool:
+        if isinstance(x, bool):
+            return False
+        return isinstance(x, int) or (id_space == "external" and isinstance(x, str))
+
+    if not targets:
+        raise DataError("target items: the list is empty", path=path)
+    bad = [t for t in targets if not ok(t)]
+    if bad:
+        raise DataError(f"target items must be {want}; got {bad[0]!r}", path=path)
+    for u, s in zip(ids, seqs):
+        if not isinstance(s, list) or not s:
+            raise DataError(f"fake user {u!r}: expected a non-empty list of items", path=path)
+        bad = [x for x in s if not ok(x)]
+        if bad:
+            raise DataError(f"fake user {u!r}: items must be {want}; got {bad[0]!r}", path=path)
+    return seqs, list(targets), ids
+
+
+def _read_json(path: Path, raw: bytes) -> dict:
     try:
         obj = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
@@ -101,6 +137,11 @@ def _parse(path: Path, raw: bytes, id_space: str) -> tuple[list[list], list, lis
         raise DataError("JSON nested too deeply" if isinstance(exc, RecursionError) else f"invalid JSON ({exc})", path=path) from None
     if not isinstance(obj, dict):
         raise DataError("expected a JSON object with 'user_data' and 'target_item'", path=path)
+    return obj
+
+
+def _layout(path: Path, obj: dict) -> tuple[list[str], list, list]:
+    """(user ids, sequences, targets) of either accepted layout."""
     if "user_data" in obj:
         ud = obj["user_data"]
         if not isinstance(ud, dict):
@@ -121,22 +162,4 @@ def _parse(path: Path, raw: bytes, id_space: str) -> tuple[list[list], list, lis
         targets = [targets]
     if not seqs:
         raise DataError("no fake users in the file", path=path)
-    want = "integers (internal item ids 1..N)" if id_space == "internal" else "integers or strings (external item ids)"
-
-    def ok(x) -> bool:
-        if isinstance(x, bool):
-            return False
-        return isinstance(x, int) or (id_space == "external" and isinstance(x, str))
-
-    if not targets:
-        raise DataError("target items: the list is empty", path=path)
-    bad = [t for t in targets if not ok(t)]
-    if bad:
-        raise DataError(f"target items must be {want}; got {bad[0]!r}", path=path)
-    for u, s in zip(ids, seqs):
-        if not isinstance(s, list) or not s:
-            raise DataError(f"fake user {u!r}: expected a non-empty list of items", path=path)
-        bad = [x for x in s if not ok(x)]
-        if bad:
-            raise DataError(f"fake user {u!r}: items must be {want}; got {bad[0]!r}", path=path)
-    return seqs, list(targets), ids
+    return ids, seqs, targets

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ConfigError
-from ._base import PoisoningAttack, draw_without_replacement, non_targets
+from ._base import FillerAttack, draw_without_replacement, non_targets
 
 
-class PopularAttack(PoisoningAttack):
+class PopularAttack(FillerAttack):
     """Bandwagon fake users (Burke et al. 2005): ``popular_share`` of the fillers (default 0.5)
     come from the top ``top_fraction`` (10%) most popular non-target items, the rest uniform.
 

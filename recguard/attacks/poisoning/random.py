@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._base import PoisoningAttack, draw_without_replacement, non_targets
+from ._base import FillerAttack, draw_without_replacement, non_targets
 
 
-class RandomAttack(PoisoningAttack):
+class RandomAttack(FillerAttack):
     """Fake users whose fillers are uniform random non-target items (Lam & Riedl, WWW'04)."""
 
     name = "random"

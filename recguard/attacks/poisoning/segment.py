@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ConfigError
-from ._base import PoisoningAttack, draw_without_replacement, non_targets
+from ._base import FillerAttack, draw_without_replacement, non_targets
 
 
-class SegmentAttack(PoisoningAttack):
+class SegmentAttack(FillerAttack):
     """Segment fake users (Mobasher et al. 2005): each filler is drawn from the non-target items
     that share a category/genre with the target it follows in the profile (the nearest target
     slot before it, or the first target). Needs item metadata with genres.

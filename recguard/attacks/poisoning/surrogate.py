@@ -37,15 +37,14 @@ import time
 import numpy as np
 import torch
 
-from ...data._core import _pad_from_csr
+from ...data import pad_from_csr
 from ...errors import ConfigError
-from ...victims._base import eval_mode
-from ...victims._contract import require
-from ...victims._hooks import capture
-from ._base import PoisoningAttack, non_targets
+from ...victims import eval_mode
+from ...victims import capture
+from ._base import ModelGuidedAttack, non_targets
 
 
-class SurrogateAttack(PoisoningAttack):
+class SurrogateAttack(ModelGuidedAttack):
     """Fake users whose fillers are chosen by a white-box surrogate's gradients.
 
     Args:
@@ -68,7 +67,7 @@ class SurrogateAttack(PoisoningAttack):
         self, surrogate=None, *, objective: str = "influence", candidates: int = 32, pool_fraction: float = 1.0,
         batch_size: int = 2048, **kw,
     ):
-        super().__init__(**kw)
+        super().__init__(surrogate, **kw)
         if objective not in ("influence", "likelihood"):
             raise ConfigError(f"must be 'influence' or 'likelihood', got {objective!r}", param="objective")
         self.objective = objective
@@ -76,41 +75,14 @@ class SurrogateAttack(PoisoningAttack):
             raise ConfigError("must be >= 1", param="candidates")
         if not 0.0 < pool_fraction <= 1.0:
             raise ConfigError(f"must be in (0, 1], got {pool_fraction!r}", param="pool_fraction")
-        self.surrogate = surrogate
         self.candidates = int(candidates)
         self.pool_fraction = float(pool_fraction)
         self.batch_size = int(batch_size)
 
-    def requires(self) -> list[str]:
+    def requires(self) -> tuple[str, ...]:
         """Capabilities the surrogate needs: input gradients, and for the influence objective the
         user representation too."""
-        return ["gradients"] + (["white_box"] if self.objective == "influence" else [])
-
-    def get_params(self) -> dict:
-        p = super().get_params()
-        p.pop("surrogate", None)
-        s = self.surrogate
-        p["surrogate"] = None if s is None else getattr(s, "architecture", type(s).__name__)
-        return p
-
-    def with_surrogate(self, surrogate) -> SurrogateAttack:
-        """A copy of this attack that uses ``surrogate``."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.surrogate = surrogate
-        return new
-
-    def _check(self, data) -> None:
-        s = self.surrogate
-        if s is None:
-            raise ConfigError("the surrogate attack needs a trained white-box surrogate: SurrogateAttack(surrogate=victim)",
-                              param="surrogate")
-        require(s, self.requires(), who=f"the surrogate-guided attack ({self.objective} objective)")
-        if s.num_items != data.num_items:
-            raise ConfigError(
-                f"the surrogate knows {s.num_items} items but the data has {data.num_items}; "
-                "train the surrogate on the same item space (ids 1..N)", param="surrogate",
-            )
+        return ("gradients",) + (("white_box",) if self.objective == "influence" else ())
 
     # ------------------------------------------------------------------ crafting
     def _fill(self, data, slots, targets, rng):
@@ -237,7 +209,7 @@ def _left_pad(rows: np.ndarray, max_len: int) -> np.ndarray:
         return np.zeros((rows.shape[0], 0), dtype=np.int64)
     lengths = np.full(rows.shape[0], rows.shape[1], dtype=np.int64)
     starts = np.arange(rows.shape[0], dtype=np.int64) * rows.shape[1]
-    return _pad_from_csr(rows.reshape(-1), starts, lengths, min(max_len, rows.shape[1]))
+    return pad_from_csr(rows.reshape(-1), starts, lengths, min(max_len, rows.shape[1]))
 
 
 def _sample_allowed(ok: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
@@ -247,3 +219,11 @@ def _sample_allowed(ok: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
     for i, row in enumerate(okn):
         out[i] = rng.choice(np.flatnonzero(row))
     return out
+
+
+class ExtractedSurrogateAttack(SurrogateAttack):
+    """The black-box chain: the surrogate-guided attack with a surrogate the audit extracts from
+    the clean victim's top-k lists (PROTOCOLS §4), never from its weights."""
+
+    name = "extracted"
+    surrogate_source = "extracted"
