@@ -11,6 +11,7 @@ from ..._params import check_kwargs
 from ...errors import ConfigError
 from ._base import MAX_BUDGET, ORDERS, THREAT_MODELS, FillerAttack, ModelGuidedAttack, PoisoningAttack, PoisonResult, select_targets
 from .camouflage import CamouflageAttack
+from .coverage import CoverageAttack
 from .inject import InjectedAttack
 from .popular import PopularAttack
 from .random import RandomAttack
@@ -25,6 +26,7 @@ ATTACKS: dict[str, type[PoisoningAttack]] = {
     "surrogate": SurrogateAttack,
     "extracted": ExtractedSurrogateAttack,
     "camouflage": CamouflageAttack,
+    "coverage": CoverageAttack,
 }
 #: other names of registered attacks
 ALIASES = {"bandwagon": "popular"}
