@@ -17,6 +17,7 @@ from ._base import Defense, DefenseOutcome, DetectorDefense, NoDefense
 from .baselines import AdversarialTraining, PCASelect
 from .decision import Decided, Decision
 from .llm4dec import LLM4Dec
+from .lockstep import LockstepDetector
 from .lorec import LoRec, LoRecDetect, lorec_weights, update_scores
 from .mnar import MNARWeighting
 
@@ -35,6 +36,7 @@ DEFENSES: dict[str, Callable[..., Defense]] = {
     "mnar": MNARWeighting,
     "pca": PCASelect,
     "apr": AdversarialTraining,
+    "lockstep": LockstepDetector,
 }
 
 
