@@ -63,7 +63,7 @@ def _flags(flagged, is_fake, n_genuine) -> dict:
 
 def _score_cell(scorer: str, poisoned, make_victim, seed: int) -> tuple:
     """(scores, simulated scores, own-rule flags, seconds) of one scorer on the poisoned split."""
-    from recguard.defenses import LLM4Dec, LoRec, PCASelect
+    from recguard.defenses import LLM4Dec, LockstepDetector, LoRec, PCASelect
 
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, 24])
