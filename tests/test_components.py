@@ -212,3 +212,16 @@ def test_extraction_is_one_class_with_one_verb(tiny):
     api = recguard.BlackBoxVictim(victim, k=5)
     res = attack.extract(api, rng=0, progress=False)
     assert res.queries == api.queries_used > 0 and res.surrogate.num_items == tiny.num_items
+
+
+def test_any_model_guided_attack_takes_a_stolen_surrogate():
+    from recguard.attacks.poisoning import attack_class
+
+    stolen = attack_class("coverage@extracted")
+    assert issubclass(stolen, CoverageAttack) and stolen.surrogate_source == "extracted" and stolen is attack_class("coverage@extracted")
+    spec = AuditSpec(attacks=("coverage@extracted", "random"))
+    assert spec.extracted_attacks() == ["coverage@extracted"] and [c.kind for c in plan(spec)[1]] == ["extraction"]
+    with pytest.raises(ConfigError, match="only a model-guided attack"):
+        AuditSpec(attacks=("random@extracted",))
+    with pytest.raises(ConfigError, match="surrogate source"):
+        AuditSpec(attacks=("coverage@victim",))

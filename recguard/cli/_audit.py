@@ -118,7 +118,8 @@ def fill_component_help() -> None:
     defenses = ", ".join(DEFENSES)
     options = inspect.signature(audit).parameters
     options["attacks"].default.help = (f"Comma-separated attacks: {attacks}. Model-guided attacks craft with --surrogate; "
-                                       "extracted steals its surrogate through the victim's top-k API.")
+                                       "NAME@extracted (extracted = surrogate@extracted) steals the surrogate of model-guided "
+                                       "attack NAME through the victim's top-k API.")
     options["defense"].default.help = f"Comma-separated defenses: {defenses} (docs/defenses.md)."
     inspect.signature(attack).parameters["name"].default.help = f"One of {attacks}."
 

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..._params import check_kwargs
 from ...errors import ConfigError
 from ._base import MAX_BUDGET, ORDERS, THREAT_MODELS, FillerAttack, ModelGuidedAttack, PoisoningAttack, PoisonResult, select_targets
@@ -39,11 +41,30 @@ __all__ = [
 
 
 def attack_class(name: str) -> type[PoisoningAttack]:
-    """The registered class of an attack name (or alias); an unknown name is a :class:`ConfigError`."""
+    """The registered class of an attack name (or alias); ``NAME@extracted`` is model-guided attack
+    NAME with a surrogate extracted from the victim's top-k lists. An unknown name is a :class:`ConfigError`."""
+    base, at, source = name.partition("@")
+    if at:
+        if source != "extracted":
+            raise ConfigError(f"unknown surrogate source {source!r} in {name!r}; the one source to name is NAME@extracted",
+                              param="attack")
+        return _stolen(attack_class(base))
     cls = ATTACKS.get(ALIASES.get(name, name))
     if cls is None:
-        raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))} (or --inject FILE)", param="attack")
+        raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}, NAME@extracted for a model-guided "
+                          "one, or --inject FILE", param="attack")
     return cls
+
+
+@functools.cache
+def _stolen(cls: type[PoisoningAttack]) -> type[ModelGuidedAttack]:
+    """``cls`` with a surrogate extracted from the victim's top-k lists (the black-box chain)."""
+    if not issubclass(cls, ModelGuidedAttack):
+        raise ConfigError(f"only a model-guided attack takes a stolen surrogate; {cls.name} is a {cls.threat_model} attack",
+                          param="attack")
+    doc = f"{cls.__name__} with a surrogate extracted from the victim's top-k lists (the black-box chain)."
+    return type(f"Extracted{cls.__name__}", (cls,), {"name": f"{cls.name}@extracted", "surrogate_source": "extracted",
+                                                     "__module__": cls.__module__, "__doc__": doc})
 
 
 def make_attack(name: str, **params) -> PoisoningAttack:
