@@ -1,6 +1,6 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
-Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks [RESULT_NAME]
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep [RESULT_NAME]
        python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
@@ -39,7 +39,7 @@ def poisoning(name: str = "poisoning_ml1m") -> None:
               f"{_ms(s['clean_cost_NDCG@10'], pct=True)} | {_ms(s['wall_time_s'], 0)} |")
 
 
-HELD_OUT = ("surrogate", "extracted", "camouflage")  # the families no defense setting was tuned on
+HELD_OUT = ("surrogate", "extracted", "camouflage", "coverage")  # the families no defense setting was tuned on
 
 
 def _with_ci(x):
@@ -79,7 +79,7 @@ def defenses(name: str = "defenses_ml-100k_random") -> None:
     print(f"clean: NDCG@10 {_ms(r['clean']['NDCG@10'])}, T-HR@50 {_ms(r['clean']['T-HR@50'])}\n")
     net = any(t.get("net_removal") for t in r["table"])
     groups = [("Heuristic attacks", [t for t in r["table"] if t["attack"] not in HELD_OUT]),
-              ("Held-out families (surrogate-guided and camouflage; never looked at while choosing any defense setting)",
+              ("Held-out families (model-guided and camouflage; never looked at while choosing any defense setting)",
                [t for t in r["table"] if t["attack"] in HELD_OUT])]
     for title, rows in groups:
         if not rows:
@@ -209,6 +209,21 @@ def mnar(name: str = "mnar_semisynthetic") -> None:
               f"{ci(diff) if diff else '–'} |")
 
 
+def lockstep(name: str = "lockstep_variants_amazon-office") -> None:
+    """ROC-AUC and recall / genuine flagged of each lockstep score variant, per attack and budget."""
+    rows = json.loads((RESULTS / f"{name}.json").read_text())["rows"]
+    cols = list(dict.fromkeys((r["attack"], r["budget"]) for r in rows))
+    print("| variant | partner g | " + " | ".join(f"{a} {100 * b:g}%" for a, b in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for v, g in dict.fromkeys((r["variant"], r.get("share", r.get("g"))) for r in rows):
+        cells = []
+        for a, b in cols:
+            r = next(x for x in rows if x["variant"] == v and x.get("share", x.get("g")) == g and x["attack"] == a and x["budget"] == b)
+            cells.append(f"{r['ROC-AUC']:.3f}: {r['recall']:.2f} / {100 * r['genuine_flagged']:.1f}%")
+        g_text = f"{g:g} of users (g = {next(x['group'] for x in rows if x.get('share') == g)})" if isinstance(g, float) else f"{g}"
+        print(f"| {v} | {g_text} | " + " | ".join(cells) + " |")
+
+
 def attacks(name: str = "defenses_amazon-office_random_i26") -> None:
     """Undefended lift per attack (per seed) and each attack's paired difference to Random."""
     p = json.loads((RESULTS / f"{name}.json").read_text())["paired_lift"]
@@ -224,5 +239,5 @@ def attacks(name: str = "defenses_amazon-office_random_i26") -> None:
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
     fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells,
-          "attacks": attacks}[kind]
+          "attacks": attacks, "lockstep": lockstep}[kind]
     fn(*sys.argv[2:])
