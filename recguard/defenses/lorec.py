@@ -419,8 +419,8 @@ class CalibrationRun:
                     continue
                 h = lct(f, valid)
                 z = F.gelu(lct.text_proj(text_d[idx]))
-                align = F.cosine_similarity(h, z, dim=-1).mean()
-                loss = pu_loss(lct.head(h), labels_d[idx], lorec.lam1, self.pos_weight) - lorec.lam2 * align
+                loss = (pu_loss(lct.head(h), labels_d[idx], lorec.lam1, self.pos_weight)
+                        - lorec.lam2 * F.cosine_similarity(h, z, dim=-1).mean())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
