@@ -129,20 +129,23 @@ class ArtifactStore:
 
     def clean_model(self, spec: AuditSpec, seed: int, num_items: int):
         d = self.clean_dir(spec, seed)
-        if str(d) not in self._loaded:
+
+        def reload():
             if not self.complete(d):
                 raise ArtifactError(f"{d}: the clean victim of seed {seed} is missing; run the audit again to retrain it")
-            self._loaded[str(d)] = _reload(spec.model, d, make_victim_fn(spec, num_items))
-        return self._loaded[str(d)]
+            return _reload(spec.model, d, make_victim_fn(spec, num_items))
+
+        return self.memo(str(d), reload)
 
     def extracted_model(self, spec: AuditSpec, seed: int, num_items: int):
         d = self.extracted_dir(spec, seed)
-        if str(d) not in self._loaded:
+
+        def reload():
             if not self.complete(d, "extraction.json"):
                 raise ArtifactError(f"{d}: the extracted surrogate of seed {seed} is missing; run the audit again")
-            opts = extraction_options(spec)
-            self._loaded[str(d)] = _reload(opts["surrogate"], d, lambda: _extraction_surrogate(spec, num_items))
-        return self._loaded[str(d)]
+            return _reload(extraction_options(spec)["surrogate"], d, lambda: _extraction_surrogate(spec, num_items))
+
+        return self.memo(str(d), reload)
 
     def extraction_info(self, spec: AuditSpec, seed: int) -> dict:
         return json.loads((self.extracted_dir(spec, seed) / "extraction.json").read_text())

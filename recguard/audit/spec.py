@@ -313,7 +313,7 @@ class AuditSpec:
         (declared by the attack: its surrogate setting, extraction options, revision, file digest)."""
         from ..attacks.poisoning import InjectedAttack, attack_class
 
-        files = self.inject_files()
+        files = self.inject_files() if self.inject else {}  # paths are resolved only when there are files
         if name in files:
             return InjectedAttack.key_part_of(files[name])
         return attack_class(name).cell_key_part(surrogate=self.surrogate, extraction=self.extraction)
