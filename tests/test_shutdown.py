@@ -44,7 +44,10 @@ def _start(atomic, out: Path) -> subprocess.Popen:  # noqa: F811
     open by any worker that outlived the driver)."""
     args = (f"audit --dataset {atomic} --model gru4rec {SLOW_MODEL} --attacks random,popular --budgets 0.05 "
             f"--seeds 0,1,2,3 --defense none --jobs 2 --threads 1 --no-progress --out {out}").split()
-    code = "import sys; from recguard.cli import _entry; sys.argv[0] = 'recguard'; _entry()"
+    # as a foreground command in a terminal: Ctrl-C raises KeyboardInterrupt even when this test runs in a background job
+    # (`cmd &` in a script, nohup), whose SIGINT is ignored and would be inherited; the audit rightly keeps that choice
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from recguard.cli import _entry; sys.argv[0] = 'recguard'; _entry()")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     logs = out.parent / "driver"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=out.parent, stdout=open(f"{logs}.out", "w"),
