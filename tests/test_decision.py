@@ -37,6 +37,30 @@ def test_distribution_rules_find_a_separate_group_and_stay_within_the_budget(rul
     assert small.flagged.sum() == 10 and small.flagged[y].sum() == 10
 
 
+def test_group_flags_a_dense_group_at_the_top_and_nobody_without_one():
+    s, y = _scores()
+    d = Decision(rule="group", max_flag_share=0.05).decide(s)
+    assert d.info["group"]["found"] and d.info["group"]["density_ratio"] < 0.1
+    # a group spread over 0.1 (a tenth of the population's spread) is cut where it is densest: no genuine user, most fakes
+    assert not (d.flagged & ~y).any() and d.flagged[y].mean() >= 0.7
+    tight = np.where(y, 6.0 + (s - 6.0) / 10, s)  # the same group packed ten times tighter, as campaigns load on PCA
+    flagged = Decision(rule="group", max_flag_share=0.05).decide(tight).flagged
+    assert not (flagged & ~y).any() and flagged[y].sum() >= 19  # the group's lowest member may fall to the edge
+    # a group inside the genuine tail (genuine users score above it) is still found by its density
+    rng = np.random.default_rng(0)
+    inside = np.concatenate([rng.normal(0, 1, 5000), rng.normal(3.0, 0.01, 50)])
+    d = Decision(rule="group").decide(inside)
+    assert d.flagged[5000:].sum() >= 45 and d.flagged[:5000].sum() <= 5
+    # populations without a campaign, with light and heavy tails: nobody is flagged
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        for clean in (r.normal(0, 1, 5000), r.exponential(1, 5000), r.standard_t(3, 5000), r.lognormal(0, 1, 5000)):
+            d = Decision(rule="group").decide(clean)
+            assert d.flagged.sum() == 0 and d.threshold is None and not d.info["group"]["found"]
+    # a budget below the smallest group cannot hold one
+    assert Decision(rule="group", max_flag_share=0.001).decide(s).flagged.sum() == 0
+
+
 def test_mixture_flags_few_when_nothing_stands_apart():
     rng = np.random.default_rng(1)
     s = rng.normal(0, 1, 2000)
@@ -77,7 +101,7 @@ def test_paper_rule_passes_the_detector_decision_through():
 
 
 @pytest.mark.parametrize("kw", [{"rule": "median"}, {"max_flag_share": 0.0}, {"max_flag_share": 0.9}, {"max_flag_share": True},
-                                {"weights": "fuzzy"}, {"z": -1}])
+                                {"weights": "fuzzy"}, {"z": -1}, {"density_ratio": 1.0}, {"density_ratio": 0}])
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ConfigError):
         Decision(**kw)

@@ -27,7 +27,7 @@ import numpy as np
 from ..data import Split
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome, DetectorDefense
-from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, DEFAULT_RULE, Decision
+from .decision import DECISION_REVISION, DEFAULT_FLAG_SHARE, Decision
 
 __all__ = ["PCASelect", "AdversarialTraining", "pca_contributions"]
 
@@ -78,16 +78,19 @@ class PCASelect(DetectorDefense):
         components: principal components (3 in the paper).
         direction: ``"low"`` (the paper: least contribution is suspicious), ``"high"``, or
             ``"auto"``: the side where the simulated fakes fall.
-        rule, max_flag_share, weights: the decision (see :class:`~recguard.defenses.decision.Decision`);
-            ``rule="paper"`` is the paper's own: remove the ``max_flag_share`` most suspicious
-            users, the same as ``"top"``.
+        rule, max_flag_share, weights: the decision (see :class:`~recguard.defenses.decision.Decision`).
+            Default ``"group"``: remove the dense group at the top of the ranking, or nobody when there
+            is none (a campaign's fakes load on the top components together; genuine users do not), so
+            clean data loses no user. ``rule="paper"`` is the paper's own: remove the ``max_flag_share``
+            most suspicious users, the same as ``"top"``.
         z: the robust z cut of ``rule="outlier"``.
     """
 
     name = "pca"
-    revision = DECISION_REVISION
+    #: the decision layer's revision, one higher since PCA-select decides by ``rule="group"`` unless told otherwise
+    revision = DECISION_REVISION + 1
 
-    def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = DEFAULT_RULE,
+    def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = "group",
                  max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", known: str = "random",
                  known_budget: float = 0.01):
         if not isinstance(components, int) or components < 1:

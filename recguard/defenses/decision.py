@@ -16,6 +16,18 @@ false-positive budget:
   ``max_flag_share`` of them (the highest). A small upper component flags fewer users than
   the budget; a broad one (every scorer's, on Amazon Office) leaves the budget to decide, so
   the rule then flags exactly the budget, like ``top``.
+- ``rule="group"``: flag a *dense group at the top* of the ranking, or nobody. A campaign's fakes
+  are many users with nearly the same (high) score, so the top of the ranking holds a stretch
+  where the scores are packed far closer than the tail of a genuine population packs them. The
+  rule reads the Rényi-normalised spacings ``r · (s_(r) − s_(r+1))`` of the sorted scores (for a
+  tail of exponential type they are draws of one scale whatever the rank) over the top
+  ``2 × budget`` ranks, finds the cut ``k`` (between :data:`GROUP_MIN_SHARE` of the users and the
+  budget) where "the spacings within the top ``k`` have a smaller mean than those below the
+  ``k``-th" is best supported (the log-likelihood ratio of two exponential means against one; the
+  spacing at the edge counts with the tail, so a wide edge supports a cut exactly there), and flags the top ``k`` users
+  only when the group is at least ``1 / density_ratio`` times denser than the tail below it and
+  the log-likelihood ratio is at least :data:`GROUP_MIN_EVIDENCE`. On data without a campaign it
+  flags nobody, so a defense that decides this way costs nothing on clean data.
 - ``rule="outlier"``: flag robust outliers, more than ``z`` scaled median absolute deviations
   above the median, at most ``max_flag_share`` of them.
 - ``rule="paper"``: the detector's published rule, computed by the detector and passed in as
@@ -43,9 +55,10 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Decision", "Decided", "RULES", "WEIGHTS", "DEFAULT_RULE", "DEFAULT_FLAG_SHARE", "DECISION_REVISION", "top_mask"]
+__all__ = ["Decision", "Decided", "RULES", "WEIGHTS", "DEFAULT_RULE", "DEFAULT_FLAG_SHARE", "DECISION_REVISION", "top_mask",
+           "dense_top_group", "GROUP_MIN_SHARE", "GROUP_MIN_EVIDENCE"]
 
-RULES = ("top", "mixture", "outlier", "paper", "simulated")
+RULES = ("top", "mixture", "group", "outlier", "paper", "simulated")
 #: bumped when a decision's outcome changes for the same scores (detector defenses carry it in their revision)
 DECISION_REVISION = 2
 #: the rule every detector uses unless told otherwise (chosen on Amazon Office alone; docs/defenses.md)
@@ -54,6 +67,11 @@ DEFAULT_RULE = "mixture"
 #: and with a 1% campaign present at most about 2% of the genuine users are flagged (docs/defenses.md)
 DEFAULT_FLAG_SHARE = 0.03
 WEIGHTS = ("hard", "soft")
+#: the smallest group ``rule="group"`` cuts, as a share of the users (at least 5 users): a few users with equal
+#: scores (identical histories are common in sparse data) are not a campaign
+GROUP_MIN_SHARE = 0.002
+#: the log-likelihood ratio ``rule="group"`` needs before it flags anyone (e^10 ≈ 22,000 to 1 for the group)
+GROUP_MIN_EVIDENCE = 10.0
 
 
 @dataclass
@@ -73,10 +91,12 @@ class Decision:
     """Turns suspicion scores (higher = more suspicious) into flags and loss weights.
 
     Args:
-        rule: ``"top"``, ``"mixture"`` (default), ``"outlier"``, ``"paper"`` or ``"simulated"`` (see the module).
+        rule: ``"top"``, ``"mixture"`` (default), ``"group"``, ``"outlier"``, ``"paper"`` or ``"simulated"`` (see the module).
         max_flag_share: the false-positive budget: never flag more than this share of the users
             (so never more than this share of the genuine ones). In (0, 0.5]; default 0.03.
         z: robust z-score cut of the ``outlier`` rule.
+        density_ratio: how much denser than the tail a top group must be for ``rule="group"`` to flag
+            it (its mean normalised spacing over the tail's), in (0, 1); default 0.1 (chosen on Amazon Office).
         weights: ``"hard"`` (flagged → 0) or ``"soft"`` (1 − mixture posterior within the budget).
         seed: seeds the mixture fit.
     """
@@ -86,6 +106,7 @@ class Decision:
     z: float = 3.0
     weights: str = "hard"
     seed: int = 0
+    density_ratio: float = 0.1
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -97,10 +118,15 @@ class Decision:
             raise ConfigError(f"must be a share of users in (0, 0.5], e.g. 0.02; got {share!r}", param="max_flag_share")
         if isinstance(self.z, bool) or not isinstance(self.z, (int, float)) or not float(self.z) > 0:
             raise ConfigError(f"must be > 0, got {self.z!r}", param="z")
+        ratio = self.density_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < float(ratio) < 1:
+            raise ConfigError(f"must be in (0, 1), e.g. 0.1 (a group ten times denser than the tail); got {ratio!r}",
+                              param="density_ratio")
 
     def settings(self) -> dict:
         return {"rule": self.rule, "max_flag_share": float(self.max_flag_share), "weights": self.weights,
-                **({"z": float(self.z)} if self.rule == "outlier" else {})}
+                **({"z": float(self.z)} if self.rule == "outlier" else {}),
+                **({"density_ratio": float(self.density_ratio)} if self.rule == "group" else {})}
 
     def budget(self, n: int) -> int:
         """The most users this decision may flag among ``n``."""
@@ -135,6 +161,9 @@ class Decision:
             mad = 1.4826 * float(np.median(np.abs(s - med))) if n else 0.0
             robust_z = (s - med) / (mad if mad > 0 else max(float(np.std(s)), 1e-12))
             flagged = within & (robust_z >= float(self.z))
+        elif self.rule == "group":
+            size, info["group"] = dense_top_group(s, cap, density_ratio=float(self.density_ratio))
+            flagged = top_mask(s, size)
         else:
             posterior, fit = mixture_posterior(s, self.seed)
             info["mixture"] = fit
@@ -158,6 +187,35 @@ def top_mask(s: np.ndarray, k: int) -> np.ndarray:
     if k > 0:
         out[np.argsort(-s, kind="stable")[:k]] = True
     return out
+
+
+def dense_top_group(s: np.ndarray, cap: int, *, density_ratio: float = 0.1) -> tuple[int, dict]:
+    """The size of the dense group at the top of ``s`` (0 when there is none) within ``cap`` users,
+    and what decided it: the best cut, its density ratio and its log-likelihood ratio (see
+    ``rule="group"`` in the module)."""
+    n = len(s)
+    depth = min(2 * cap, n - 1)
+    smallest = max(5, int(np.ceil(GROUP_MIN_SHARE * n)))
+    if cap < smallest or depth <= cap:
+        return 0, {"candidate_users": 0, "reason": f"a budget of {cap} users is below the smallest group ({smallest})"}
+    top = np.sort(s)[::-1][: depth + 1]
+    spacing = (top[:-1] - top[1:]) * np.arange(1, depth + 1)  # Rényi-normalised: one scale on an exponential-type tail
+    spacing = np.maximum(spacing, max(float(spacing.mean()), 1e-300) * 1e-9)  # tied scores: a tiny, not a zero, spacing
+    total = np.cumsum(spacing)
+    k = np.arange(smallest, cap + 1)
+    # spacings within the group (ranks 1..k-1) against the rest (k..depth): the edge below the k-th user, however wide,
+    # counts with the tail, so a wide edge supports a cut exactly there
+    inner_sum, outer_sum = total[k - 2], total[-1] - total[k - 2]
+    inner, outer = inner_sum / (k - 1), outer_sum / (depth - k + 1)
+    overall = total[-1] / depth
+    evidence = (k - 1) * np.log(overall / inner) + (depth - k + 1) * np.log(overall / outer)
+    evidence = np.where(inner < outer, evidence, -np.inf)
+    best = int(np.argmax(evidence))
+    ratio = float(inner[best] / outer[best])
+    llr = float(evidence[best]) if np.isfinite(evidence[best]) else 0.0  # no cut where the top is denser: no evidence
+    found = bool(llr >= GROUP_MIN_EVIDENCE and ratio <= density_ratio)
+    info = {"candidate_users": int(k[best]), "density_ratio": ratio, "log_likelihood_ratio": llr, "found": found}
+    return (int(k[best]) if found else 0), info
 
 
 def separation_auc(simulated: np.ndarray, data: np.ndarray) -> float:
