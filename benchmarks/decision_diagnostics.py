@@ -17,7 +17,7 @@ is measured by the audit (`benchmarks/defenses.py`, `benchmarks/scorer_ceiling.p
 Per cell and scorer it records the ROC-AUC, where the real fakes fall in the score ranking
 (their median and lowest percentile), how well the scorer separates the defender's *own*
 simulated fakes (separation AUC), and for each rule of the decision layer — top 0.5/1/2/5%,
-mixture, outlier, simulated (the pre-issue-24 rule) and each detector's own rule — the
+mixture, group, outlier, simulated (the pre-issue-24 rule) and each detector's own rule — the
 recall on the injected fakes and the share of genuine users flagged. The injected labels
 are read only here, after scoring.
 """
@@ -31,7 +31,8 @@ import numpy as np
 
 from _common import parse_args, require_shared, write_result
 
-RULES = [("top", 0.005), ("top", 0.01), ("top", 0.02), ("top", 0.05), ("mixture", 0.02), ("outlier", 0.02), ("simulated", 0.02)]
+RULES = [("top", 0.005), ("top", 0.01), ("top", 0.02), ("top", 0.05), ("mixture", 0.02), ("group", 0.03), ("outlier", 0.02),
+         ("simulated", 0.02)]
 
 
 def _rules_table(scores, simulated, is_fake, own_flags=None) -> dict:
