@@ -83,7 +83,8 @@ class PCASelect(DetectorDefense):
             is none (a campaign's fakes load on the top components together; genuine users do not), so
             clean data loses no user. ``rule="paper"`` is the paper's own: remove the ``max_flag_share``
             most suspicious users, the same as ``"top"``.
-        z: the robust z cut of ``rule="outlier"``.
+        z: the robust z cut of ``rule="outlier"``; density_ratio: how much denser than the tail a group
+            must be for ``rule="group"`` (0.1: ten times).
     """
 
     name = "pca"
@@ -91,13 +92,14 @@ class PCASelect(DetectorDefense):
     revision = DECISION_REVISION + 1
 
     def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = "group",
-                 max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", known: str = "random",
-                 known_budget: float = 0.01):
+                 max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", density_ratio: float = 0.1,
+                 known: str = "random", known_budget: float = 0.01):
         if not isinstance(components, int) or components < 1:
             raise ConfigError(f"must be a positive integer, got {components!r}", param="components")
         if direction not in ("auto", "low", "high"):
             raise ConfigError(f"must be 'auto', 'low' or 'high', got {direction!r}", param="direction")
-        self.decision = Decision(rule="top" if rule == "paper" else rule, max_flag_share=max_flag_share, z=z, weights=weights)
+        self.decision = Decision(rule="top" if rule == "paper" else rule, max_flag_share=max_flag_share, z=z, weights=weights,
+                                 density_ratio=density_ratio)
         self.components, self.direction, self.rule = components, direction, rule
         self.known, self.known_budget = known, float(known_budget)
 

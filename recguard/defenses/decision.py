@@ -148,7 +148,7 @@ class Decision:
         posterior, within = None, top_mask(s, cap)  # the budget: the cap most suspicious users
         if self.rule == "paper":
             if paper_flags is None:
-                raise ConfigError("this detector has no published decision rule; choose top, mixture or outlier", param="rule")
+                raise ConfigError("this detector has no published decision rule; choose top, mixture, group or outlier", param="rule")
             flagged = np.asarray(paper_flags, dtype=bool).reshape(-1).copy()
         elif self.rule == "simulated":
             if simulated is None or not len(simulated):

@@ -65,20 +65,21 @@ class LockstepDetector(DetectorDefense):
             0.0025: the 12th most overlapping partner on Amazon Office's 4,905 users, the 56th on
             Beauty's 22,363). A campaign smaller than that share is scored partly on genuine
             partners and escapes; chosen on Amazon Office (docs/defenses.md).
-        rule, max_flag_share, z, weights: the decision (see :class:`~recguard.defenses.decision.Decision`).
+        rule, max_flag_share, z, weights, density_ratio: the decision (see :class:`~recguard.defenses.decision.Decision`).
     """
 
     name = "lockstep"
     revision = DECISION_REVISION
 
     def __init__(self, *, group_share: float = 0.0025, rule: str = DEFAULT_RULE, max_flag_share: float = DEFAULT_FLAG_SHARE,
-                 z: float = 3.0, weights: str = "hard"):
+                 z: float = 3.0, weights: str = "hard", density_ratio: float = 0.1):
         if isinstance(group_share, bool) or not isinstance(group_share, (int, float)) or not 0 < float(group_share) < 0.5:
             raise ConfigError(f"must be a share of the users in (0, 0.5), e.g. 0.0025; got {group_share!r}", param="group_share")
         if rule in ("paper", "simulated"):
             raise ConfigError(f"rule {rule!r} does not apply (CopyCatch's own rule needs timestamps, and this detector simulates "
-                              "no attack); choose top, mixture or outlier", param="rule")
-        self.decision = Decision(rule=rule, max_flag_share=max_flag_share, z=z, weights=weights)
+                              "no attack); choose top, mixture, group or outlier", param="rule")
+        self.decision = Decision(rule=rule, max_flag_share=max_flag_share, z=z, weights=weights,
+                                 density_ratio=density_ratio)
         self.group_share = float(group_share)
 
     def detect(self, split: Split, *, make_victim: Callable, rng: np.random.Generator) -> DefenseOutcome:
