@@ -61,6 +61,32 @@ def test_group_flags_a_dense_group_at_the_top_and_nobody_without_one():
     assert Decision(rule="group", max_flag_share=0.001).decide(s).flagged.sum() == 0
 
 
+def test_group_asks_the_detector_to_confirm_a_candidate_that_is_not_dense():
+    rng = np.random.default_rng(2)
+    s = np.concatenate([rng.normal(0, 1, 2000), rng.normal(4.5, 0.4, 40)])  # a spread group above a normal population
+    fake = np.arange(2000, 2040)
+    assert not Decision(rule="group").decide(s).flagged.any()  # not dense enough on its own
+    seen = {}
+
+    def confirm(candidate, ranked):
+        seen["candidate"], seen["ranked"] = candidate, ranked
+        return {"confirmed": True, "members": fake}
+
+    d = Decision(rule="group").decide(s, confirm=confirm)
+    assert np.array_equal(np.flatnonzero(d.flagged), fake) and d.info["group"]["confirmation"]["confirmed"]
+    assert len(seen["ranked"]) == Decision().budget(len(s)) and np.all(s[seen["ranked"][:-1]] >= s[seen["ranked"][1:]])
+    assert set(seen["candidate"]) <= set(seen["ranked"]) and d.info["group"]["confirmation"]["flagged_users"] == 40
+    refused = Decision(rule="group").decide(s, confirm=lambda c, r: {"confirmed": False})
+    assert not refused.flagged.any() and refused.threshold is None
+    # a dense group needs no confirmation, and none is asked for
+    tight, y = _scores()
+
+    def never(candidate, ranked):
+        raise AssertionError("asked to confirm a group the density test accepted")
+
+    assert Decision(rule="group", max_flag_share=0.05).decide(tight, confirm=never).flagged[y].sum() >= 15
+
+
 def test_mixture_flags_few_when_nothing_stands_apart():
     rng = np.random.default_rng(1)
     s = rng.normal(0, 1, 2000)

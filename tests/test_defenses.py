@@ -508,6 +508,26 @@ def test_pca_select_finds_correlated_fakes_without_an_attack_size(poisoned_split
     assert c[-1] == pytest.approx(first, rel=0.25)
 
 
+def test_shared_rare_item_confirms_a_campaign_and_not_a_genuine_group():
+    from recguard.data import SequenceData
+    from recguard.defenses.baselines import shared_rare_item
+
+    rng = np.random.default_rng(0)
+    genuine = [rng.choice(np.arange(1, 201), size=6, replace=False).tolist() for _ in range(300)]
+    genuine += [[250, *rng.choice(np.arange(1, 201), size=5, replace=False).tolist()] for _ in range(3)]  # 3 genuine fans of 250
+    campaign = [[250, *rng.choice(np.arange(1, 21), size=5, replace=False).tolist()] for _ in range(20)]  # 20 fakes push 250
+    data = SequenceData.from_sequences(genuine + campaign, num_items=250)
+    fakes = np.arange(303, 323)
+    ranked = np.concatenate([fakes, [300, 0, 1]])  # the budget, most suspicious first: the fakes, then genuine users
+    out = shared_rare_item(data, fakes[:12], ranked=ranked)
+    assert out["confirmed"] and out["item"] == 250 and out["held_share"] == 1.0 and out["holders_inside"] == 12 / 23
+    assert out["members"].tolist() == [*fakes.tolist(), 300]  # every fake in the budget, and the one fan ranked there
+    popular_fans = shared_rare_item(data, np.arange(0, 300, 15))  # a genuine group: no item nearly all of them hold
+    assert not popular_fans["confirmed"] and "members" not in popular_fans
+    spread = shared_rare_item(data, np.concatenate([fakes[:4], np.arange(300, 303)]))  # 250's holders, but not a group of its own
+    assert spread["held_share"] == 1.0 and spread["holders_inside"] == 7 / 23 and not spread["confirmed"]
+
+
 def test_apr_adversarial_training_changes_training_and_needs_the_capability(tiny):
     from recguard.defenses import AdversarialTraining
     from recguard.errors import CapabilityError

@@ -27,7 +27,11 @@ false-positive budget:
   spacing at the edge counts with the tail, so a wide edge supports a cut exactly there), and flags the top ``k`` users
   only when the group is at least ``1 / density_ratio`` times denser than the tail below it and
   the log-likelihood ratio is at least :data:`GROUP_MIN_EVIDENCE`. On data without a campaign it
-  flags nobody, so a defense that decides this way costs nothing on clean data.
+  flags nobody, so a defense that decides this way costs nothing on clean data. A detector may
+  pass ``confirm``, its own check of the candidate group when the density test did not accept it
+  (PCA-select: do nearly all of them hold an item that few others hold?); a confirmed candidate
+  is flagged, or the members the check names within the budget (PCA-select: every user within
+  the budget who holds that item).
 - ``rule="outlier"``: flag robust outliers, more than ``z`` scaled median absolute deviations
   above the median, at most ``max_flag_share`` of them.
 - ``rule="paper"``: the detector's published rule, computed by the detector and passed in as
@@ -49,6 +53,7 @@ its own simulation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,11 +137,17 @@ class Decision:
         """The most users this decision may flag among ``n``."""
         return int(np.floor(float(self.max_flag_share) * n + 1e-9))
 
-    def decide(self, scores, *, simulated=None, paper_flags=None) -> Decided:
+    def decide(self, scores, *, simulated=None, paper_flags=None,
+               confirm: Callable[[np.ndarray, np.ndarray], dict] | None = None) -> Decided:
         """Flags and weights for ``scores`` (one per user, higher = more suspicious).
 
         ``simulated``: the same scorer's scores of the defender's simulated fakes (only for the
-        separation check); ``paper_flags``: the detector's published decision (``rule="paper"``).
+        separation check); ``paper_flags``: the detector's published decision (``rule="paper"``);
+        ``confirm``: under ``rule="group"``, called with the indices of a candidate group the
+        density test did not accept and those of every user within the budget, most suspicious
+        first; it returns a dict whose ``"confirmed"`` says whether to flag the candidate, and
+        whose optional ``"members"`` (indices within the budget) replace it as the group (recorded
+        in ``info["group"]["confirmation"]``, without the members).
         """
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
         if not np.isfinite(s).all():
@@ -162,8 +173,17 @@ class Decision:
             robust_z = (s - med) / (mad if mad > 0 else max(float(np.std(s)), 1e-12))
             flagged = within & (robust_z >= float(self.z))
         elif self.rule == "group":
-            size, info["group"] = dense_top_group(s, cap, density_ratio=float(self.density_ratio))
+            size, group = dense_top_group(s, cap, density_ratio=float(self.density_ratio))
+            candidate = group["candidate_users"]
             flagged = top_mask(s, size)
+            if not size and confirm is not None and candidate and group["log_likelihood_ratio"] >= GROUP_MIN_EVIDENCE:
+                ranked = np.argsort(-s, kind="stable")[:cap]
+                verdict = dict(confirm(ranked[:candidate], ranked))
+                members = verdict.pop("members", None)
+                if verdict.get("confirmed"):
+                    flagged = top_mask(s, candidate) if members is None else np.isin(np.arange(n), members) & within
+                group["confirmation"] = {**verdict, "flagged_users": int(flagged.sum())}
+            info["group"] = group
         else:
             posterior, fit = mixture_posterior(s, self.seed)
             info["mixture"] = fit
