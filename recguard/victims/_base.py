@@ -211,6 +211,8 @@ class SequentialVictim:
         self.data_fingerprint_: str | None = None
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
+        #: ``(epoch, state_dict)`` checkpoints kept by ``fit(keep_checkpoints=K)`` (training-data influence)
+        self.checkpoints_: list[tuple[int, dict]] = []
         self.dataset_spec_: dict | None = None
         self.objective_ = None
         self._device = resolve_device(config.device)
@@ -277,6 +279,7 @@ class SequentialVictim:
         progress: bool | None = None,
         on_epoch_end=None,
         adversarial: tuple[float, float] | None = None,
+        keep_checkpoints: int = 0,
     ) -> SequentialVictim:
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -294,6 +297,9 @@ class SequentialVictim:
                 time budgets, logging).
             adversarial: ``(eps, lam)``: APR adversarial training of the item embeddings (the
                 ``apr`` defense).
+            keep_checkpoints: keep that many checkpoints, evenly spaced over training and ending
+                with the returned weights, in ``checkpoints_`` (``(epoch, state_dict)`` pairs on the
+                CPU) for training-data influence (:func:`recguard.probes.influence`).
         """
         from ._objective import resolve_objective
         from ._train import train
@@ -303,9 +309,13 @@ class SequentialVictim:
         n_items = split.train.num_items
         counts = np.bincount(split.train.items, minlength=n_items + 1)[1:] if self.config.sampler == "popularity" else None
         self.objective_ = resolve_objective(self.config, n_items, counts, device=self.device)
+        if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
+            raise ConfigError(f"must be a whole number of checkpoints >= 0, got {keep_checkpoints!r}", param="keep_checkpoints")
         fitted = train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),
-                       rng=rng, progress=progress, on_epoch_end=on_epoch_end, adversarial=check_adversarial(adversarial))
+                       rng=rng, progress=progress, on_epoch_end=on_epoch_end, adversarial=check_adversarial(adversarial),
+                       keep_checkpoints=keep_checkpoints)
         self.seed_, self.history_, self.fit_info_ = fitted.seed, fitted.history, fitted.info
+        self.checkpoints_ = fitted.record.checkpoints
         self.data_fingerprint_ = split.full.fingerprint()
         return self
 

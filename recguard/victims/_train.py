@@ -135,13 +135,14 @@ class Fitted:
 
 def train(
     victim, split: Split, *, user_weights=None, item_weights=None, rng: RNGLike = None, progress: bool | None = None,
-    on_epoch_end=None, adversarial: tuple[float, float] | None = None,
+    on_epoch_end=None, adversarial: tuple[float, float] | None = None, keep_checkpoints: int = 0,
 ) -> Fitted:
     """Train a fresh module of ``victim`` (a :class:`SequentialVictim`, whose ``objective`` is
     resolved for this catalogue) on ``split.train``; early-stop on ``split`` validation.
 
     ``item_weights`` (a tensor of N+1 weights on the victim's device, or None) multiplies every
-    loss term by the weight of its target item.
+    loss term by the weight of its target item. ``keep_checkpoints``: keep that many checkpoints
+    in the returned record (for training-data influence).
 
     ``on_epoch_end(epoch, victim)`` runs after every epoch (model in eval mode, before that
     epoch's validation; its time is not counted in ``train_s``). It returns None to carry on,
@@ -219,7 +220,8 @@ def train(
                 raise DataError(f"the user weights given after epoch {epoch} leave no user with a positive weight")
 
         trainer = Trainer(epochs=cfg.epochs, patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
-                          desc=f"train {victim.architecture}", score_key="valid_ndcg@10", score_label="best_ndcg")
+                          desc=f"train {victim.architecture}", score_key="valid_ndcg@10", score_label="best_ndcg",
+                          keep_checkpoints=keep_checkpoints)
         record = trainer.run(
             module, run_epoch,
             validate=(lambda: evaluate(victim, split, which="valid", ks=(10,))["NDCG@10"]) if len(split.eval_users) else None,

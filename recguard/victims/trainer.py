@@ -92,6 +92,9 @@ class TrainingRecord:
         best_score: the best validation score (None when nothing was validated).
         train_time_s: time in ``run_epoch`` only; callback_time_s: in the epoch-end callback;
         wall_time_s: the whole run.
+        checkpoints: ``(epoch, state_dict on the CPU)`` of up to ``keep_checkpoints`` epochs, evenly
+            spaced over the epochs up to the kept one (the last of them is the kept weights), for
+            training-data influence (TracIn); empty unless the trainer was asked to keep them.
     """
 
     history: list[dict] = field(default_factory=list)
@@ -100,6 +103,32 @@ class TrainingRecord:
     train_time_s: float = 0.0
     callback_time_s: float = 0.0
     wall_time_s: float = 0.0
+    checkpoints: list[tuple[int, dict]] = field(default_factory=list)
+
+
+class CheckpointKeeper:
+    """The module's weights after every ``stride``-th epoch, at most ``2 × keep`` of them (the stride
+    doubles when full, so what is kept stays evenly spaced over any number of epochs)."""
+
+    def __init__(self, keep: int):
+        self.keep, self.stride, self.kept = int(keep), 1, []
+
+    def __call__(self, epoch: int, module: torch.nn.Module) -> None:
+        if self.keep <= 0 or epoch % self.stride:
+            return
+        self.kept.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}))
+        if len(self.kept) > 2 * self.keep:
+            self.stride *= 2
+            self.kept = [(e, st) for e, st in self.kept if e % self.stride == 0]
+
+    def select(self, last_epoch: int, final_state: dict) -> list[tuple[int, dict]]:
+        """``keep`` evenly spaced checkpoints up to ``last_epoch``, ending with ``final_state`` (the kept weights)."""
+        if self.keep <= 0:
+            return []
+        before = [(e, st) for e, st in self.kept if e < last_epoch]
+        picks = np.unique(np.linspace(0, len(before) - 1, self.keep - 1).round().astype(int)) if before and self.keep > 1 else []
+        final = (last_epoch, {k: v.detach().to("cpu", copy=True) for k, v in final_state.items()})
+        return [before[i] for i in picks] + [final]
 
 
 class Trainer:
@@ -116,11 +145,13 @@ class Trainer:
         progress: show a progress bar on stderr (None: when stderr is a terminal).
         desc: the bar's label; score_key: the history key of the validation score; score_label:
             its name on the bar.
+        keep_checkpoints: keep this many checkpoints in the record (``TrainingRecord.checkpoints``).
     """
 
     def __init__(self, *, epochs: int, patience: int = 0, eval_every: int = 1, progress: bool | None = False,
-                 desc: str = "train", score_key: str = "valid", score_label: str = "best"):
+                 desc: str = "train", score_key: str = "valid", score_label: str = "best", keep_checkpoints: int = 0):
         self.epochs, self.patience, self.eval_every = int(epochs), int(patience or 0), max(1, int(eval_every))
+        self.keep_checkpoints = int(keep_checkpoints)
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
         self.desc, self.score_key, self.score_label = desc, score_key, score_label
 
@@ -133,10 +164,12 @@ class Trainer:
         t0 = time.perf_counter()
         bar = self._bar()
         epoch_end = None if on_epoch_end is None else EpochEnd(on_epoch_end, module)
+        keeper = CheckpointKeeper(self.keep_checkpoints)
         for epoch in range(1, self.epochs + 1):
             t_ep = time.perf_counter()
             loss = run_epoch(epoch)
             record.train_time_s += time.perf_counter() - t_ep
+            keeper(epoch, module)
             entry = {"epoch": epoch, "loss": loss, "train_s": record.train_time_s, "time_s": time.perf_counter() - t0}
             update = EpochUpdate() if epoch_end is None else epoch_end(epoch)
             if update.user_weights is not None:
@@ -164,6 +197,7 @@ class Trainer:
         module.eval()
         record.best_epoch = best.epoch if restored else len(record.history)
         record.best_score = best.score if restored else None
+        record.checkpoints = keeper.select(record.best_epoch, module.state_dict())
         record.wall_time_s = time.perf_counter() - t0
         return record
 

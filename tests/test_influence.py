@@ -1,0 +1,147 @@
+"""Training-data influence (recguard.probes.influence): TracIn over the scoring head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import recguard
+from recguard.data import SequenceData
+from recguard.errors import CapabilityError, ConfigError
+from recguard.probes import influence
+from conftest import cyclic_data
+
+TARGET = 41  # the planted item: held by the campaign's users only
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Cyclic histories over items 1..40, plus 6 users who alone hold item 41 (the planted answer)."""
+    base = cyclic_data(num_users=100, num_items=40, length=12, seed=4)
+    seqs = [base[u].tolist() for u in range(base.num_users)]
+    rng = np.random.default_rng(0)
+    seqs += [[int(x) for x in np.ravel(list(zip(rng.integers(1, 41, 6), [TARGET] * 6, strict=True)))] for _ in range(6)]
+    data = SequenceData.from_sequences(seqs, num_items=41)
+    split = data.split()
+    victim = recguard.SASRec(epochs=12, max_len=12, hidden=16).fit(split, rng=0, keep_checkpoints=3)
+    return split, victim, np.arange(100, 106)
+
+
+def test_the_users_who_alone_hold_the_item_are_its_top_proponents(planted):
+    split, victim, campaign = planted
+    result = influence(victim, split, TARGET, query_users=np.arange(100))
+    assert set(result.top(6).tolist()) == set(campaign.tolist())
+    assert (result.scores[campaign] > 0).all() and result.checkpoints == [e for e, _ in victim.checkpoints_]
+    assert 1 <= len(result.checkpoints) <= 3 and result.checkpoints[-1] == victim.fit_info_["best_epoch"]
+    out = result.to_dict(split.train, k=3)
+    assert out["items"] == [TARGET] and len(out["top"]) == 3 and out["top"][0]["user"] in campaign
+
+
+def test_checkpoints_add_up(planted):
+    split, victim, _ = planted
+    queries = np.arange(0, 100, 7)
+    whole = influence(victim, split, TARGET, query_users=queries).scores
+    kept = victim.checkpoints_
+    parts = []
+    try:
+        for checkpoint in kept:
+            victim.checkpoints_ = [checkpoint]
+            parts.append(influence(victim, split, TARGET, query_users=queries).scores)
+    finally:
+        victim.checkpoints_ = kept
+    np.testing.assert_allclose(whole, np.sum(parts, axis=0), rtol=1e-9, atol=1e-9)
+    # the victim's own weights come back after tracing
+    assert all(torch.equal(kept[-1][1][k], v.cpu()) for k, v in victim.module.state_dict().items())
+
+
+class _Head(torch.nn.Module):
+    """The victim's scoring head as a module of its own: hidden states in, item logits out (padding masked)."""
+
+    def __init__(self, victim):
+        super().__init__()
+        self.body = victim.module
+        self.victim = [victim]
+
+    def forward(self, h):
+        logits = self.victim[0].score_representation(h)
+        return torch.cat([torch.full_like(logits[:, :1], -1e9), logits[:, 1:]], dim=1)
+
+
+def test_matches_captum_tracincp_position_by_position(planted, tmp_path):
+    """captum's TracInCP on the same examples (one per next-item position, the head's item table as
+    its layer) gives the same per-user influence once the positions are added up per user."""
+    from captum.influence import TracInCP
+    from safetensors.torch import load_file, save_file
+
+    split, victim, _ = planted
+    train = split.train
+    epoch, state = victim.checkpoints_[-1]
+    path = tmp_path / "checkpoint.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    queries = np.arange(0, 100, 9)
+    users = np.arange(90, 106)  # some genuine users and the campaign
+    kept = victim.checkpoints_
+    victim.checkpoints_ = [(epoch, state)]
+    try:
+        ours = influence(victim, split, TARGET, query_users=queries).scores[users]
+    finally:
+        victim.checkpoints_ = kept
+    lr = float(victim.config.lr)
+    width = victim.max_len + 1
+    x = torch.from_numpy(recguard.data.pad_from_csr(train.items, train.offsets[users], train.lengths[users], width))
+    inp, tgt = x[:, :-1], x[:, 1:]
+    keep = (inp > 0) & (tgt > 0)
+    with torch.no_grad():
+        h_train = victim.hidden_states(inp)[keep]
+        h_query = victim.representation([train[u] for u in queries])
+    owner = np.broadcast_to(np.arange(len(users))[:, None], keep.shape)[keep.numpy()]
+    head = _Head(victim)
+
+    def load(model, p):
+        model.body.load_state_dict(load_file(p))
+        return lr
+
+    def test_loss(logits, items):  # the traced quantity is the items' score; TracIn's test "loss" is its negative
+        return -logits[torch.arange(len(items)), items]
+
+    # per-example losses: captum's per-batch sample-wise gradients only hook Linear and Conv layers, and the head is an Embedding
+    tracin = TracInCP(head, torch.utils.data.TensorDataset(h_train, tgt[keep]), [str(path)], checkpoints_load_func=load,
+                      layers=["body.item_emb"], loss_fn=lambda logits, y: F.cross_entropy(logits, y, reduction="none"),
+                      test_loss_fn=test_loss, batch_size=64)
+    per_position = tracin.influence((h_query, torch.full((len(queries),), TARGET)), k=None).sum(0).double().numpy()
+    theirs = np.bincount(owner, weights=per_position, minlength=len(users))
+    np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-6 * float(np.abs(theirs).max()))
+
+
+def test_bad_requests_are_refused(planted):
+    split, victim, _ = planted
+    with pytest.raises(ConfigError, match="items"):
+        influence(victim, split, 99)
+    with pytest.raises(ConfigError, match="query_users"):
+        influence(victim, split, TARGET, query_users=[10_000])
+    with pytest.raises(ConfigError, match="names no user"):
+        influence(victim, split, TARGET, query_users=np.zeros(0, int))
+    blackbox = recguard.BlackBoxVictim(victim, k=10)  # top-k lists only
+    with pytest.raises(CapabilityError, match="white_box"):
+        influence(blackbox, split, TARGET)
+
+
+def test_the_trainer_keeps_evenly_spaced_checkpoints_ending_with_the_kept_weights():
+    from recguard.victims.trainer import CheckpointKeeper
+
+    module = torch.nn.Linear(2, 2)
+    keeper = CheckpointKeeper(4)
+    for epoch in range(1, 38):
+        with torch.no_grad():
+            module.weight.fill_(epoch)
+        keeper(epoch, module)
+    assert len(keeper.kept) <= 8 and keeper.stride == 8  # never more than twice what is asked for
+    chosen = keeper.select(30, {"weight": torch.full((2, 2), 30.0), "bias": torch.zeros(2)})
+    epochs = [e for e, _ in chosen]
+    assert epochs[-1] == 30 and len(epochs) == 4 and epochs == sorted(set(epochs)) and all(e < 30 for e in epochs[:-1])
+    assert all(float(state["weight"][0, 0]) == e for e, state in chosen)  # each holds its own epoch's weights
+    assert CheckpointKeeper(0).select(5, module.state_dict()) == []
+    with pytest.raises(ConfigError, match="keep_checkpoints"):
+        recguard.SASRec(epochs=1).fit(cyclic_data(), keep_checkpoints=-1)
