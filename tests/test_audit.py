@@ -178,7 +178,7 @@ def test_cells_record_the_training_and_lorec_revisions(monkeypatch):
     from recguard.defenses.decision import DECISION_REVISION
 
     assert cell_key(spec, "poisoned", 0, "random", 0.01, "lockstep")["defense_revision"] == DECISION_REVISION
-    assert cell_key(spec, "poisoned", 0, "random", 0.01, "pca")["defense_revision"] == DECISION_REVISION + 2  # its own default rule
+    assert cell_key(spec, "poisoned", 0, "random", 0.01, "pca")["defense_revision"] == DECISION_REVISION + 3  # its own default rule
 
 
 def test_cells_are_typed_and_keep_the_file_names_of_earlier_audits(monkeypatch):

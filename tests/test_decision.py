@@ -78,13 +78,13 @@ def test_group_asks_the_detector_to_confirm_a_candidate_that_is_not_dense():
     assert set(seen["candidate"]) <= set(seen["ranked"]) and d.info["group"]["confirmation"]["flagged_users"] == 40
     refused = Decision(rule="group").decide(s, confirm=lambda c, r: {"confirmed": False})
     assert not refused.flagged.any() and refused.threshold is None
-    # a dense group needs no confirmation, and none is asked for
-    tight, y = _scores()
-
-    def never(candidate, ranked):
-        raise AssertionError("asked to confirm a group the density test accepted")
-
-    assert Decision(rule="group", max_flag_share=0.05).decide(tight, confirm=never).flagged[y].sum() >= 15
+    # a dense group is flagged as it is when not confirmed, and completed by the members when confirmed
+    dense, y = _scores()
+    as_is = Decision(rule="group", max_flag_share=0.05).decide(dense, confirm=lambda c, r: {"confirmed": False})
+    assert as_is.flagged[y].sum() >= 15 and not (as_is.flagged & ~y).any()
+    completed = Decision(rule="group", max_flag_share=0.05).decide(dense, confirm=lambda c, r: {"confirmed": True,
+                                                                                                "members": np.flatnonzero(y)})
+    assert np.array_equal(completed.flagged, y)
 
 
 def test_mixture_flags_few_when_nothing_stands_apart():

@@ -113,19 +113,20 @@ class PCASelect(DetectorDefense):
         rule, max_flag_share, weights: the decision (see :class:`~recguard.defenses.decision.Decision`).
             Default ``"group"``: remove the dense group at the top of the ranking, or nobody when there
             is none (a campaign's fakes load on the top components together; genuine users do not), so
-            clean data loses no user. With ``confirm=True`` (default) a candidate group that is not
-            dense enough is still removed when nearly all of its members hold an item few others hold
-            (:func:`shared_rare_item`): what a promotion campaign is. ``rule="paper"`` is the paper's own: remove the ``max_flag_share``
+            clean data loses no user. With ``confirm=True`` (default) the candidate group is checked
+            with :func:`shared_rare_item` (nearly all of its members hold an item few others hold:
+            what a promotion campaign is); confirmed, every user within the budget who holds that
+            item is removed, whether or not the group was dense enough. ``rule="paper"`` is the paper's own: remove the ``max_flag_share``
             most suspicious users, the same as ``"top"``.
         z: the robust z cut of ``rule="outlier"``; density_ratio: how much denser than the tail a group
             must be for ``rule="group"`` (0.1: ten times).
-        confirm: under ``rule="group"``, check a candidate group that is not dense enough with
-            :func:`shared_rare_item` and remove it when confirmed.
+        confirm: under ``rule="group"``, check the candidate group with :func:`shared_rare_item`
+            and remove every holder of its item within the budget when confirmed.
     """
 
     name = "pca"
     #: the decision layer's revision, two higher: PCA-select decides by ``rule="group"`` with its item check unless told otherwise
-    revision = DECISION_REVISION + 2
+    revision = DECISION_REVISION + 3
 
     def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = "group",
                  max_flag_share: float = DEFAULT_FLAG_SHARE, z: float = 3.0, weights: str = "hard", density_ratio: float = 0.1,

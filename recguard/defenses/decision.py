@@ -28,10 +28,10 @@ false-positive budget:
   only when the group is at least ``1 / density_ratio`` times denser than the tail below it and
   the log-likelihood ratio is at least :data:`GROUP_MIN_EVIDENCE`. On data without a campaign it
   flags nobody, so a defense that decides this way costs nothing on clean data. A detector may
-  pass ``confirm``, its own check of the candidate group when the density test did not accept it
-  (PCA-select: do nearly all of them hold an item that few others hold?); a confirmed candidate
-  is flagged, or the members the check names within the budget (PCA-select: every user within
-  the budget who holds that item).
+  pass ``confirm``, its own check of the candidate group (PCA-select: do nearly all of them hold
+  an item that few others hold?); a confirmed candidate is flagged even when it is not dense
+  enough, as the members the check names within the budget (PCA-select: every user within the
+  budget who holds that item), which also completes a dense group whose cut fell inside it.
 - ``rule="outlier"``: flag robust outliers, more than ``z`` scaled median absolute deviations
   above the median, at most ``max_flag_share`` of them.
 - ``rule="paper"``: the detector's published rule, computed by the detector and passed in as
@@ -143,11 +143,13 @@ class Decision:
 
         ``simulated``: the same scorer's scores of the defender's simulated fakes (only for the
         separation check); ``paper_flags``: the detector's published decision (``rule="paper"``);
-        ``confirm``: under ``rule="group"``, called with the indices of a candidate group the
-        density test did not accept and those of every user within the budget, most suspicious
-        first; it returns a dict whose ``"confirmed"`` says whether to flag the candidate, and
-        whose optional ``"members"`` (indices within the budget) replace it as the group (recorded
-        in ``info["group"]["confirmation"]``, without the members).
+        ``confirm``: under ``rule="group"``, called with the indices of the candidate group (the
+        best cut, dense enough or not) and those of every user within the budget, most suspicious
+        first; it returns a dict whose ``"confirmed"`` says whether the candidate is a group (flag
+        it even when the density test did not accept it), and whose optional ``"members"``
+        (indices within the budget) then replace it as the group (recorded in
+        ``info["group"]["confirmation"]``, without the members). An unconfirmed candidate that
+        the density test accepted is flagged as it is.
         """
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
         if not np.isfinite(s).all():
@@ -176,7 +178,7 @@ class Decision:
             size, group = dense_top_group(s, cap, density_ratio=float(self.density_ratio))
             candidate = group["candidate_users"]
             flagged = top_mask(s, size)
-            if not size and confirm is not None and candidate and group["log_likelihood_ratio"] >= GROUP_MIN_EVIDENCE:
+            if confirm is not None and candidate and group["log_likelihood_ratio"] >= GROUP_MIN_EVIDENCE:
                 ranked = np.argsort(-s, kind="stable")[:cap]
                 verdict = dict(confirm(ranked[:candidate], ranked))
                 members = verdict.pop("members", None)
