@@ -1,0 +1,112 @@
+"""Forensics by training-data influence: do the injected users top the influence ranking of the
+items they pushed? (issue 27)
+
+Usage:
+    python benchmarks/forensics.py --dataset amazon-office --seeds 0,1,2,3,4
+    python benchmarks/forensics.py --dataset ml-1m --seeds 0,1 --attacks random,popular
+
+For every (attack, seed): poison the training data at ``--budget`` (1%) with the attack's default
+targets (5 unpopular items), train SASRec (max_len 50, patience 3) keeping ``--checkpoints`` (5)
+checkpoints, and rank every training user by :func:`recguard.probes.influence` on the targets
+(each target's query: the users whose top-50 list shows it). Recorded: the recall of the injected
+users among the top 1% most influential users (and the precision there), the ROC-AUC of the
+influence against the injected labels, the number of query users, and the seconds per target
+item. The surrogate attack uses the clean model of the same seed as its surrogate (white-box).
+The injected labels are read only after ranking. Each finished cell is kept in
+runs/bench/forensics_<dataset>/ so an interrupted run resumes; the summary goes to
+benchmarks/results/forensics_<dataset>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from _common import HERE, parse_args, require_ml1m, require_shared, write_result
+
+
+def _data_path(dataset: str) -> str | None:
+    if dataset == "ml-100k":
+        return None
+    return str(require_ml1m()) if dataset == "ml-1m" else str(require_shared(dataset))
+
+
+def _cell(split, attack: str, seed: int, args, clean_cache: dict) -> dict:
+    import recguard
+    from recguard.attacks.poisoning import ModelGuidedAttack, make_attack
+    from recguard.probes import influence
+    from sklearn.metrics import roc_auc_score
+
+    def victim():
+        return recguard.SASRec(max_len=args.max_len, patience=3)
+
+    atk = make_attack(attack, budget=args.budget, max_profile_length=args.max_len)
+    if isinstance(atk, ModelGuidedAttack):
+        if seed not in clean_cache:
+            clean_cache[seed] = victim().fit(split, rng=seed)
+        atk = atk.with_surrogate(clean_cache[seed])
+    res = atk.poison(split.train, rng=np.random.default_rng([seed, 7]))
+    poisoned = split.with_train(res.data)
+    t0 = time.perf_counter()
+    model = victim().fit(poisoned, rng=seed, keep_checkpoints=args.checkpoints)
+    train_s = time.perf_counter() - t0
+    targets = [int(t) for t in np.atleast_1d(res.targets)]
+    result = influence(model, poisoned, targets, top_k=50)
+    fake = np.zeros(poisoned.train.num_users, dtype=bool)
+    fake[np.asarray(res.fake_users)] = True
+    top = result.top(int(np.ceil(0.01 * poisoned.train.num_users)))
+    return {"attack": attack, "seed": seed, "budget": args.budget, "fakes": int(fake.sum()), "targets": targets,
+            "traced_items": result.items, "skipped_items": result.info["skipped_items"],
+            "query_users": {str(k): int(len(v)) for k, v in result.query_users.items()},
+            "recall_top1pct": float(fake[top].sum() / fake.sum()), "precision_top1pct": float(fake[top].mean()),
+            "roc_auc": float(roc_auc_score(fake, result.scores)), "checkpoints": result.checkpoints,
+            "influence_s": result.info["time_s"], "seconds_per_item": result.info["time_s"] / max(1, len(result.items)),
+            "train_s": train_s, "positions": result.info["positions"]}
+
+
+def _interval(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=float)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)], "n": int(len(v))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="amazon-office", choices=["amazon-office", "amazon-beauty", "ml-1m", "ml-100k"])
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--attacks", default="random,popular,segment,surrogate")
+    ap.add_argument("--budget", type=float, default=0.01)
+    ap.add_argument("--checkpoints", type=int, default=5)
+    ap.add_argument("--max-len", type=int, default=50)
+    args = parse_args(ap)
+    import recguard
+    from recguard._io import atomic_write_json
+
+    split = recguard.data.load(args.dataset, path=_data_path(args.dataset)).split()
+    folder = HERE.parent / "runs" / "bench" / f"forensics_{args.dataset}"
+    folder.mkdir(parents=True, exist_ok=True)
+    cells, clean_cache = [], {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for attack in [a for a in args.attacks.split(",") if a]:
+            f = folder / f"{attack}_b{args.budget:g}_k{args.checkpoints}_seed{seed}.json"
+            if f.exists():
+                cell = json.loads(f.read_text())
+            else:
+                cell = _cell(split, attack, seed, args, clean_cache)
+                atomic_write_json(f, cell)
+            cells.append(cell)
+            print(f"{attack:10s} seed {seed}: recall@top1% {cell['recall_top1pct']:.3f} precision {cell['precision_top1pct']:.3f} "
+                  f"AUC {cell['roc_auc']:.3f} items {cell['traced_items']} ({cell['seconds_per_item']:.1f} s per item)", flush=True)
+    summary = {}
+    for attack in sorted({c["attack"] for c in cells}):
+        rows = [c for c in cells if c["attack"] == attack]
+        summary[attack] = {key: _interval([c[key] for c in rows])
+                           for key in ("recall_top1pct", "precision_top1pct", "roc_auc", "seconds_per_item")}
+    write_result(f"forensics_{args.dataset}", {"cells": cells, "summary": summary, "settings": vars(args)})
+
+
+if __name__ == "__main__":
+    main()
