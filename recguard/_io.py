@@ -171,7 +171,7 @@ class ArtifactKind:
 
 ARTIFACTS = {
     "victim": ArtifactKind("saved victim", "config.json", ("recguard-victim",),
-                           frozenset({"config.json", "weights.safetensors"})),
+                           frozenset({"config.json", "weights.safetensors", "checkpoints.safetensors"})),
     "sae": ArtifactKind("saved SAE", "sae.json", ("recguard-sae/1",), frozenset({"sae.json", "sae.safetensors"})),
     "probe": ArtifactKind("saved SAE probe", "probe.json", ("recguard-probe/1",),
                           frozenset({"sae.json", "sae.safetensors", "probe.json"})),
@@ -274,6 +274,7 @@ class atomic_directory:
 OUTPUT_KINDS = {
     "audit": "audit", "probe-report": "probe report", "extraction": "extraction",
     "attack": "poisoned-data export", "debias": "debiasing report", "check-reports": "robustness-check reports",
+    "forensics": "forensics report",
 }
 
 

@@ -12,6 +12,7 @@ from recguard.data import SequenceData
 from recguard.errors import CapabilityError, ConfigError
 from recguard.probes import influence
 from conftest import cyclic_data
+from test_audit import atomic  # noqa: F401 - the fixture
 
 TARGET = 41  # the planted item: held by the campaign's users only
 
@@ -145,3 +146,28 @@ def test_the_trainer_keeps_evenly_spaced_checkpoints_ending_with_the_kept_weight
     assert CheckpointKeeper(0).select(5, module.state_dict()) == []
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         recguard.SASRec(epochs=1).fit(cyclic_data(), keep_checkpoints=-1)
+
+
+def test_the_forensics_command_writes_its_report_and_refuses_unknown_ids(atomic, tmp_path, capsys):  # noqa: F811
+    import json
+
+    from recguard.cli import main
+
+    model = tmp_path / "victim"
+    assert main(["train", "--dataset", str(atomic), "--out", str(model), "--epochs", "4", "--max-len", "12",
+                 "--keep-checkpoints", "2", "--no-progress"]) == 0
+    assert (model / "checkpoints.safetensors").exists()
+    capsys.readouterr()
+    fakes = tmp_path / "injected.txt"
+    fakes.write_text("3\n7\n")
+    out = tmp_path / "who"
+    assert main(["forensics", "--model-dir", str(model), "--item", "5", "--users", "1,2,3,4", "--out", str(out),
+                 "--injected", str(fakes), "--show", "10"]) == 0
+    report = json.loads((out / "forensics.json").read_text())
+    assert report["items"] and report["query_users"] == {str(report["items"][0]): 4} and len(report["checkpoints"]) == 2
+    assert len(report["top"]) == 10 and all("injected" in row for row in report["top"])
+    page = (out / "forensics.html").read_text()
+    assert "Who pushed 5?" in page and "<table>" in page
+    assert main(["forensics", "--model-dir", str(model), "--item", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --item: item 'nope' is not in the training data (ids as written in the data file)"]

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import AuditInterrupted, RecguardError, UserCodeError
-from . import _audit, _datasets, _debias, _extract, _probe, _train
+from . import _audit, _datasets, _debias, _extract, _forensics, _probe, _train
 
 app = typer.Typer(
     name="recguard",
@@ -32,6 +32,7 @@ app.command("report")(_audit.report)
 app.command("extract")(_extract.extract)
 app.command("debias")(_debias.debias)
 app.command("probe")(_probe.probe)
+app.command("forensics")(_forensics.forensics)
 
 
 _DEBUG = {"on": False}

@@ -41,6 +41,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model)."),
     set_: list[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set num_negatives=1024)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a victim saved earlier at --out (never anything else)."),
+    keep_checkpoints: int = typer.Option(0, "--keep-checkpoints", help="Save K checkpoints evenly spaced over training "
+                                         "(checkpoints.safetensors) for `recguard forensics`."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a victim on a dataset and save it, then print its test metrics."""
@@ -64,7 +66,12 @@ def train(
     typer.echo(f"training {model} on {data!r}", err=True)
     victim.dataset_spec_ = dataset_spec(dataset, path, min_rating, k_core)
     split = data.split()
-    victim.fit(split, rng=seed, progress=progress)
+    if keep_checkpoints < 0:
+        raise ConfigError(f"must be >= 0, got {keep_checkpoints}", param="--keep-checkpoints")
+    if keep_checkpoints and is_factory_path(model):
+        raise ConfigError("a wrapped model's training is its own fit_fn's; --keep-checkpoints works with sasrec, bert4rec "
+                          "and gru4rec", param="--keep-checkpoints")
+    victim.fit(split, rng=seed, progress=progress, **({"keep_checkpoints": keep_checkpoints} if keep_checkpoints else {}))
     metrics = run_eval(victim, split, which="test", ks=(10, 20))
     victim.fit_info_["test"] = metrics
     victim.save(out, overwrite=overwrite)

@@ -415,7 +415,8 @@ class SequentialVictim:
 
     # ------------------------------------------------------------------- artifacts
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``weights.safetensors`` + ``config.json`` atomically to ``directory``.
+        """Write ``weights.safetensors`` + ``config.json`` atomically to ``directory`` (and
+        ``checkpoints.safetensors`` when training kept checkpoints: ``fit(keep_checkpoints=K)``).
 
         ``directory`` must not exist, be empty, or (with ``overwrite=True``) hold a victim saved
         by recguard and nothing else; anything else is refused with
@@ -438,11 +439,15 @@ class SequentialVictim:
             "dataset": self.dataset_spec_,
             "training": self.fit_info_,
             "history": self.history_,
+            "checkpoint_epochs": [int(e) for e, _ in self.checkpoints_],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+        kept = {f"{e}/{k}": v.contiguous() for e, st in self.checkpoints_ for k, v in st.items()}
         with atomic_directory(directory, kind="victim", overwrite=overwrite) as tmp:
             save_file(state, str(tmp / "weights.safetensors"))
+            if kept:
+                save_file(kept, str(tmp / "checkpoints.safetensors"))
             (tmp / "config.json").write_text(to_json(meta))
         return directory
 
@@ -481,7 +486,37 @@ class SequentialVictim:
         except RuntimeError as exc:
             raise ArtifactError(f"{where}: weights do not match a {cls.architecture} with this config: {exc}") from None
         victim.module_ = module.to(victim.device).eval()
+        victim.checkpoints_ = read_checkpoints(where, meta, want)
         return restore_provenance(victim, meta)
+
+
+def read_checkpoints(where: Path, meta: dict, shapes: dict[str, tuple]) -> list[tuple[int, dict]]:
+    """The ``(epoch, state_dict)`` checkpoints saved beside a victim (``checkpoints.safetensors``), or
+    ``[]``; each must hold exactly the model's tensors (``shapes``) and only finite values."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = where / "checkpoints.safetensors"
+    epochs = meta.get("checkpoint_epochs") or []
+    if not path.exists():
+        if epochs:
+            raise ArtifactError(f"{path}: missing, but config.json lists checkpoints of epochs {epochs}")
+        return []
+    if not isinstance(epochs, list) or not all(isinstance(e, int) and not isinstance(e, bool) for e in epochs):
+        raise ArtifactError(f"{where / 'config.json'}: 'checkpoint_epochs' must be a list of epoch numbers, got {epochs!r}")
+    try:
+        flat = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path}: cannot read safetensors ({exc})") from None
+    out = []
+    for epoch in epochs:
+        state = {k: flat.get(f"{epoch}/{k}") for k in shapes}
+        if any(v is None or tuple(v.shape) != shapes[k] for k, v in state.items()):
+            raise ArtifactError(f"{path}: the checkpoint of epoch {epoch} does not hold this model's tensors")
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise ArtifactError(f"{path}: the checkpoint of epoch {epoch} holds non-finite weights")
+        out.append((int(epoch), state))
+    return out
 
 
 def restore_provenance(victim, meta: dict):
