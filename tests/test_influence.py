@@ -171,3 +171,26 @@ def test_the_forensics_command_writes_its_report_and_refuses_unknown_ids(atomic,
     assert main(["forensics", "--model-dir", str(model), "--item", "nope", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --item: item 'nope' is not in the training data (ids as written in the data file)"]
+
+
+def test_an_audit_traces_the_injected_users_of_its_undefended_cells(tmp_path):
+    from recguard.audit import AuditSpec, run_audit
+    from recguard.audit.cells import cell_key
+
+    spec = AuditSpec(dataset="ml-100k", model="sasrec", model_config={"epochs": 3, "max_len": 12, "hidden": 16},
+                     attacks=("random",), budgets=(0.03,), seeds=(0,), defenses=("none", "pca"), forensics=2,
+                     targets="popular")  # items the lists show after a short training, so there is something to trace
+    res = run_audit(spec, tmp_path / "a", progress=False)
+    cells = {c["defense"]: c for c in res["cells"] if c["kind"] == "poisoned"}
+    traced = cells["none"]["forensics"]
+    assert "forensics" not in cells["pca"] and traced["checkpoints"] and len(traced["checkpoints"]) <= 2
+    assert 0 <= traced["recall_top1pct"] <= 1 and traced["traced_items"]
+    row = next(r for r in res["summary"] if r["defense"] == "none")
+    assert row["forensics"]["cells"] == 1 and row["forensics"]["recall_top1pct"]["mean"] == traced["recall_top1pct"]
+    assert "Forensics: who pushed the targets" in (tmp_path / "a" / "report.md").read_text()
+    assert "Forensics: who pushed the targets" in (tmp_path / "a" / "report.html").read_text()
+    # the option is part of the undefended cells' keys only
+    assert "forensics" in cell_key(spec, "poisoned", 0, "random", 0.03, "none")
+    assert "forensics" not in cell_key(spec, "poisoned", 0, "random", 0.03, "pca")
+    with pytest.raises(ConfigError, match="forensics"):
+        AuditSpec(attacks=("random",), forensics=-1)

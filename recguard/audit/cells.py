@@ -33,6 +33,10 @@ def short_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+#: bumped when the forensics an undefended poisoned cell records change for the same inputs
+FORENSICS_REVISION = 1
+
+
 def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: float = 0.0, defense: str = "") -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's file."""
     from .. import victims
@@ -60,6 +64,8 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
         revision = getattr(DEFENSES.get(defense), "revision", None)
         if revision is not None:  # a defense whose numbers changed for the same seed declares a new revision
             base["defense_revision"] = revision
+    if kind == "poisoned" and spec.forensics and getattr(DEFENSES.get(defense), "baseline", False):
+        base["forensics"] = {"checkpoints": spec.forensics, "revision": FORENSICS_REVISION}
     return base
 
 
@@ -172,6 +178,7 @@ class CellResult:
     poisoned_fingerprint: str | None = None
     detection: dict | None = None
     attack_time_s: float | None = None
+    forensics: dict | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

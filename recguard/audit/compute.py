@@ -71,8 +71,8 @@ def load_split(spec: AuditSpec) -> Split:
     return _SPLITS[key]
 
 
-def make_victim_fn(spec: AuditSpec, num_items: int):
-    cfg = dict(spec.model_config)
+def make_victim_fn(spec: AuditSpec, num_items: int, **overrides):
+    cfg = {**spec.model_config, **overrides}
     return lambda: build_victim(spec.model, num_items=num_items, **cfg)
 
 
@@ -375,6 +375,9 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
             attack, extraction = _equip(attack, spec, store, split, cell.seed)
     result = poison(split.train, attack, seed=cell.seed, budget=cell.budget, name=cell.attack)
     attack_s = time.perf_counter() - t0
+    traced = "forensics" in cell.key
+    if traced and not is_factory_path(spec.model):  # a wrapped model's training is its own: its final weights are traced
+        make_v = make_victim_fn(spec, num_items, keep_checkpoints=spec.forensics)
     victim, outcome, train_s, defense_s = _train_defended(spec, split.with_train(result.data), cell.defense, cell.seed, make_v,
                                                           defense_stream(cell.seed, cell.attack, cell.budget, cell.defense))
     metrics = _victim_metrics(victim, split, result.targets, spec.ks)
@@ -396,8 +399,29 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
         poisoned_fingerprint=result.data.fingerprint(), metrics=metrics, clean_target=clean_target, derived=derived,
         defense_info=outcome.info, detection=_detection(outcome, result), extraction=extraction,
         train=victim.fit_info_, attack_time_s=attack_s, defense_time_s=defense_s, train_time_s=train_s,
+        forensics=_forensics(victim, split.with_train(result.data), result) if traced else None,
         wall_time_s=time.perf_counter() - t0,
     )
+
+
+def _forensics(victim, poisoned: Split, result) -> dict:
+    """How well training-data influence on the targets finds the injected users: recall and precision
+    among the top 1% most influential training users, ROC-AUC, and the time per traced item."""
+    from sklearn.metrics import roc_auc_score
+
+    from ..probes import influence
+
+    fake = np.zeros(poisoned.train.num_users, dtype=bool)
+    fake[np.asarray(result.fake_users, dtype=np.int64)] = True
+    try:
+        traced = influence(victim, poisoned, [int(t) for t in result.targets])
+    except ConfigError as exc:  # no list shows any target: nothing was pushed far enough to trace
+        return {"traced_items": [], "reason": str(exc)}
+    top = traced.top(int(np.ceil(0.01 * len(fake))))
+    return {"traced_items": traced.items, "checkpoints": traced.checkpoints,
+            "recall_top1pct": float(fake[top].sum() / max(1, fake.sum())), "precision_top1pct": float(fake[top].mean()),
+            "roc_auc": float(roc_auc_score(fake, traced.scores)) if 0 < fake.sum() < len(fake) else None,
+            "seconds_per_item": traced.info["time_s"] / max(1, len(traced.items))}
 
 
 def compute(spec: AuditSpec, cell: Cell, store: ArtifactStore, clean: CellResult | None = None) -> CellResult:

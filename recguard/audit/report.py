@@ -104,6 +104,23 @@ def _detection_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+_FORENSICS_HEADERS = ["attack", "budget", "recall in the top 1%", "precision in the top 1%", "ROC-AUC", "s per item", "cells"]
+_FORENSICS_NOTE = ("Training-data influence (TracIn over the scoring head, across the checkpoints the undefended victim kept) "
+                   "of every training user on the targets' scores for the users whose top-50 lists show them; recall and "
+                   "precision of the injected users among the top 1% most influential training users. The labels are "
+                   "read only after ranking.")
+
+
+def _forensics_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for r in results["summary"]:
+        f = r.get("forensics")
+        if f:
+            rows.append([r["attack"], _budget(r["budget"]), _fmt(f["recall_top1pct"], 2), _fmt(f["precision_top1pct"], 2),
+                         _fmt(f["roc_auc"], 3), _fmt(f["seconds_per_item"], 1), str(f["cells"])])
+    return rows
+
+
 _CTRL_HEADERS = ["defense", "clean T-HR@{k}", "T-HR@{k} with defense", "shift", "NDCG@10", "clean cost", "users down-weighted",
                  "cell s"]
 _CTRL_NOTE = ("Each defense trained on the clean data (no attack), same seeds and targets. Shift = its T-HR minus the clean "
@@ -155,6 +172,11 @@ def render_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in det]
         lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: its decision rule; LoRec: down-weighted "
                   "users; PCA: removed users); FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
+    traced = _forensics_rows(results)
+    if traced:
+        lines += ["", "## Forensics: who pushed the targets", "", "| " + " | ".join(_FORENSICS_HEADERS) + " |",
+                  "|" + "---|" * len(_FORENSICS_HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in traced] + ["", _FORENSICS_NOTE]
     if _controlled(results):
         heads, ctrl = _control_rows(results)
         lines += ["", "## Defenses on clean data (controls)", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
@@ -337,6 +359,10 @@ def render_html(results: dict) -> str:
             "ROC-/PR-AUC of each defense's suspicion score on the injected fake users; precision, recall and F1 at the "
             "defense's own decision (LLM4Dec: its decision rule; LoRec: users it down-weighted; PCA: users it removed); "
             "FPR over genuine users. Defenses learn only from an attack they simulate themselves (never from these labels).")))
+    traced = _forensics_rows(results)
+    if traced:
+        sections.append(Section("Forensics: who pushed the targets", table=Table(list(_FORENSICS_HEADERS), traced, left={0, 1}),
+                                note=_FORENSICS_NOTE))
     if _controlled(results):
         heads, ctrl = _control_rows(results)
         sections.append(Section("Defenses on clean data (controls)", table=Table(heads, ctrl), note=_CTRL_NOTE))

@@ -132,6 +132,11 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
         row["clean_cost_NDCG@10"] = mean_interval([c["derived"]["clean_cost_NDCG@10"] for c in cs])
         row["wall_time_s"] = mean_interval([c["wall_time_s"] for c in cs])
         row["defense_time_s"] = mean_interval([c.get("defense_time_s") for c in cs])
+        traced = [c["forensics"] for c in cs if (c.get("forensics") or {}).get("traced_items")]
+        if traced:
+            row["forensics"] = {m: mean_interval([f.get(m) for f in traced])
+                                for m in ("recall_top1pct", "precision_top1pct", "roc_auc", "seconds_per_item")}
+            row["forensics"]["cells"] = len(traced)
         dets = [c.get("detection") for c in cs if c.get("detection")]
         if dets:
             row["detection"] = {m: mean_interval([d.get(m) for d in dets]) for m in DETECTION_METRICS}

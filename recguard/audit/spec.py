@@ -38,7 +38,7 @@ EXTRACTION_TYPES = {"mode": "str", "num_sequences": "int", "length": "int | None
                     "real_fraction": "float", "random_share": "float"}
 EXTRACTION_KEYS = set(EXTRACTION_TYPES)
 # the grid's extent: a resumed audit may add or drop these (every cell is keyed by all it depends on)
-GRID_KEYS = ("attacks", "budgets", "defenses", "seeds", "inject", "defense_controls")
+GRID_KEYS = ("attacks", "budgets", "defenses", "seeds", "inject", "defense_controls", "forensics")
 # how to run, not what: a TOML spec may hold them, they never change a number
 EXECUTION_TYPES = {"backend": "str", "jobs": "int", "threads": "int | None", "address": "str | None",
                    "max_retries": "int", "transport": "str"}
@@ -106,6 +106,10 @@ class AuditSpec:
             (``data-free``/``few-shot``), ``num_sequences``, ``length``, ``k``, ``surrogate``
             (architecture), ``epochs``, ``real_fraction``, ``random_share``.
         ks: cut-offs of the target metrics.
+        forensics: trace the injected users by training-data influence in every undefended
+            poisoned cell: the victim keeps this many checkpoints, and the cell records the recall
+            of the fake users among the top 1% most influential training users for the targets
+            (:func:`recguard.probes.influence`); 0 (default) turns it off.
     """
 
     dataset: str = "ml-100k"
@@ -128,6 +132,7 @@ class AuditSpec:
     surrogate: str = "victim"
     ks: tuple[int, ...] = (10, 50)
     extraction: dict = field(default_factory=dict)
+    forensics: int = 0
 
     def __post_init__(self) -> None:
         """Check and normalise every field; a bad one is a :class:`ConfigError` naming it."""
@@ -143,7 +148,7 @@ class AuditSpec:
     def _normalise_fields(self) -> None:
         for name, ann in (("dataset", "str"), ("path", "str | None"), ("min_rating", "float | None"), ("k_core", "int | None"),
                           ("model", "str"), ("defense_controls", "bool"), ("num_targets", "int"), ("order", "str"),
-                          ("surrogate", "str")):
+                          ("surrogate", "str"), ("forensics", "int")):
             self._set(name, check_value(name, getattr(self, name), ann))
         for name in ("model_config", "extraction"):
             self._set(name, _table(name, getattr(self, name)))
@@ -174,6 +179,8 @@ class AuditSpec:
 
         if self.num_targets < 1:
             raise ConfigError(f"must be a positive integer, got {self.num_targets}", param="num_targets")
+        if self.forensics < 0:
+            raise ConfigError(f"must be a number of checkpoints >= 0 (0 = off), got {self.forensics}", param="forensics")
         if not self.attacks and not self.inject and not (self.defense_controls and self.defended()):
             raise ConfigError("nothing to audit: give at least one attack or --inject file (or --defense-controls with a "
                               "defense other than none)", param="attacks")

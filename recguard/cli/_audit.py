@@ -42,6 +42,9 @@ def audit(
     defense_controls: bool | None = typer.Option(None, "--defense-controls/--no-defense-controls",
                                                     help="Also train each defense on the clean data (one cell per defense "
                                                     "and seed): its own effect on the targets, and the removal net of it."),
+    forensics: int | None = typer.Option(None, "--forensics", help="Trace the injected users by training-data influence in "
+                                         "every undefended poisoned cell, with this many checkpoints (0 = off): the recall "
+                                         "of the fakes among the top 1% most influential users for the targets."),
     seeds: str | None = typer.Option(None, "--seeds", "-s", help="Comma-separated seeds, e.g. 0,1,2."),
     targets: str | None = typer.Option(None, "--targets", help="unpopular, popular, or comma-separated item ids."),
     order: str | None = typer.Option(None, "--order", help="Target placement: interleave, target_last, random."),
@@ -70,7 +73,8 @@ def audit(
 
     spec, execution = read_toml(config) if config else (AuditSpec(), {})
     plain = {"dataset": dataset, "path": None if path is None else str(path.resolve()), "model": model, "order": order,
-             "defense_controls": defense_controls, "surrogate": surrogate, "inject": tuple(str(p) for p in inject) or None}
+             "defense_controls": defense_controls, "surrogate": surrogate, "inject": tuple(str(p) for p in inject) or None,
+             "forensics": forensics}
     changes: dict = {k: v for k, v in plain.items() if v is not None}
     for key, val, cast in (("attacks", attacks, str), ("budgets", budgets, float), ("defenses", defense, str), ("seeds", seeds, int)):
         parsed = _csv(val, cast)

@@ -279,7 +279,7 @@ class SequentialVictim:
         progress: bool | None = None,
         on_epoch_end=None,
         adversarial: tuple[float, float] | None = None,
-        keep_checkpoints: int = 0,
+        keep_checkpoints: int | None = None,
     ) -> SequentialVictim:
         """Train on ``data`` (leave-one-out: train part, early stopping on validation NDCG@10).
 
@@ -299,7 +299,8 @@ class SequentialVictim:
                 ``apr`` defense).
             keep_checkpoints: keep that many checkpoints, evenly spaced over training and ending
                 with the returned weights, in ``checkpoints_`` (``(epoch, state_dict)`` pairs on the
-                CPU) for training-data influence (:func:`recguard.probes.influence`).
+                CPU) for training-data influence (:func:`recguard.probes.influence`); default: the
+                config's ``keep_checkpoints`` (0).
         """
         from ._objective import resolve_objective
         from ._train import train
@@ -309,6 +310,8 @@ class SequentialVictim:
         n_items = split.train.num_items
         counts = np.bincount(split.train.items, minlength=n_items + 1)[1:] if self.config.sampler == "popularity" else None
         self.objective_ = resolve_objective(self.config, n_items, counts, device=self.device)
+        if keep_checkpoints is None:
+            keep_checkpoints = self.config.keep_checkpoints
         if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
             raise ConfigError(f"must be a whole number of checkpoints >= 0, got {keep_checkpoints!r}", param="keep_checkpoints")
         fitted = train(self, split, user_weights=user_weights, item_weights=None if iw is None else torch.tensor(iw, device=self.device),

@@ -39,6 +39,8 @@ class BaseConfig:
         sampler: proposal of the shared negatives, ``"uniform"`` or ``"popularity"`` (training
             counts + 1); the loss corrects for it.
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
+        keep_checkpoints: checkpoints ``fit`` keeps for training-data influence unless its own
+            ``keep_checkpoints`` says otherwise (0: none).
     """
 
     hidden: int = 64
@@ -57,6 +59,7 @@ class BaseConfig:
     num_negatives: int | None = None
     sampler: str = "uniform"
     gbce_t: float = 0.75
+    keep_checkpoints: int = 0
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -77,6 +80,8 @@ class BaseConfig:
             raise ConfigError(f"must be > 0, got {self.lr!r}", param="lr")
         if int(self.patience) < 0:
             raise ConfigError(f"must be >= 0, got {self.patience!r}", param="patience")
+        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ConfigError(f"must be a whole number >= 0, got {self.keep_checkpoints!r}", param="keep_checkpoints")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
