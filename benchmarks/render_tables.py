@@ -1,6 +1,6 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
-Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep [RESULT_NAME]
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep|forensics [RESULT_NAME]
        python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
@@ -236,8 +236,19 @@ def attacks(name: str = "defenses_amazon-office_random_i26") -> None:
         print(f"| {attack} | {100 * float(budget):g}% | {seeds} | {_ci(diff) if diff else '–'} |")
 
 
+def forensics(name: str = "forensics_amazon-office") -> None:
+    """Recall and precision of the injected users among the top 1% by influence, per attack."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    print("| attack | seeds | recall in the top 1% [95% CI] | precision in the top 1% | ROC-AUC | s per traced item |")
+    print("|---|---|---|---|---|---|")
+    for attack, m in r["summary"].items():
+        rec = m["recall_top1pct"]
+        print(f"| {attack} | {rec['n']} | {rec['mean']:.3f} [{rec['ci95'][0]:.3f}, {rec['ci95'][1]:.3f}] | "
+              f"{m['precision_top1pct']['mean']:.3f} | {m['roc_auc']['mean']:.3f} | {m['seconds_per_item']['mean']:.1f} |")
+
+
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
     fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells,
-          "attacks": attacks, "lockstep": lockstep}[kind]
+          "attacks": attacks, "lockstep": lockstep, "forensics": forensics}[kind]
     fn(*sys.argv[2:])
