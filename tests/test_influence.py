@@ -194,3 +194,13 @@ def test_an_audit_traces_the_injected_users_of_its_undefended_cells(tmp_path):
     assert "forensics" not in cell_key(spec, "poisoned", 0, "random", 0.03, "pca")
     with pytest.raises(ConfigError, match="forensics"):
         AuditSpec(attacks=("random",), forensics=-1)
+
+
+def test_a_wrapped_model_is_traced_through_the_contract_with_its_final_weights():
+    from foreign_models import make_narm
+
+    data = cyclic_data(num_users=80, num_items=30, length=10, seed=2)
+    victim = make_narm(num_items=data.num_items, epochs=2, max_len=12).fit(data.split(), rng=0)
+    result = influence(victim, data.split(), 5, query_users=np.arange(10))
+    assert result.checkpoints == [] and result.scores.shape == (80,) and np.isfinite(result.scores).all()
+    assert np.abs(result.scores).max() > 0
