@@ -190,6 +190,17 @@ class SequenceData:
         """Interaction count per item id (length ``num_items + 1``; entry 0 is 0)."""
         return np.bincount(self.items, minlength=self.num_items + 1)
 
+    def holdings(self):
+        """The binary user × item matrix (``scipy.sparse`` CSR, float64 ``[num_users, num_items]``;
+        column ``i - 1`` is item ``i``): 1 where the user holds the item, however often."""
+        from scipy import sparse
+
+        rows = np.repeat(np.arange(self.num_users), self.lengths)
+        x = sparse.csr_matrix((np.ones(len(self.items)), (rows, self.items - 1)), shape=(self.num_users, self.num_items))
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        return x
+
     def fingerprint(self) -> str:
         """SHA-256 content hash (sequences, catalogue, ids, metadata); used to prove nothing was mutated."""
         if self._fp:

@@ -36,16 +36,10 @@ def pca_contributions(train, components: int = 3, rng=0) -> np.ndarray:
     """Each user's contribution to the top ``components`` principal components of the users
     (users as variables: rows of the row-z-scored binary user × item matrix): the sum of its
     squared loadings, ``[U]``."""
-    from scipy import sparse
     from scipy.sparse.linalg import LinearOperator, svds
 
     n_users, n_items = train.num_users, train.num_items
-    lengths = train.lengths
-    rows = np.repeat(np.arange(n_users), lengths)
-    x = sparse.csr_matrix((np.ones(len(train.items)), (rows, train.items - 1)), shape=(n_users, n_items))
-    x.data[:] = 1.0  # repeated items count once
-    x.sum_duplicates()
-    x.data[:] = 1.0
+    x = train.holdings()  # repeated items count once
     k = np.asarray(x.sum(1)).ravel()
     mean = k / n_items
     sd = np.sqrt(np.maximum(mean * (1 - mean), 1e-12))
@@ -76,24 +70,19 @@ def shared_rare_item(train, users: np.ndarray, ranked: np.ndarray | None = None,
     share among ``users`` and the share of its holders inside; when confirmed and ``ranked`` (the
     users within a decision's budget) is given, ``members``: those of them who hold the item."""
     users = np.asarray(users, dtype=np.int64)
-    n, width = train.num_users, train.num_items + 1
-    rows = np.repeat(np.arange(n, dtype=np.int64), train.lengths)
-    holder, item = np.divmod(np.unique(rows * width + train.items), width)  # each (user, item) once
-    inside = np.zeros(n, dtype=bool)
-    inside[users] = True
-    everywhere = np.bincount(item, minlength=width)
-    within = np.bincount(item[inside[holder]], minlength=width)
+    x = train.holdings()  # column i - 1 is item i
+    everywhere = np.asarray(x.sum(0)).ravel()
+    within = np.asarray(x[users].sum(0)).ravel()
     held = within / max(1, len(users))
     exclusive = within / np.maximum(everywhere, 1)
     widely = held >= held_share
     confirmed = widely & (exclusive >= inside_share)
     best = int(np.argmax(np.where(widely, exclusive, -1.0))) if widely.any() else int(np.argmax(held))
-    out = {"confirmed": bool(confirmed.any()), "item": best, "held_share": float(held[best]),
+    out = {"confirmed": bool(confirmed.any()), "item": best + 1, "held_share": float(held[best]),
            "holders_inside": float(exclusive[best]), "users": int(len(users))}
     if out["confirmed"] and ranked is not None:
-        holds = np.zeros(n, dtype=bool)
-        holds[holder[item == best]] = True
-        out["members"] = np.asarray(ranked, dtype=np.int64)[holds[np.asarray(ranked, dtype=np.int64)]]
+        ranked = np.asarray(ranked, dtype=np.int64)
+        out["members"] = ranked[np.asarray(x[ranked, best].todense()).ravel() > 0]
     return out
 
 
@@ -116,8 +105,8 @@ class PCASelect(DetectorDefense):
             clean data loses no user. With ``confirm=True`` (default) the candidate group is checked
             with :func:`shared_rare_item` (nearly all of its members hold an item few others hold:
             what a promotion campaign is); confirmed, every user within the budget who holds that
-            item is removed, whether or not the group was dense enough. ``rule="paper"`` is the paper's own: remove the ``max_flag_share``
-            most suspicious users, the same as ``"top"``.
+            item is removed, whether or not the group was dense enough. ``rule="paper"`` is the
+            paper's own: remove the ``max_flag_share`` most suspicious users, the same as ``"top"``.
         z: the robust z cut of ``rule="outlier"``; density_ratio: how much denser than the tail a group
             must be for ``rule="group"`` (0.1: ten times).
         confirm: under ``rule="group"``, check the candidate group with :func:`shared_rare_item`
@@ -125,7 +114,8 @@ class PCASelect(DetectorDefense):
     """
 
     name = "pca"
-    #: the decision layer's revision, two higher: PCA-select decides by ``rule="group"`` with its item check unless told otherwise
+    #: the decision layer's revision, three higher: PCA-select decides by ``rule="group"`` with its item check unless told
+    #: otherwise
     revision = DECISION_REVISION + 3
 
     def __init__(self, *, components: int = 3, direction: str = "auto", rule: str = "group",

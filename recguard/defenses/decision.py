@@ -24,8 +24,9 @@ false-positive budget:
   ``2 × budget`` ranks, finds the cut ``k`` (between :data:`GROUP_MIN_SHARE` of the users and the
   budget) where "the spacings within the top ``k`` have a smaller mean than those below the
   ``k``-th" is best supported (the log-likelihood ratio of two exponential means against one; the
-  spacing at the edge counts with the tail, so a wide edge supports a cut exactly there), and flags the top ``k`` users
-  only when the group is at least ``1 / density_ratio`` times denser than the tail below it and
+  spacing at the edge counts with the tail, so a wide edge supports a cut exactly there), and
+  flags the top ``k`` users only when the group is at least ``1 / density_ratio`` times denser
+  than the tail below it and
   the log-likelihood ratio is at least :data:`GROUP_MIN_EVIDENCE`. On data without a campaign it
   flags nobody, so a defense that decides this way costs nothing on clean data. A detector may
   pass ``confirm``, its own check of the candidate group (PCA-select: do nearly all of them hold

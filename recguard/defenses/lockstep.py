@@ -37,11 +37,8 @@ def lockstep_scores(train, group_size: int = 10, block: int = 2048) -> np.ndarra
     memory to ``block × U`` floats)."""
     from scipy import sparse
 
-    n_users, n_items = train.num_users, train.num_items
-    rows = np.repeat(np.arange(n_users), train.lengths)
-    x = sparse.csr_matrix((np.ones(len(train.items)), (rows, train.items - 1)), shape=(n_users, n_items))
-    x.sum_duplicates()
-    x.data[:] = 1.0  # an item held twice counts once
+    n_users = train.num_users
+    x = train.holdings()  # an item held twice counts once
     holders = np.asarray(x.sum(0)).ravel()
     idf = np.log(n_users / np.maximum(holders, 1.0))
     weighted = x @ sparse.diags(idf)
