@@ -59,6 +59,13 @@ def train(
         cfg["max_len"] = max_len
     if loss is not None:
         cfg["loss"] = loss
+    if keep_checkpoints < 0:
+        raise ConfigError(f"must be >= 0, got {keep_checkpoints}", param="--keep-checkpoints")
+    if keep_checkpoints:
+        if is_factory_path(model):
+            raise ConfigError("a wrapped model's training is its own fit_fn's; --keep-checkpoints works with sasrec, bert4rec "
+                              "and gru4rec", param="--keep-checkpoints")
+        cfg["keep_checkpoints"] = keep_checkpoints
     if device != "auto" or not is_factory_path(model):  # a factory gets only the options it was given
         cfg["device"] = device
     data = load_dataset(dataset, path, min_rating, k_core)
@@ -66,12 +73,7 @@ def train(
     typer.echo(f"training {model} on {data!r}", err=True)
     victim.dataset_spec_ = dataset_spec(dataset, path, min_rating, k_core)
     split = data.split()
-    if keep_checkpoints < 0:
-        raise ConfigError(f"must be >= 0, got {keep_checkpoints}", param="--keep-checkpoints")
-    if keep_checkpoints and is_factory_path(model):
-        raise ConfigError("a wrapped model's training is its own fit_fn's; --keep-checkpoints works with sasrec, bert4rec "
-                          "and gru4rec", param="--keep-checkpoints")
-    victim.fit(split, rng=seed, progress=progress, **({"keep_checkpoints": keep_checkpoints} if keep_checkpoints else {}))
+    victim.fit(split, rng=seed, progress=progress)
     metrics = run_eval(victim, split, which="test", ks=(10, 20))
     victim.fit_info_["test"] = metrics
     victim.save(out, overwrite=overwrite)

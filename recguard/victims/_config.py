@@ -80,7 +80,7 @@ class BaseConfig:
             raise ConfigError(f"must be > 0, got {self.lr!r}", param="lr")
         if int(self.patience) < 0:
             raise ConfigError(f"must be >= 0, got {self.patience!r}", param="patience")
-        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+        if self.keep_checkpoints < 0:  # an integer already (check_field_types)
             raise ConfigError(f"must be a whole number >= 0, got {self.keep_checkpoints!r}", param="keep_checkpoints")
 
     def to_dict(self) -> dict[str, Any]:

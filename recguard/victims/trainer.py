@@ -106,6 +106,10 @@ class TrainingRecord:
     checkpoints: list[tuple[int, dict]] = field(default_factory=list)
 
 
+def _cpu_copy(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
 class CheckpointKeeper:
     """The module's weights after every ``stride``-th epoch, at most ``2 × keep`` of them (the stride
     doubles when full, so what is kept stays evenly spaced over any number of epochs)."""
@@ -116,7 +120,7 @@ class CheckpointKeeper:
     def __call__(self, epoch: int, module: torch.nn.Module) -> None:
         if self.keep <= 0 or epoch % self.stride:
             return
-        self.kept.append((epoch, {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}))
+        self.kept.append((epoch, _cpu_copy(module.state_dict())))
         if len(self.kept) > 2 * self.keep:
             self.stride *= 2
             self.kept = [(e, st) for e, st in self.kept if e % self.stride == 0]
@@ -127,8 +131,7 @@ class CheckpointKeeper:
             return []
         before = [(e, st) for e, st in self.kept if e < last_epoch]
         picks = np.unique(np.linspace(0, len(before) - 1, self.keep - 1).round().astype(int)) if before and self.keep > 1 else []
-        final = (last_epoch, {k: v.detach().to("cpu", copy=True) for k, v in final_state.items()})
-        return [before[i] for i in picks] + [final]
+        return [before[i] for i in picks] + [(last_epoch, _cpu_copy(final_state))]
 
 
 class Trainer:
