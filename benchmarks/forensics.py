@@ -38,7 +38,6 @@ def _cell(split, attack: str, seed: int, args, clean_cache: dict) -> dict:
     import recguard
     from recguard.attacks.poisoning import ModelGuidedAttack, make_attack
     from recguard.probes import influence
-    from sklearn.metrics import roc_auc_score
 
     def victim():
         return recguard.SASRec(max_len=args.max_len, patience=3)
@@ -55,22 +54,10 @@ def _cell(split, attack: str, seed: int, args, clean_cache: dict) -> dict:
     train_s = time.perf_counter() - t0
     targets = [int(t) for t in np.atleast_1d(res.targets)]
     result = influence(model, poisoned, targets, top_k=50)
-    fake = np.zeros(poisoned.train.num_users, dtype=bool)
-    fake[np.asarray(res.fake_users)] = True
-    top = result.top(int(np.ceil(0.01 * poisoned.train.num_users)))
-    return {"attack": attack, "seed": seed, "budget": args.budget, "fakes": int(fake.sum()), "targets": targets,
-            "traced_items": result.items, "skipped_items": result.info["skipped_items"],
+    return {"attack": attack, "seed": seed, "budget": args.budget, "fakes": int(len(res.fake_users)), "targets": targets,
+            **result.finds(res.fake_users), "skipped_items": result.info["skipped_items"],
             "query_users": {str(k): int(len(v)) for k, v in result.query_users.items()},
-            "recall_top1pct": float(fake[top].sum() / fake.sum()), "precision_top1pct": float(fake[top].mean()),
-            "roc_auc": float(roc_auc_score(fake, result.scores)), "checkpoints": result.checkpoints,
-            "influence_s": result.info["time_s"], "seconds_per_item": result.info["time_s"] / max(1, len(result.items)),
-            "train_s": train_s, "positions": result.info["positions"]}
-
-
-def _interval(values: list[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)], "n": int(len(v))}
+            "influence_s": result.info["time_s"], "train_s": train_s, "positions": result.info["positions"]}
 
 
 def main() -> None:
@@ -84,6 +71,7 @@ def main() -> None:
     args = parse_args(ap)
     import recguard
     from recguard._io import atomic_write_json
+    from recguard.audit.results import mean_interval
 
     split = recguard.data.load(args.dataset, path=_data_path(args.dataset)).split()
     folder = HERE.parent / "runs" / "bench" / f"forensics_{args.dataset}"
@@ -103,7 +91,7 @@ def main() -> None:
     summary = {}
     for attack in sorted({c["attack"] for c in cells}):
         rows = [c for c in cells if c["attack"] == attack]
-        summary[attack] = {key: _interval([c[key] for c in rows])
+        summary[attack] = {key: mean_interval([c[key] for c in rows])
                            for key in ("recall_top1pct", "precision_top1pct", "roc_auc", "seconds_per_item")}
     write_result(f"forensics_{args.dataset}", {"cells": cells, "summary": summary, "settings": vars(args)})
 

@@ -407,21 +407,13 @@ def _compute_poisoned(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: 
 def _forensics(victim, poisoned: Split, result) -> dict:
     """How well training-data influence on the targets finds the injected users: recall and precision
     among the top 1% most influential training users, ROC-AUC, and the time per traced item."""
-    from sklearn.metrics import roc_auc_score
-
     from ..probes import influence
 
-    fake = np.zeros(poisoned.train.num_users, dtype=bool)
-    fake[np.asarray(result.fake_users, dtype=np.int64)] = True
     try:
         traced = influence(victim, poisoned, [int(t) for t in result.targets])
     except ConfigError as exc:  # no list shows any target: nothing was pushed far enough to trace
         return {"traced_items": [], "reason": str(exc)}
-    top = traced.top(int(np.ceil(0.01 * len(fake))))
-    return {"traced_items": traced.items, "checkpoints": traced.checkpoints,
-            "recall_top1pct": float(fake[top].sum() / max(1, fake.sum())), "precision_top1pct": float(fake[top].mean()),
-            "roc_auc": float(roc_auc_score(fake, traced.scores)) if 0 < fake.sum() < len(fake) else None,
-            "seconds_per_item": traced.info["time_s"] / max(1, len(traced.items))}
+    return traced.finds(result.fake_users)
 
 
 def compute(spec: AuditSpec, cell: Cell, store: ArtifactStore, clean: CellResult | None = None) -> CellResult:

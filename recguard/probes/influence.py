@@ -63,6 +63,20 @@ class Influence:
         """The ``k`` most positively influential training users, most influential first."""
         return np.argsort(-self.scores, kind="stable")[: int(k)]
 
+    def finds(self, users) -> dict:
+        """How well this ranking finds ``users`` (e.g. the injected ones): their recall and the precision
+        among the top 1% of the training users, the ROC-AUC of the influence (None when every user or
+        none is one of them), the items traced, the checkpoints and the seconds per traced item."""
+        from sklearn.metrics import roc_auc_score
+
+        wanted = np.zeros(len(self.scores), dtype=bool)
+        wanted[np.asarray(users, dtype=np.int64)] = True
+        top = self.top(int(np.ceil(0.01 * len(wanted))))
+        return {"traced_items": list(self.items), "checkpoints": list(self.checkpoints),
+                "recall_top1pct": float(wanted[top].sum() / max(1, wanted.sum())), "precision_top1pct": float(wanted[top].mean()),
+                "roc_auc": float(roc_auc_score(wanted, self.scores)) if 0 < wanted.sum() < len(wanted) else None,
+                "seconds_per_item": self.info["time_s"] / max(1, len(self.items))}
+
     def to_dict(self, data: SequenceData | None = None, k: int = 100) -> dict:
         """Plain data for JSON: the top ``k`` users with their influence (and ids, when ``data`` is given)."""
         top = self.top(k)
