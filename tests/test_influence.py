@@ -204,3 +204,23 @@ def test_a_wrapped_model_is_traced_through_the_contract_with_its_final_weights()
     result = influence(victim, data.split(), 5, query_users=np.arange(10))
     assert result.checkpoints == [] and result.scores.shape == (80,) and np.isfinite(result.scores).all()
     assert np.abs(result.scores).max() > 0
+
+
+def test_saved_checkpoints_that_are_missing_or_diverged_are_refused(planted, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from recguard.errors import ArtifactError, NonFiniteError
+
+    _, victim, _ = planted
+    where = tmp_path / "v"
+    victim.save(where)
+    assert [e for e, _ in recguard.load(where).checkpoints_] == [e for e, _ in victim.checkpoints_]
+    flat = load_file(str(where / "checkpoints.safetensors"))
+    name = next(iter(flat))
+    flat[name] = torch.full_like(flat[name], float("nan"))
+    save_file(flat, str(where / "checkpoints.safetensors"))
+    with pytest.raises(NonFiniteError, match="checkpoints.safetensors"):
+        recguard.load(where)
+    (where / "checkpoints.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="missing, but config.json lists checkpoints"):
+        recguard.load(where)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..data import SequenceData, Split, pad_from_csr
-from ..errors import CapabilityError, ConfigError
+from ..errors import CapabilityError, ConfigError, NonFiniteError
 from ..victims import eval_mode
 
 __all__ = ["influence", "Influence"]
@@ -211,7 +211,7 @@ def influence(victim, data: Split | SequenceData, items, *, query_users=None, to
                 np.add.at(scores, owner, lr * per_position)
                 positions += len(per_position)
     if not np.isfinite(scores).all():
-        raise FloatingPointError("training-data influence is not finite; the victim's weights or scores diverged")
+        raise NonFiniteError("training-data influence is not finite; the victim's weights or scores diverged")
     return Influence(items=sorted(queries), query_users=queries, scores=scores, checkpoints=[e for e, _ in checkpoints],
                      info={"learning_rate": lr, "positions": positions, "time_s": time.perf_counter() - t0,
                            "skipped_items": skipped, "loss": "full-softmax cross-entropy", "variant": "TracIn-CP, last layer"})

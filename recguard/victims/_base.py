@@ -516,8 +516,7 @@ def read_checkpoints(where: Path, meta: dict, shapes: dict[str, tuple]) -> list[
         state = {k: flat.get(f"{epoch}/{k}") for k in shapes}
         if any(v is None or tuple(v.shape) != shapes[k] for k, v in state.items()):
             raise ArtifactError(f"{path}: the checkpoint of epoch {epoch} does not hold this model's tensors")
-        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-            raise ArtifactError(f"{path}: the checkpoint of epoch {epoch} holds non-finite weights")
+        check_tensors(state, f"{path} (epoch {epoch})")
         out.append((int(epoch), state))
     return out
 
