@@ -81,6 +81,55 @@ def require_ml1m() -> Path:
     return ML1M
 
 
+def data_path(dataset: str) -> str | None:
+    """Where ``recguard.data.load`` reads ``dataset`` from: None for the bundled ML-100k, else the shared copy."""
+    if dataset == "ml-100k":
+        return None
+    return str(require_ml1m() if dataset == "ml-1m" else require_shared(dataset))
+
+
+def poison_for_seed(split, attack: str, seed: int, *, budget: float, max_len: int, clean_cache: dict):
+    """``(result, poisoned split, victim factory)``: ``attack`` at ``budget`` with its default targets,
+    drawn with ``[seed, 7]``, on SASRec (``max_len``, patience 3). A model-guided attack uses the
+    clean model of the same seed as its surrogate (white-box), trained once per seed into ``clean_cache``."""
+    import numpy as np
+
+    import recguard
+    from recguard.attacks.poisoning import ModelGuidedAttack, make_attack
+
+    def victim():
+        return recguard.SASRec(max_len=max_len, patience=3)
+
+    atk = make_attack(attack, budget=budget, max_profile_length=max_len)
+    if isinstance(atk, ModelGuidedAttack):
+        if seed not in clean_cache:
+            clean_cache[seed] = victim().fit(split, rng=seed)
+        atk = atk.with_surrogate(clean_cache[seed])
+    res = atk.poison(split.train, rng=np.random.default_rng([seed, 7]))
+    return res, split.with_train(res.data), victim
+
+
+def kept_cells(folder: Path, seeds: str, attacks: str, name, compute, show) -> list[dict]:
+    """Every (seed, attack) cell of a comma-separated grid, each kept as JSON in ``folder`` under
+    ``name(attack, seed)`` so an interrupted run resumes: read when it exists, else
+    ``compute(attack, seed)`` and written atomically; ``show(cell)`` prints a line for each."""
+    from recguard._io import atomic_write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cells = []
+    for seed in [int(s) for s in seeds.split(",")]:
+        for attack in [a for a in attacks.split(",") if a]:
+            f = folder / name(attack, seed)
+            if f.exists():
+                cell = json.loads(f.read_text())
+            else:
+                cell = compute(attack, seed)
+                atomic_write_json(f, cell)
+            cells.append(cell)
+            print(show(cell), flush=True)
+    return cells
+
+
 def ml1m_victim(victim_dir: str, threads: int | None = None):
     """Set torch's thread count, load the shared ML-1M file, its split and a saved ML-1M victim."""
     import torch

@@ -20,35 +20,17 @@ benchmarks/results/forensics_<dataset>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 
-from _common import HERE, parse_args, require_ml1m, require_shared, write_result
-
-
-def _data_path(dataset: str) -> str | None:
-    if dataset == "ml-100k":
-        return None
-    return str(require_ml1m()) if dataset == "ml-1m" else str(require_shared(dataset))
+from _common import HERE, data_path, kept_cells, parse_args, poison_for_seed, write_result
 
 
 def _cell(split, attack: str, seed: int, args, clean_cache: dict) -> dict:
-    import recguard
-    from recguard.attacks.poisoning import ModelGuidedAttack, make_attack
     from recguard.probes import influence
 
-    def victim():
-        return recguard.SASRec(max_len=args.max_len, patience=3)
-
-    atk = make_attack(attack, budget=args.budget, max_profile_length=args.max_len)
-    if isinstance(atk, ModelGuidedAttack):
-        if seed not in clean_cache:
-            clean_cache[seed] = victim().fit(split, rng=seed)
-        atk = atk.with_surrogate(clean_cache[seed])
-    res = atk.poison(split.train, rng=np.random.default_rng([seed, 7]))
-    poisoned = split.with_train(res.data)
+    res, poisoned, victim = poison_for_seed(split, attack, seed, budget=args.budget, max_len=args.max_len, clean_cache=clean_cache)
     t0 = time.perf_counter()
     model = victim().fit(poisoned, rng=seed, keep_checkpoints=args.checkpoints)
     train_s = time.perf_counter() - t0
@@ -70,24 +52,16 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=50)
     args = parse_args(ap)
     import recguard
-    from recguard._io import atomic_write_json
     from recguard.audit.results import mean_interval
 
-    split = recguard.data.load(args.dataset, path=_data_path(args.dataset)).split()
-    folder = HERE.parent / "runs" / "bench" / f"forensics_{args.dataset}"
-    folder.mkdir(parents=True, exist_ok=True)
-    cells, clean_cache = [], {}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for attack in [a for a in args.attacks.split(",") if a]:
-            f = folder / f"{attack}_b{args.budget:g}_k{args.checkpoints}_seed{seed}.json"
-            if f.exists():
-                cell = json.loads(f.read_text())
-            else:
-                cell = _cell(split, attack, seed, args, clean_cache)
-                atomic_write_json(f, cell)
-            cells.append(cell)
-            print(f"{attack:10s} seed {seed}: recall@top1% {cell['recall_top1pct']:.3f} precision {cell['precision_top1pct']:.3f} "
-                  f"AUC {cell['roc_auc']:.3f} items {cell['traced_items']} ({cell['seconds_per_item']:.1f} s per item)", flush=True)
+    split = recguard.data.load(args.dataset, path=data_path(args.dataset)).split()
+    clean_cache: dict = {}
+    cells = kept_cells(HERE.parent / "runs" / "bench" / f"forensics_{args.dataset}", args.seeds, args.attacks,
+                       lambda attack, seed: f"{attack}_b{args.budget:g}_k{args.checkpoints}_seed{seed}.json",
+                       lambda attack, seed: _cell(split, attack, seed, args, clean_cache),
+                       lambda c: (f"{c['attack']:10s} seed {c['seed']}: recall@top1% {c['recall_top1pct']:.3f} precision "
+                                  f"{c['precision_top1pct']:.3f} AUC {c['roc_auc']:.3f} items {c['traced_items']} "
+                                  f"({c['seconds_per_item']:.1f} s per item)"))
     summary = {}
     for attack in sorted({c["attack"] for c in cells}):
         rows = [c for c in cells if c["attack"] == attack]

@@ -128,6 +128,16 @@ _CTRL_NOTE = ("Each defense trained on the clean data (no attack), same seeds an
               "clean): the share of the attack's lift the defense cancels, not counting that shift.")
 
 
+_CONCEPT_HEADERS = ["attack", "budget", "defense", "what the model saw in the flagged users (cells naming it)"]
+_CONCEPT_NOTE = ("The latents of the victim's sparse autoencoder whose mean activation is highest among the users the defense "
+                 "flagged, relative to the others, named by the probe's concept dictionary (docs/probes.md).")
+
+
+def _concept_rows(results: dict) -> list[list[str]]:
+    return [[r["attack"], _budget(r["budget"]), r["defense"], "; ".join(f"{e['concept']} ({e['cells']})" for e in r["flagged_concepts"])]
+            for r in results["summary"] if r.get("flagged_concepts")]
+
+
 def _control_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     k = max(results["spec"]["ks"])
     rows = [[d, _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"shift_T-HR@{k}"]), _fmt(r["NDCG@10"]),
@@ -172,6 +182,11 @@ def render_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in det]
         lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: its decision rule; LoRec: down-weighted "
                   "users; PCA: removed users); FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
+    named = _concept_rows(results)
+    if named:
+        lines += ["", "## What the model saw in the flagged users", "", "| " + " | ".join(_CONCEPT_HEADERS) + " |",
+                  "|" + "---|" * len(_CONCEPT_HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in named] + ["", _CONCEPT_NOTE]
     traced = _forensics_rows(results)
     if traced:
         lines += ["", "## Forensics: who pushed the targets", "", "| " + " | ".join(_FORENSICS_HEADERS) + " |",
@@ -359,6 +374,10 @@ def render_html(results: dict) -> str:
             "ROC-/PR-AUC of each defense's suspicion score on the injected fake users; precision, recall and F1 at the "
             "defense's own decision (LLM4Dec: its decision rule; LoRec: users it down-weighted; PCA: users it removed); "
             "FPR over genuine users. Defenses learn only from an attack they simulate themselves (never from these labels).")))
+    named = _concept_rows(results)
+    if named:
+        sections.append(Section("What the model saw in the flagged users", table=Table(_CONCEPT_HEADERS, named, left={0, 1, 2, 3}),
+                                note=_CONCEPT_NOTE))
     traced = _forensics_rows(results)
     if traced:
         sections.append(Section("Forensics: who pushed the targets", table=Table(list(_FORENSICS_HEADERS), traced, left={0, 1}),

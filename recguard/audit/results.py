@@ -101,6 +101,19 @@ def _control_summary(controls: list[dict], ks) -> dict:
     return out
 
 
+def flagged_concepts(cells: list[dict], top: int = 5) -> list[dict]:
+    """The concepts of the latents a detector named for its flagged users (``defense_info["latents"]``,
+    the ``sae`` defense), over ``cells``: each concept with the number of cells that named it, most
+    often first (latents without a concept count under their number)."""
+    counts: dict[str, int] = {}
+    for c in cells:
+        seen = {e.get("concept") or f"latent {e['latent']} (no concept)" for e in (c.get("defense_info") or {}).get("latents") or []}
+        for name in seen:
+            counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [{"concept": name, "cells": n} for name, n in ranked]
+
+
 def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s: float) -> dict:
     """The results dictionary (``results.json``) from the audit's :class:`CellResult` s."""
     from .cells import CellResult
@@ -137,6 +150,9 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
             row["forensics"] = {m: mean_interval([f.get(m) for f in traced])
                                 for m in ("recall_top1pct", "precision_top1pct", "roc_auc", "seconds_per_item")}
             row["forensics"]["cells"] = len(traced)
+        named = flagged_concepts(cs)
+        if named:
+            row["flagged_concepts"] = named
         dets = [c.get("detection") for c in cs if c.get("detection")]
         if dets:
             row["detection"] = {m: mean_interval([d.get(m) for d in dets]) for m in DETECTION_METRICS}

@@ -20,11 +20,12 @@ from .llm4dec import LLM4Dec
 from .lockstep import LockstepDetector
 from .lorec import LoRec, LoRecDetect, lorec_weights, update_scores
 from .mnar import MNARWeighting
+from .saedetect import SAEDetector
 
 __all__ = [
     "Defense", "DetectorDefense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
     "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining", "LoRecDetect", "Decision",
-    "Decided",
+    "Decided", "SAEDetector",
 ]
 
 #: every defense an audit can name; adding one is its module plus one line here
@@ -37,6 +38,7 @@ DEFENSES: dict[str, Callable[..., Defense]] = {
     "pca": PCASelect,
     "apr": AdversarialTraining,
     "lockstep": LockstepDetector,
+    "sae": SAEDetector,
 }
 
 
