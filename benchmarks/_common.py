@@ -109,8 +109,8 @@ def poison_for_seed(split, attack: str, seed: int, *, budget: float, max_len: in
     return res, split.with_train(res.data), victim
 
 
-def kept_cells(folder: Path, seeds: str, attacks: str, name, compute, show) -> list[dict]:
-    """Every (seed, attack) cell of a comma-separated grid, each kept as JSON in ``folder`` under
+def kept_cells(folder: Path, seeds: str, attacks, name, compute, show) -> list[dict]:
+    """Every (seed, attack) cell of a grid (``attacks``: comma-separated, or a list), each kept as JSON in ``folder`` under
     ``name(attack, seed)`` so an interrupted run resumes: read when it exists, else
     ``compute(attack, seed)`` and written atomically; ``show(cell)`` prints a line for each."""
     from recguard._io import atomic_write_json
@@ -118,7 +118,7 @@ def kept_cells(folder: Path, seeds: str, attacks: str, name, compute, show) -> l
     folder.mkdir(parents=True, exist_ok=True)
     cells = []
     for seed in [int(s) for s in seeds.split(",")]:
-        for attack in [a for a in attacks.split(",") if a]:
+        for attack in [a for a in (attacks.split(",") if isinstance(attacks, str) else attacks) if a]:
             f = folder / name(attack, seed)
             if f.exists():
                 cell = json.loads(f.read_text())

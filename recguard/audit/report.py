@@ -138,6 +138,24 @@ def _concept_rows(results: dict) -> list[list[str]]:
             for r in results["summary"] if r.get("flagged_concepts")]
 
 
+_EXTRACTION_NOTE = ("The `extracted` chain's surrogate, stolen through the victim's top-k API as served under the defense "
+                    "named (extraction option `defense`): its agreement with the victim on the test users' histories, and "
+                    "what that API costs the genuine users shown the same lists (NDCG@10 against the undefended lists).")
+
+
+def _extraction_rows(results: dict) -> list[list[str]]:
+    e = results.get("extraction")
+    if not e:
+        return []
+    rows = [["API defense", str(e["defense"])], ["Agreement@10 of the stolen model", _fmt(e["Agreement@10"], 3)],
+            ["Agreement@1", _fmt(e["Agreement@1"], 3)], ["stolen model's NDCG@10", _fmt(e["surrogate_NDCG@10"])],
+            ["queries", _fmt(e["queries"], 0)]]
+    if e.get("served_NDCG@10"):
+        rows += [["genuine users' NDCG@10, served / undefended", f"{_fmt(e['served_NDCG@10'])} / {_fmt(e['undefended_NDCG@10'])}"],
+                 ["cost to genuine users", _fmt(e["served_cost_NDCG@10"], pct=True)]]
+    return rows
+
+
 def _control_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     k = max(results["spec"]["ks"])
     rows = [[d, _fmt(r[f"clean_T-HR@{k}"]), _fmt(r[f"T-HR@{k}"]), _fmt(r[f"shift_T-HR@{k}"]), _fmt(r["NDCG@10"]),
@@ -182,6 +200,10 @@ def render_markdown(results: dict) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in det]
         lines += ["", "Precision/recall/F1 at each defense's own decision (LLM4Dec: its decision rule; LoRec: down-weighted "
                   "users; PCA: removed users); FPR over genuine users. Removal = 1 − (defended − clean) / (undefended − clean) in T-HR."]
+    stolen = _extraction_rows(results)
+    if stolen:
+        lines += ["", "## The stolen model (black-box chain)", "", "| | |", "|---|---|"]
+        lines += [f"| {a} | {b} |" for a, b in stolen] + ["", _EXTRACTION_NOTE]
     named = _concept_rows(results)
     if named:
         lines += ["", "## What the model saw in the flagged users", "", "| " + " | ".join(_CONCEPT_HEADERS) + " |",
@@ -374,6 +396,9 @@ def render_html(results: dict) -> str:
             "ROC-/PR-AUC of each defense's suspicion score on the injected fake users; precision, recall and F1 at the "
             "defense's own decision (LLM4Dec: its decision rule; LoRec: users it down-weighted; PCA: users it removed); "
             "FPR over genuine users. Defenses learn only from an attack they simulate themselves (never from these labels).")))
+    stolen = _extraction_rows(results)
+    if stolen:
+        sections.append(Section("The stolen model (black-box chain)", table=Table([], stolen, left={0, 1}), note=_EXTRACTION_NOTE))
     named = _concept_rows(results)
     if named:
         sections.append(Section("What the model saw in the flagged users", table=Table(_CONCEPT_HEADERS, named, left={0, 1, 2, 3}),

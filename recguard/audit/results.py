@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from ..metrics import clean_cost
 from .spec import AuditSpec
 
 __all__ = ["build_results", "mean_interval", "measurable", "audit_warnings", "FORMAT", "DETECTION_METRICS"]
@@ -114,6 +115,25 @@ def flagged_concepts(cells: list[dict], top: int = 5) -> list[dict]:
     return [{"concept": name, "cells": n} for name, n in ranked]
 
 
+def extraction_summary(cells: list[dict]) -> dict | None:
+    """Over the ``extracted`` chain's extraction cells: the API defense the attacker met, the
+    stolen models' Agreement@1/10 with the victim and NDCG@10, the queries spent, and (behind a
+    defense) the genuine users' NDCG@10 with and without it and its relative cost."""
+    infos = [c["extraction"] for c in cells if c.get("extraction")]
+    if not infos:
+        return None
+    out = {"defense": (infos[0].get("served") or {}).get("defense", infos[0].get("defense", "none")), "seeds": len(infos),
+           **{m: mean_interval([i["agreement"][m] for i in infos]) for m in ("Agreement@1", "Agreement@10")},
+           "surrogate_NDCG@10": mean_interval([i.get("surrogate_NDCG@10") for i in infos]),
+           "queries": mean_interval([i.get("queries") for i in infos])}
+    served = [i["served"] for i in infos if i.get("served")]
+    if served:
+        out["served_NDCG@10"] = mean_interval([s["NDCG@10"] for s in served])
+        out["undefended_NDCG@10"] = mean_interval([s["undefended_NDCG@10"] for s in served])
+        out["served_cost_NDCG@10"] = mean_interval([clean_cost(s["undefended_NDCG@10"], s["NDCG@10"]) for s in served])
+    return out
+
+
 def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s: float) -> dict:
     """The results dictionary (``results.json``) from the audit's :class:`CellResult` s."""
     from .cells import CellResult
@@ -171,9 +191,11 @@ def build_results(spec: AuditSpec, cells: list, provenance: dict, *, wall_time_s
         clean_summary["objective"] = [json.loads(o) for o in objectives]
     if control_cells:
         clean_summary["controls"] = _control_summary(control_cells, spec.ks)
+    stolen = extraction_summary([c for c in cells if c["kind"] == "extraction"])
     return {
         "format": FORMAT, "format_version": 1, "spec": spec.to_dict(), "provenance": provenance,
         "clean": clean_summary, "summary": summary, "warnings": audit_warnings(poisoned),
+        **({"extraction": stolen} if stolen else {}),
         "cells": sorted(cells, key=lambda c: json.dumps(c.get("key", {}), sort_keys=True)),
         "wall_time_s": wall_time_s,
         "compute_time_s": float(sum(c.get("wall_time_s", 0.0) for c in cells)),

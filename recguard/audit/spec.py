@@ -35,7 +35,7 @@ __all__ = ["AuditSpec", "DEFAULT_ATTACKS", "GRID_KEYS", "EXECUTION_KEYS", "read_
 
 DEFAULT_ATTACKS = ("random", "popular", "segment", "surrogate")
 EXTRACTION_TYPES = {"mode": "str", "num_sequences": "int", "length": "int | None", "k": "int", "surrogate": "str", "epochs": "int",
-                    "real_fraction": "float", "random_share": "float"}
+                    "real_fraction": "float", "random_share": "float", "defense": "str"}
 EXTRACTION_KEYS = set(EXTRACTION_TYPES)
 # the grid's extent: a resumed audit may add or drop these (every cell is keyed by all it depends on)
 GRID_KEYS = ("attacks", "budgets", "defenses", "seeds", "inject", "defense_controls", "forensics")
@@ -163,6 +163,13 @@ class AuditSpec:
             raise ConfigError(f"unknown extraction option(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(EXTRACTION_KEYS))}",
                               param="extraction")
         self._set("extraction", {k: check_value(f"extraction.{k}", v, EXTRACTION_TYPES[k]) for k, v in self.extraction.items()})
+        if "defense" in self.extraction:
+            from ..defenses.serving import ServingPolicy
+
+            try:
+                ServingPolicy.parse(self.extraction["defense"])
+            except ConfigError as exc:
+                raise ConfigError(str(exc).removeprefix("defense: "), param="extraction.defense") from None
 
     def _check_victim(self) -> None:
         from ..victims import architectures, is_factory_path

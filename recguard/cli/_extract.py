@@ -26,6 +26,8 @@ def extract(
     random_share: float = typer.Option(0.1, "--random-share", help="Share of uniformly random next items."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
     path: Path | None = PathOpt,
+    defense: str = typer.Option("none", "--defense", help="Serve the victim's lists through an API defense: none, truncate:M, "
+                                "shuffle:W, sample:T or unordered:W (docs/extraction.md)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     model: str | None = ModelOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -38,11 +40,13 @@ def extract(
 
     from .._io import atomic_write_json
     from ..attacks.extraction import agreement, extract as run_extract
+    from ..defenses.serving import ServedVictim, ServingPolicy, served_quality
     from ..metrics import evaluate
     from ..victims import BlackBoxVictim, load
 
     from .._io import claim_output_dir
 
+    policy = ServingPolicy.parse(defense, seed=seed)  # a bad --defense fails before anything loads
     victim = load(victim_dir, model=model)
     data = victim_dataset(victim, victim_dir, dataset, path)
     claim_output_dir(out, "extraction", resumable=True)  # resumes its own transcript; refuses anything else
@@ -55,7 +59,11 @@ def extract(
         n_real = max(1, int(round(real_fraction * split.train.num_users)))
         users = rng.choice(split.train.num_users, size=n_real, replace=False)
         real = [split.train[u].tolist() for u in users]
-    bb = BlackBoxVictim(victim, k=k, query_budget=max_queries)
+    served = ServedVictim(victim, policy)
+    if k > served.max_list:
+        raise ConfigError(f"the {policy.label} API answers with at most {served.max_list} items; pass --k {served.max_list} or less",
+                          param="--k")
+    bb = BlackBoxVictim(served, k=k, query_budget=max_queries)
     t0 = time.perf_counter()
     res = run_extract(bb, mode=mode, num_sequences=budget, length=length, real_sequences=real, random_share=random_share,
                       surrogate=surrogate, epochs=epochs, rng=rng, progress=progress, checkpoint=out / "transcript.safetensors")
@@ -67,9 +75,12 @@ def extract(
     quality = evaluate(res.surrogate, split, which="test", ks=(10,))
     report = {"victim": str(victim_dir), "mode": mode, "surrogate": surrogate, "k": k, "queries": res.queries,
               "agreement": agree, "surrogate_test": quality, "victim_test": evaluate(victim, split, which="test", ks=(10,)),
-              "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real)}
+              "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real), "defense": policy.label}
+    if policy.kind != "none":
+        report["served_test"] = served_quality(served, split)
     atomic_write_json(out / "extraction.json", report)
     typer.echo(f"{mode} extraction of {victim.architecture} into {surrogate}: {res.queries} queries, {wall:.0f} s")
     print_table([("Agreement@1", f"{agree['Agreement@1']:.4f}"), ("Agreement@10", f"{agree['Agreement@10']:.4f}"),
-                 ("surrogate NDCG@10", f"{quality['NDCG@10']:.4f}"), ("victim NDCG@10", f"{report['victim_test']['NDCG@10']:.4f}")])
+                 ("surrogate NDCG@10", f"{quality['NDCG@10']:.4f}"), ("victim NDCG@10", f"{report['victim_test']['NDCG@10']:.4f}"),
+                 *([(f"NDCG@10 served ({policy.label})", f"{report['served_test']['NDCG@10']:.4f}")] if policy.kind != "none" else [])])
     typer.echo(f"surrogate: {out / 'surrogate'}  (use it with `recguard audit --surrogate {out / 'surrogate'}`)")

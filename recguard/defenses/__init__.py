@@ -20,12 +20,14 @@ from .llm4dec import LLM4Dec
 from .lockstep import LockstepDetector
 from .lorec import LoRec, LoRecDetect, lorec_weights, update_scores
 from .mnar import MNARWeighting
+from .querystream import QueryStreamDetector
 from .saedetect import SAEDetector
+from .serving import ServedVictim, ServingPolicy, served_quality
 
 __all__ = [
     "Defense", "DetectorDefense", "DefenseOutcome", "NoDefense", "LLM4Dec", "LoRec", "DEFENSES", "make_defense",
     "update_scores", "lorec_weights", "MNARWeighting", "PCASelect", "AdversarialTraining", "LoRecDetect", "Decision",
-    "Decided", "SAEDetector",
+    "Decided", "SAEDetector", "ServedVictim", "ServingPolicy", "served_quality", "QueryStreamDetector",
 ]
 
 #: every defense an audit can name; adding one is its module plus one line here

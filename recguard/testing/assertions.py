@@ -140,6 +140,8 @@ def assert_extraction_resistant(
     surrogate_config: dict | None = None,
     epochs: int = 10,
     real_fraction: float = 0.1,
+    defense: str = "none",
+    max_cost: float | None = None,
     seed: int = 0,
     report: str | Path | None = None,
     name: str | None = None,
@@ -151,17 +153,27 @@ def assert_extraction_resistant(
     ``victim`` is your model (its top-k lists are all the attacker sees: it is wrapped in a
     :class:`~recguard.victims.BlackBoxVictim` with ``k`` and ``max_queries``) or an existing
     ``BlackBoxVictim``. Agreement is then measured on your side, outside the query budget.
+    ``defense``: serve the lists through an API defense (``"truncate:10"``, ``"shuffle:10"``,
+    ``"sample:0.5"``, ``"unordered:10"``; :mod:`recguard.defenses.serving`); ``k`` is capped at
+    what it serves. ``max_cost``: also require that the defense costs the genuine test users at
+    most this share of their NDCG@10 (e.g. 0.02).
     """
     from ..attacks.extraction import agreement, extract
+    from ..defenses.serving import ServedVictim, ServingPolicy, served_quality
+    from ..metrics import clean_cost
     from ..victims import BlackBoxVictim
 
     if metric not in ("Agreement@1", "Agreement@10"):
         raise ConfigError(f"must be Agreement@1 or Agreement@10, got {metric!r}", param="metric")
+    policy = ServingPolicy.parse(defense, seed=seed)
     split = as_split(data)
     if isinstance(victim, BlackBoxVictim):
+        if policy.kind != "none":
+            raise ConfigError("pass your model (not a BlackBoxVictim) to serve it through a defense", param="defense")
         api, model = victim, victim.wrapped
     else:
-        api, model = BlackBoxVictim(victim, k=min(k, victim.num_items), query_budget=max_queries), victim
+        served = ServedVictim(victim, policy)
+        api, model = BlackBoxVictim(served, k=min(k, served.max_list), query_budget=max_queries), victim
     rng = np.random.default_rng([seed, 31337])
     real = None
     if mode == "few-shot":
@@ -175,11 +187,22 @@ def assert_extraction_resistant(
     value = float(agree[metric])
     result = {"check": "assert_extraction_resistant", "mode": mode, "budget": int(budget), "k": api.k, "queries": res.queries,
               "surrogate": surrogate, "metric": metric, "value": value, "max_agreement": max_agreement, "agreement": agree,
-              "seed": seed, "dataset": split.full.name, "wall_time_s": time.perf_counter() - t0}
+              "seed": seed, "dataset": split.full.name, "wall_time_s": time.perf_counter() - t0, "defense": policy.label}
     ok = value <= max_agreement
     msg = (f"{'holds' if ok else 'NOT resistant'}: a {surrogate} stolen {mode} with {res.queries} top-{api.k} queries "
-           f"({budget} generated sequences, seed {seed}) reaches {metric} {value:.4f} {'<=' if ok else '>'} max_agreement "
-           f"{max_agreement} on {len(x)} test users of {split.full.name} (Agreement@1 {agree['Agreement@1']:.4f})")
+           f"({budget} generated sequences, seed {seed}, API defense {policy.label}) reaches {metric} {value:.4f} "
+           f"{'<=' if ok else '>'} max_agreement {max_agreement} on {len(x)} test users of {split.full.name} "
+           f"(Agreement@1 {agree['Agreement@1']:.4f})")
+    if policy.kind != "none":
+        shown, plain = served_quality(api.wrapped, split)["NDCG@10"], served_quality(model, split)["NDCG@10"]
+        cost = clean_cost(plain, shown)
+        result.update(served_NDCG_10=shown, undefended_NDCG_10=plain, served_cost=cost)
+        if max_cost is not None and cost is not None and -cost > max_cost:
+            ok = False
+            msg = (f"the defense costs too much: NDCG@10 {shown:.4f} served against {plain:.4f} ({100 * cost:+.1f}%, "
+                   f"max_cost {max_cost}); {msg}")
+        else:
+            msg += f"; genuine users' NDCG@10 {shown:.4f} against {plain:.4f} undefended ({100 * (cost or 0):+.1f}%)"
     return _finish(result, ok, msg, report, name)
 
 

@@ -1,6 +1,6 @@
 """Victims: the protocol, SASRec / BERT4Rec / GRU4Rec, adapters and artifacts."""
 
-from ._adapters import BlackBoxVictim, TorchVictim
+from ._adapters import BlackBoxVictim, ListsOnly, TorchVictim
 from ._base import SequentialVictim, Victim, WhiteBoxVictim, architectures, as_batch, eval_mode, mask_seen_, resolve_device
 from ._contract import CAPABILITIES, CAPABILITY_TABLE, STOP, Capability, EpochUpdate, capabilities, require
 from ._factory import build_victim, is_factory_path, load, load_factory, model_identity
@@ -16,7 +16,7 @@ from .sasrec import SASRec, SASRecConfig
 __all__ = [
     "Victim", "WhiteBoxVictim", "SequentialVictim", "BaseConfig",
     "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig",
-    "TorchVictim", "BlackBoxVictim", "load", "architectures", "as_batch", "eval_mode", "mask_seen_", "resolve_device",
+    "TorchVictim", "BlackBoxVictim", "ListsOnly", "load", "architectures", "as_batch", "eval_mode", "mask_seen_", "resolve_device",
     "make_victim", "build_victim", "load_factory", "model_identity", "is_factory_path", "TRAINING_REVISION",
     "Trainer", "TrainingRecord", "BestState", "capture", "TransformerBlock", "attention_mask",
     "CAPABILITIES", "CAPABILITY_TABLE", "Capability", "capabilities", "require", "EpochUpdate", "STOP",

@@ -25,7 +25,7 @@ from ..errors import ArtifactError, CapabilityError, ConfigError, QueryBudgetExc
 from ._base import (as_batch, check_adversarial, check_item_weights, eval_mode, read_artifact, resolve_device,
                     restore_provenance, topk)
 
-__all__ = ["TorchVictim", "BlackBoxVictim", "topk"]
+__all__ = ["TorchVictim", "BlackBoxVictim", "ListsOnly", "topk"]
 
 FitFn = Callable[..., Any]
 
@@ -339,7 +339,29 @@ class TorchVictim:
         return restore_provenance(v, meta)
 
 
-class BlackBoxVictim:
+class ListsOnly:
+    """A victim seen only through the lists it serves: the catalogue size and input length of
+    the wrapped ``_victim``, no scores and no capability (subclasses define ``recommend``)."""
+
+    _victim: Any
+
+    @property
+    def num_items(self) -> int:
+        return self._victim.num_items
+
+    @property
+    def max_len(self) -> int:
+        return self._victim.max_len
+
+    def score(self, seqs):
+        raise CapabilityError(f"{type(self).__name__} exposes only its lists (recommend), not scores")
+
+    def capabilities(self) -> frozenset[str]:
+        """None: only lists are served."""
+        return frozenset()
+
+
+class BlackBoxVictim(ListsOnly):
     """Expose a victim only through top-``k`` lists, counting queries.
 
     One query = one submitted sequence. With ``query_budget`` set, a call that would
@@ -348,8 +370,10 @@ class BlackBoxVictim:
     """
 
     def __init__(self, victim, *, k: int = 100, query_budget: int | None = None, exclude_seen: bool = True):
-        if not 1 <= k <= victim.num_items:
-            raise ConfigError(f"must be in 1..{victim.num_items}, got {k}", param="k")
+        most = min(victim.num_items, getattr(victim, "max_list", victim.num_items))
+        if not 1 <= k <= most:
+            served = f" (the served API answers with at most {most} items)" if most < victim.num_items else ""
+            raise ConfigError(f"must be in 1..{most}{served}, got {k}", param="k")
         if query_budget is not None and query_budget < 0:
             raise ConfigError(f"must be >= 0, got {query_budget}", param="query_budget")
         self._victim = victim
@@ -362,14 +386,6 @@ class BlackBoxVictim:
     def wrapped(self):
         """The model behind the API: for measurements on the owner's side (an attacker never reads it)."""
         return self._victim
-
-    @property
-    def num_items(self) -> int:
-        return self._victim.num_items
-
-    @property
-    def max_len(self) -> int:
-        return self._victim.max_len
 
     @property
     def queries_left(self) -> int | None:
@@ -388,14 +404,7 @@ class BlackBoxVictim:
                 used=self.queries_used, budget=self.query_budget,
             )
         self.queries_used += n
-        return topk(self._victim, x, k, self.exclude_seen if exclude_seen is None else exclude_seen)
-
-    def score(self, seqs):
-        raise CapabilityError("a BlackBoxVictim exposes only top-k lists (recommend), not scores")
-
-    def capabilities(self) -> frozenset[str]:
-        """None: an attacker sees top-k lists only."""
-        return frozenset()
+        return np.asarray(self._victim.recommend(x, k=k, exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen))
 
     def __repr__(self) -> str:
         return f"BlackBoxVictim(k={self.k}, queries_used={self.queries_used}, budget={self.query_budget})"

@@ -1,0 +1,169 @@
+"""Detect model-extraction query streams at the API: accounts whose queries do not look like users.
+
+An extraction attacker grows synthetic sequences one item at a time and queries every prefix:
+its j-th query is its first j items. So every query carries the account's stream so far, and
+the API owner, who holds the model, can ask how a genuine user would have produced it. Two
+things give a synthetic stream away:
+
+- **where its next items rank under the model**: the data-free attacker picks the next item
+  uniformly from the top-k list it was just served (ranks 1–100, evenly) and now and then a
+  uniformly random item (rank in the thousands); genuine users' next items rank anywhere, but
+  mostly near the top (the model was trained to put them there);
+- **what it starts from**: a uniformly random first item is usually unpopular.
+
+Each prefix becomes a small feature vector: the shares of its transitions whose next item
+ranked in 1, 2–3, 4–10, 11–30, 31–100, 101–300, 301–1000 or beyond, their mean log-rank, the mean
+and first log-popularity of its items, and its length. A logistic regression learns genuine
+prefixes (label 0: the training users' own histories, every prefix) against the prefixes of the
+defender's **own simulated extraction** (label 1: a data-free attack the defender runs against its
+own model, never the real attacker's queries). An account is flagged from the first query whose
+score reaches the threshold, and stays flagged (the running maximum). The threshold is the false-
+positive budget: on genuine users held out from the fit, at most ``max_flag_share`` of them are
+ever flagged over their first ``max_queries`` queries.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .._rng import RNGLike, as_generator
+from ..data import SequenceData, Split
+from ..errors import ConfigError, NotFittedError
+
+__all__ = ["QueryStreamDetector", "stream_ranks"]
+
+#: upper edges of the rank bins of a stream's transitions (the last bin: beyond 1,000)
+RANK_EDGES = np.array([1, 3, 10, 30, 100, 300, 1000])
+
+
+def stream_ranks(victim, streams: list[np.ndarray], *, batch_size: int = 1024) -> list[np.ndarray]:
+    """For each stream (an account's items, in order), the rank of its item ``j + 1`` among the items
+    the victim scores for the prefix of its first ``j`` items (seen items excluded, the next item
+    kept), for ``j = 1 .. len - 1``."""
+    import torch
+
+    from ..data import pad_sequences
+    from ..metrics.ranking import ranks_from_scores
+
+    prefixes, targets, owner = [], [], []
+    for index, stream in enumerate(streams):
+        stream = np.asarray(stream, dtype=np.int64)
+        for j in range(1, len(stream)):
+            prefixes.append(stream[:j])
+            targets.append(stream[j])
+            owner.append(index)
+    ranks = np.zeros(len(prefixes), dtype=np.int64)
+    for start in range(0, len(prefixes), batch_size):
+        x = torch.from_numpy(pad_sequences(prefixes[start:start + batch_size], victim.max_len))
+        with torch.no_grad():
+            scores = victim.score(x).detach().float().cpu()
+        y = torch.as_tensor(targets[start:start + batch_size])
+        ranks[start:start + len(x)] = ranks_from_scores(scores, y, x).numpy()
+    owner = np.asarray(owner, dtype=np.int64)
+    return [ranks[owner == index] for index in range(len(streams))]
+
+
+def _features(stream: np.ndarray, ranks: np.ndarray, log_pop: np.ndarray, num_items: int) -> np.ndarray:
+    """One row per query of ``stream`` (its first 1, 2, ... items): rank-bin shares of the transitions so
+    far, their mean log-rank (over log N), mean and first log-popularity of the items, log length."""
+    n = len(stream)
+    bins = np.zeros((n, len(RANK_EDGES) + 1))
+    if len(ranks):
+        onehot = np.eye(len(RANK_EDGES) + 1)[np.searchsorted(RANK_EDGES, ranks, side="left")]
+        bins[1:] = np.cumsum(onehot, axis=0)
+    transitions = np.maximum(np.arange(n), 1)[:, None]
+    mean_log_rank = np.r_[0.0, np.cumsum(np.log(np.maximum(ranks, 1)))] / transitions[:, 0] / np.log(max(num_items, 2))
+    pops = log_pop[np.asarray(stream, dtype=np.int64)]
+    mean_pop = np.cumsum(pops) / np.arange(1, n + 1)
+    return np.column_stack([bins, bins / transitions, mean_log_rank, mean_pop, np.full(n, pops[0]), np.log(np.arange(1, n + 1))])
+
+
+class QueryStreamDetector:
+    """Flag API accounts whose query streams look like model extraction (see the module).
+
+    Args:
+        max_flag_share: the false-positive budget: at most this share of held-out genuine users
+            is ever flagged over their first ``max_queries`` queries (default 0.01).
+        max_queries: queries per account the detector reads (longer streams are cut; default 50).
+        simulated_accounts: accounts of the defender's own simulated data-free extraction.
+        simulated_k, random_share: that simulation's list length and random-item share (the
+            attack's defaults: 100 and 0.1).
+        holdout: share of the genuine users kept out of the fit to set the threshold.
+        seed: every random choice (user split, simulation).
+    """
+
+    def __init__(self, *, max_flag_share: float = 0.01, max_queries: int = 50, simulated_accounts: int = 1000,
+                 simulated_k: int = 100, random_share: float = 0.1, holdout: float = 0.3, seed: RNGLike = 0):
+        if not 0 < float(max_flag_share) < 0.5:
+            raise ConfigError(f"must be a share of users in (0, 0.5), e.g. 0.01; got {max_flag_share!r}", param="max_flag_share")
+        if not 0 < float(holdout) < 1:
+            raise ConfigError(f"must be in (0, 1), got {holdout!r}", param="holdout")
+        for name, value in (("max_queries", max_queries), ("simulated_accounts", simulated_accounts), ("simulated_k", simulated_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ConfigError(f"must be an integer >= 2, got {value!r}", param=name)
+        self.max_flag_share, self.max_queries, self.holdout = float(max_flag_share), max_queries, float(holdout)
+        self.simulated_accounts, self.simulated_k, self.random_share = simulated_accounts, simulated_k, float(random_share)
+        self.seed = seed
+
+    def _rows(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+        streams = [np.asarray(s, dtype=np.int64)[: self.max_queries] for s in streams]
+        ranks = stream_ranks(self.victim_, streams)
+        return [_features(s, r, self.log_pop_, self.victim_.num_items) for s, r in zip(streams, ranks)]
+
+    def fit(self, victim, data: SequenceData | Split) -> QueryStreamDetector:
+        """Learn genuine streams against a simulated data-free extraction of ``victim``. ``data``: the
+        genuine users' histories (a :class:`SequenceData`, read as is) or a split (its training part)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from ..attacks.extraction import generate
+        from ..victims import BlackBoxVictim
+
+        t0 = time.perf_counter()
+        gen = as_generator(self.seed)
+        train = data.train if isinstance(data, Split) else data
+        counts = np.bincount(train.items, minlength=victim.num_items + 1).astype(np.float64)
+        self.victim_ = victim
+        self.log_pop_ = np.log1p(counts) / np.log1p(max(counts.max(), 1.0))
+        users = gen.permutation(np.flatnonzero(train.lengths >= 2))
+        held = int(round(self.holdout * len(users)))
+        if held < 10 or len(users) - held < 10:
+            raise ConfigError(f"need at least 10 genuine users on each side of the holdout, got {len(users)} users with 2+ items",
+                              param="data")
+        fit_users, held_users = users[held:], users[:held]
+        k = min(self.simulated_k, victim.num_items)
+        simulated = generate(BlackBoxVictim(victim, k=k), num_sequences=self.simulated_accounts, length=min(self.max_queries, 50),
+                             random_share=self.random_share, rng=gen, progress=False)
+        sim_streams = [simulated.seqs[i, : simulated.lengths[i]] for i in range(len(simulated.seqs))]
+        genuine_rows = np.vstack(self._rows([train[u] for u in fit_users]))
+        simulated_rows = np.vstack(self._rows(sim_streams))
+        x = np.vstack([genuine_rows, simulated_rows])
+        y = np.r_[np.zeros(len(genuine_rows)), np.ones(len(simulated_rows))]
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")).fit(x, y)
+        held_max = np.array([s.max() for s in self._running([train[u] for u in held_users])])
+        self.threshold_ = float(np.quantile(held_max, 1.0 - self.max_flag_share, method="higher"))
+        self.info_ = {"genuine_users_fit": int(len(fit_users)), "genuine_users_held": int(len(held_users)),
+                      "simulated_accounts": int(len(sim_streams)), "genuine_prefixes": int(len(genuine_rows)),
+                      "simulated_prefixes": int(len(simulated_rows)), "threshold": self.threshold_,
+                      "held_flagged_share": float(np.mean(held_max >= self.threshold_)), "fit_s": time.perf_counter() - t0}
+        return self
+
+    def _running(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("call QueryStreamDetector.fit(victim, data) first")
+        return [np.maximum.accumulate(self.model_.decision_function(rows)) for rows in self._rows(streams)]
+
+    def scores(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+        """Per stream, its running suspicion at each of its first ``max_queries`` queries (non-decreasing)."""
+        return self._running(streams)
+
+    def flagged_at(self, streams: list[np.ndarray]) -> np.ndarray:
+        """Per stream, the 1-based query at which it is first flagged, 0 when never (within ``max_queries``)."""
+        out = np.zeros(len(streams), dtype=np.int64)
+        for i, running in enumerate(self._running(streams)):
+            hit = np.flatnonzero(running >= self.threshold_)
+            out[i] = hit[0] + 1 if len(hit) else 0
+        return out

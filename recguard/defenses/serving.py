@@ -1,0 +1,218 @@
+"""Defenses of the top-k API against model extraction: what a served list lets through.
+
+A :class:`ServedVictim` wraps any victim as its API serves it: ``recommend`` returns the list a
+:class:`ServingPolicy` lets through, and nothing else of the model is exposed (no scores, no
+gradients). Wrap it in a :class:`~recguard.victims.BlackBoxVictim` and an extraction attack
+reaches it exactly as it would reach a real API; genuine users see the same lists, so
+:func:`served_quality` measures what the defense costs them (NDCG@10 of what they are shown).
+
+Policies (``ServingPolicy.parse``):
+
+- ``none``: the model's own top-k.
+- ``truncate:M``: at most the top ``M`` items per query (an API that answers with 100 items
+  answers with ``M``); genuine users who see ``M`` ≥ 10 items lose nothing.
+- ``shuffle:W``: the top-k in random order within consecutive windows of ``W`` ranks (the set of
+  the top ``W``, ``2W``, ... is kept; the order inside each window is not).
+- ``sample:T``: a Plackett–Luce draw from the model's scores at temperature ``T`` (scores
+  standardised per query over the unseen items, then Gumbel-perturbed: a draw without
+  replacement), so low-ranked items sometimes enter the list and top items sometimes leave it.
+- ``unordered:W``: the top-k with each window of ``W`` ranks sorted by item id (``unordered:100``
+  answers a 100-item query with a set).
+
+Any policy but ``truncate`` takes ``,head=H``: the first ``H`` ranks are served exactly and only
+the rest is perturbed (``shuffle:10,head=10`` keeps the top 10 a genuine user is shown and
+reorders ranks 11–20, 21–30, ...), so a user who sees ``H`` items loses nothing.
+
+The randomness is **keyed by the query**: the same sequence always gets the same answer (from
+``seed`` and the sequence's items, through a counter-based hash), so an attacker cannot average
+the noise away by asking again, and a run is reproducible whatever the batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import CapabilityError, ConfigError
+from ..victims import ListsOnly
+
+__all__ = ["ServingPolicy", "ServedVictim", "served_quality", "SERVING_KINDS"]
+
+SERVING_KINDS = ("none", "truncate", "shuffle", "sample", "unordered")
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, element-wise on uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def query_keys(x: np.ndarray, seed: int) -> np.ndarray:
+    """One 64-bit key per row of the padded batch ``x`` ``[B, L]``: a hash of ``seed`` and the row's items."""
+    keys = np.full(len(x), np.uint64(seed % 2**64), dtype=np.uint64)
+    for column in np.asarray(x, dtype=np.int64).T.astype(np.uint64):
+        keys = _mix(keys ^ column)
+    return keys
+
+
+def keyed_uniform(keys: np.ndarray, width: int) -> np.ndarray:
+    """``[B, width]`` uniforms in (0, 1), the ``j``-th of row ``b`` a function of ``keys[b]`` and ``j`` only."""
+    with np.errstate(over="ignore"):
+        counters = _mix(np.arange(1, width + 1, dtype=np.uint64) * _GOLDEN)
+    bits = _mix(keys[:, None] ^ counters[None, :]) >> np.uint64(11)
+    return (bits.astype(np.float64) + 0.5) / float(2**53)
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    """How the API turns the model's ranking into the list it returns (see the module).
+
+    Args:
+        kind: ``none``, ``truncate``, ``shuffle``, ``sample`` or ``unordered``.
+        size: items kept (``truncate``) or the window of ranks (``shuffle``, ``unordered``).
+        temperature: ``sample``'s temperature on standardised scores (> 0; higher = noisier).
+        head: ranks served exactly before the perturbation starts (not with ``truncate``).
+        seed: keys the per-query randomness.
+    """
+
+    kind: str = "none"
+    size: int | None = None
+    temperature: float | None = None
+    head: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in SERVING_KINDS:
+            raise ConfigError(f"must be one of {', '.join(SERVING_KINDS)}, got {self.kind!r}", param="defense")
+        if self.kind in ("truncate", "shuffle", "unordered"):
+            if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+                raise ConfigError(f"{self.kind} needs a positive number of items, e.g. {self.kind}:10; got {self.size!r}",
+                                  param="defense")
+        if self.kind == "sample" and not (isinstance(self.temperature, (int, float)) and float(self.temperature) > 0):
+            raise ConfigError(f"sample needs a temperature > 0, e.g. sample:0.5; got {self.temperature!r}", param="defense")
+        if isinstance(self.head, bool) or not isinstance(self.head, int) or self.head < 0:
+            raise ConfigError(f"head must be an integer >= 0, got {self.head!r}", param="defense")
+        if self.head and self.kind in ("none", "truncate"):
+            raise ConfigError(f"{self.kind} perturbs nothing, so head does not apply", param="defense")
+
+    @classmethod
+    def parse(cls, text: str, *, seed: int = 0) -> ServingPolicy:
+        """``"none"``, ``"truncate:10"``, ``"shuffle:10"``, ``"sample:0.5"`` or ``"unordered:10"``, each
+        but ``truncate`` optionally followed by ``,head=H``."""
+        main, *options = str(text).strip().split(",")
+        head = 0
+        for option in options:
+            name, _, value = option.strip().partition("=")
+            if name != "head" or not value.strip().isdigit():
+                raise ConfigError(f"{text!r}: the only option is head=H (an integer), e.g. shuffle:10,head=10", param="defense")
+            head = int(value)
+        kind, _, arg = main.partition(":")
+        kind = kind.strip().lower()
+        if kind not in SERVING_KINDS:
+            raise ConfigError(f"unknown API defense {text!r}; choose none, truncate:M, shuffle:W, sample:T or unordered:W",
+                              param="defense")
+        if kind == "none":
+            return cls(head=head, seed=seed)
+        try:
+            number = float(arg) if kind == "sample" else int(arg)
+        except ValueError:
+            raise ConfigError(f"{text!r}: {kind} takes a number after the colon, e.g. {kind}:"
+                              f"{'0.5' if kind == 'sample' else '10'}", param="defense") from None
+        if kind == "sample":
+            return cls(kind, temperature=number, head=head, seed=seed)
+        return cls(kind, size=number, head=head, seed=seed)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "none":
+            return "none"
+        text = f"{self.kind}:{self.temperature:g}" if self.kind == "sample" else f"{self.kind}:{self.size}"
+        return text + (f",head={self.head}" if self.head else "")
+
+    @property
+    def max_list(self) -> int | None:
+        """The most items one answer holds (None: the catalogue)."""
+        return self.size if self.kind == "truncate" else None
+
+
+class ServedVictim(ListsOnly):
+    """``victim`` as its API serves it under ``policy``: ``recommend`` only (see the module)."""
+
+    def __init__(self, victim, policy: ServingPolicy | str = "none"):
+        self._victim = victim
+        self.policy = ServingPolicy.parse(policy) if isinstance(policy, str) else policy
+
+    @property
+    def max_list(self) -> int:
+        return min(self.policy.max_list or self.num_items, self.num_items)
+
+    def recommend(self, seqs, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
+        """The served lists ``[B, k]`` (``k`` at most :attr:`max_list`)."""
+        from ..victims import as_batch
+
+        if k > self.max_list:
+            raise CapabilityError(f"this API answers with at most {self.max_list} items ({self.policy.label}), asked for {k}")
+        x = as_batch(seqs, self.max_len, self.num_items)
+        p = self.policy
+        if p.kind == "sample":
+            return self._sampled(x, k, exclude_seen)
+        lists = np.asarray(self._victim.recommend(x, k=k, exclude_seen=exclude_seen))
+        if p.kind in ("shuffle", "unordered"):
+            xs = x.cpu().numpy()
+            noise = keyed_uniform(query_keys(xs, p.seed), k) if p.kind == "shuffle" else lists.astype(np.float64)
+            rank = np.arange(k)
+            # windows of ranks after the exact head (each head rank a window of its own); inside each, order by the noise (or id)
+            window = np.where(rank < p.head, rank - p.head, (rank - p.head) // p.size)
+            order = np.lexsort((noise, np.broadcast_to(window, lists.shape)), axis=1)
+            lists = np.take_along_axis(lists, order, axis=1)
+        return lists
+
+    def _sampled(self, x: torch.Tensor, k: int, exclude_seen: bool) -> np.ndarray:
+        from ..victims import mask_seen_
+
+        scores = self._victim.score(x).detach().float().cpu()
+        scores[:, 0] = float("-inf")
+        if exclude_seen:
+            mask_seen_(scores, x.cpu())
+        finite = torch.isfinite(scores)
+        counts = finite.sum(1, keepdim=True).clamp_min(1)
+        mean = torch.where(finite, scores, 0).sum(1, keepdim=True) / counts
+        spread = (torch.where(finite, scores - mean, 0) ** 2).sum(1, keepdim=True).div(counts).sqrt().clamp_min(1e-12)
+        u = torch.from_numpy(keyed_uniform(query_keys(x.cpu().numpy(), self.policy.seed), scores.shape[1])).float()
+        gumbel = -torch.log(-torch.log(u))
+        perturbed = torch.where(finite, (scores - mean) / spread / float(self.policy.temperature) + gumbel, float("-inf"))
+        head = min(self.policy.head, k)
+        if not head:
+            return torch.topk(perturbed, k, dim=1).indices.numpy()
+        exact = torch.topk(scores, head, dim=1).indices  # served as ranked; the draw fills the rest
+        perturbed.scatter_(1, exact, float("-inf"))
+        return torch.cat([exact, torch.topk(perturbed, k - head, dim=1).indices], dim=1).numpy()
+
+    def __repr__(self) -> str:
+        return f"ServedVictim({self.policy.label})"
+
+
+def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: int = 1024) -> dict:
+    """HR@k and NDCG@k of the lists ``api.recommend`` serves to ``split``'s users for their
+    held-out item (``which``: ``"valid"`` or ``"test"``): what genuine users are shown. An API
+    that answers with fewer than ``k`` items is scored on what it shows (``shown``). Lists leave
+    out the items a user has seen, so a held-out repeat counts as a miss (the full-ranking
+    :func:`~recguard.metrics.evaluate` keeps it): compare served numbers with served numbers."""
+    x, y = split.inputs(which, api.max_len)
+    shown = min(int(k), getattr(api, "max_list", api.num_items))
+    hits, gains = 0.0, 0.0
+    for start in range(0, len(x), batch_size):
+        lists = np.asarray(api.recommend(x[start:start + batch_size], k=shown))
+        where = lists == np.asarray(y[start:start + batch_size])[:, None]
+        found = where.any(1)
+        rank = where.argmax(1)
+        hits += float(found.sum())
+        gains += float((found / np.log2(rank + 2)).sum())
+    n = max(1, len(x))
+    return {f"HR@{k}": hits / n, f"NDCG@{k}": gains / n, "users": int(len(x)), "shown": int(shown)}
