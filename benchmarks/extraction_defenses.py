@@ -13,7 +13,10 @@ steal it through a :class:`~recguard.victims.BlackBoxVictim` (``--num-sequences`
 sequences of the victim's max_len, top-``--k`` lists; few-shot holds 10% of the training
 users), distil SASRec for ``--epochs`` epochs, and record the stolen model's Agreement@1/10
 with the victim on the test users' histories, its NDCG@10, and the genuine users' NDCG@10 of
-the served lists with and without the defense (the defense's cost). Each finished cell is
+the served lists with and without the defense (the defense's cost). The defense ``guard`` fits a
+:class:`~recguard.defenses.QueryStreamDetector` on the training users (1% budget) and answers the
+queries of the accounts it flags with random items (``POLICY+guard`` combines it with a list
+policy); the queries so answered are counted. Each finished cell is
 kept in the run folder so an interrupted run resumes; the summary (agreement relative to the
 undefended API of the same seed and mode, cost) goes to
 benchmarks/results/extraction_defenses_<dataset>.json, with a plot of agreement against cost
@@ -29,7 +32,7 @@ import numpy as np
 
 from _common import HERE, RESULTS, data_path, kept_cells, parse_args, write_result
 
-DEFAULT_DEFENSES = "none;truncate:10;shuffle:10,head=10;sample:1,head=10;unordered:100,head=10;shuffle:10"
+DEFAULT_DEFENSES = "none;truncate:10;shuffle:10,head=10;sample:1,head=10;guard;unordered:100,head=10;shuffle:10"
 
 
 def _victim(split, seed: int, args):
@@ -49,9 +52,15 @@ def _cell(split, token: str, seed: int, args) -> dict:
     from recguard.metrics import evaluate
     from recguard.victims import BlackBoxVictim
 
+    from recguard.defenses import QueryStreamDetector
+
     mode, defense = token.split("/")
     victim = _victim(split, seed, args)
-    served = ServedVictim(victim, ServingPolicy.parse(defense, seed=seed))
+    guard = None
+    if defense.endswith("guard"):  # "guard" or "POLICY+guard": the query-stream detector answers flagged accounts at random
+        guard = QueryStreamDetector(max_flag_share=0.01, seed=np.random.default_rng([seed, 1])).fit(victim, split)
+    policy = defense.removesuffix("guard").removesuffix("+") or "none"
+    served = ServedVictim(victim, ServingPolicy.parse(policy, seed=seed), guard=guard)
     rng = np.random.default_rng([seed, 4242])
     real = None
     if mode == "few-shot":
@@ -62,7 +71,10 @@ def _cell(split, token: str, seed: int, args) -> dict:
     res = extract(bb, mode=mode, num_sequences=args.num_sequences, real_sequences=real, epochs=args.epochs,
                   surrogate_config={"patience": 3}, rng=rng, progress=False)
     x, _ = split.inputs("test", victim.max_len)
-    return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries,
+    attacker_flags = served.guard_flags
+    if guard is not None:
+        guard.reset_queries()  # the genuine users' queries are scored on their own
+    return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries, "queries_answered_at_random": attacker_flags,
             "agreement": agreement(victim, res.surrogate, x),
             "stolen_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"],
             "served_NDCG@10": served_quality(served, split)["NDCG@10"], "undefended_NDCG@10": served_quality(victim, split)["NDCG@10"],

@@ -1,6 +1,7 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
-Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep|forensics [RESULT_NAME]
+Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep|forensics|sae_scorers|
+           extraction_defenses|query_detector [RESULT_NAME]
        python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
@@ -247,8 +248,51 @@ def forensics(name: str = "forensics_amazon-office") -> None:
               f"{m['precision_top1pct']['mean']:.3f} | {m['roc_auc']['mean']:.3f} | {m['seconds_per_item']['mean']:.1f} |")
 
 
+def _interval(m: dict | None, d: int = 3) -> str:
+    if not m or m.get("mean") is None:
+        return "–"
+    if not m.get("ci95"):
+        return f"{m['mean']:.{d}f}"
+    return f"{m['mean']:.{d}f} [{m['ci95'][0]:.{d}f}, {m['ci95'][1]:.{d}f}]"
+
+
+def sae_scorers(name: str = "sae_scorers_amazon-office") -> None:
+    """ROC-AUC / PR-AUC of each SAE-based score on the injected users, per attack."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    scorers = list(next(iter(r["summary"].values())))
+    print("| attack | seeds | " + " | ".join(scorers) + " |")
+    print("|---|---|" + "---|" * len(scorers))
+    for attack, m in r["summary"].items():
+        n = m[scorers[0]]["roc_auc"]["n"]
+        print(f"| {attack} | {n} | " + " | ".join(f"{m[s]['roc_auc']['mean']:.3f} / {m[s]['pr_auc']['mean']:.2f}" for s in scorers) + " |")
+
+
+def extraction_defenses(name: str = "extraction_defenses_amazon-office") -> None:
+    """Agreement@10 of the stolen model and the genuine users' cost, per (mode, API defense)."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    print("| mode | API defense | seeds | Agreement@10 [95% CI] | share of the undefended agreement left | Agreement@1 | "
+          "stolen NDCG@10 | genuine users' NDCG@10 cost |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, m in r["summary"].items():
+        mode, defense = key.split("/", 1)
+        print(f"| {mode} | `{defense}` | {m['seeds']} | {_interval(m['agreement@10'])} | {_interval(m['agreement_left'], 2)} | "
+              f"{_interval(m['agreement@1'])} | {_ms(m['stolen_NDCG@10'])} | {_ms(m['cost'], pct=True)} |")
+
+
+def query_detector(name: str = "query_detector_amazon-office") -> None:
+    """How early the query-stream detector flags each attack's accounts, and the genuine users it flags."""
+    r = json.loads((RESULTS / f"{name}.json").read_text())
+    print("| attack | seeds | flagged within the first 10% of queries [95% CI] | flagged at all | median query flagged | "
+          "genuine users flagged [95% CI] |")
+    print("|---|---|---|---|---|---|")
+    for attack, m in r["summary"].items():
+        print(f"| {attack} | {m['flagged']['n']} | {_interval(m['flagged_within_10pct'])} | {_interval(m['flagged'])} | "
+              f"{_ms(m['median_query_flagged'], 1)} | {_interval(m['genuine_flagged'], 4)} |")
+
+
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
     fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells,
-          "attacks": attacks, "lockstep": lockstep, "forensics": forensics}[kind]
+          "attacks": attacks, "lockstep": lockstep, "forensics": forensics, "sae_scorers": sae_scorers,
+          "extraction_defenses": extraction_defenses, "query_detector": query_detector}[kind]
     fn(*sys.argv[2:])

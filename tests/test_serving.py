@@ -165,6 +165,28 @@ def test_the_query_stream_detector_flags_extraction_accounts_within_its_budget()
     assert np.mean(at > 0) >= 0.9 and np.all(at <= 12)
     running = detector.scores([attack.seqs[0, : attack.lengths[0]]])[0]
     assert len(running) == 12 and np.all(np.diff(running) >= 0)  # once flagged, an account stays flagged
+    # served query by query (each extending the last by one item), the API decides as flagged_at does
+    from recguard.data import pad_sequences
+
+    streams = [attack.seqs[i, : attack.lengths[i]] for i in range(5)] + [data[u] for u in range(5)]
+    expected = detector.flagged_at(streams)
+    detector.reset_queries()
+    online = np.zeros(len(streams), dtype=np.int64)
+    for t in range(1, 13):
+        rows = [i for i, s in enumerate(streams) if len(s) >= t]
+        flags = detector.flag_queries(pad_sequences([streams[i][:t] for i in rows], victim.max_len))
+        for i, f in zip(rows, flags):
+            if f and not online[i]:
+                online[i] = t
+    assert np.array_equal(online, expected)
+    # behind the guard, a flagged account is served random unseen items
+    guarded = ServedVictim(victim, guard=detector)
+    flagged_stream = streams[int(np.argmax(expected > 0))]
+    served = guarded.recommend([flagged_stream], k=10)[0]
+    assert guarded.guard_flags == 1 and not set(served) & set(flagged_stream)
+    assert not np.array_equal(served, victim.recommend([flagged_stream], k=10)[0])
+    with pytest.raises(ConfigError, match="guard"):
+        ServedVictim(make("sasrec", epochs=1).fit(data.split(), rng=1), guard=detector)
     for bad in (dict(max_flag_share=0.6), dict(max_queries=1), dict(holdout=1.0)):
         with pytest.raises(ConfigError):
             QueryStreamDetector(**bad)

@@ -32,7 +32,7 @@ from .._rng import RNGLike, as_generator
 from ..data import SequenceData, Split
 from ..errors import ConfigError, NotFittedError
 
-__all__ = ["QueryStreamDetector", "stream_ranks"]
+__all__ = ["QueryStreamDetector", "stream_ranks", "next_item_ranks"]
 
 #: upper edges of the rank bins of a stream's transitions (the last bin: beyond 1,000)
 RANK_EDGES = np.array([1, 3, 10, 30, 100, 300, 1000])
@@ -42,11 +42,6 @@ def stream_ranks(victim, streams: list[np.ndarray], *, batch_size: int = 1024) -
     """For each stream (an account's items, in order), the rank of its item ``j + 1`` among the items
     the victim scores for the prefix of its first ``j`` items (seen items excluded, the next item
     kept), for ``j = 1 .. len - 1``."""
-    import torch
-
-    from ..data import pad_sequences
-    from ..metrics.ranking import ranks_from_scores
-
     prefixes, targets, owner = [], [], []
     for index, stream in enumerate(streams):
         stream = np.asarray(stream, dtype=np.int64)
@@ -54,30 +49,76 @@ def stream_ranks(victim, streams: list[np.ndarray], *, batch_size: int = 1024) -
             prefixes.append(stream[:j])
             targets.append(stream[j])
             owner.append(index)
+    ranks = next_item_ranks(victim, prefixes, targets, batch_size=batch_size)
+    owner = np.asarray(owner, dtype=np.int64)
+    return [ranks[owner == index] for index in range(len(streams))]
+
+
+def next_item_ranks(victim, prefixes: list[np.ndarray], targets, *, batch_size: int = 1024) -> np.ndarray:
+    """The rank of each ``targets[i]`` among the items the victim scores for ``prefixes[i]`` (seen
+    items excluded, the target kept), ``[n]``."""
+    import torch
+
+    from ..data import pad_sequences
+    from ..metrics.ranking import ranks_from_scores
+
     ranks = np.zeros(len(prefixes), dtype=np.int64)
     for start in range(0, len(prefixes), batch_size):
         x = torch.from_numpy(pad_sequences(prefixes[start:start + batch_size], victim.max_len))
         with torch.no_grad():
             scores = victim.score(x).detach().float().cpu()
-        y = torch.as_tensor(targets[start:start + batch_size])
+        y = torch.as_tensor(np.asarray(targets[start:start + batch_size], dtype=np.int64))
         ranks[start:start + len(x)] = ranks_from_scores(scores, y, x).numpy()
-    owner = np.asarray(owner, dtype=np.int64)
-    return [ranks[owner == index] for index in range(len(streams))]
+    return ranks
 
 
-def _features(stream: np.ndarray, ranks: np.ndarray, log_pop: np.ndarray, num_items: int) -> np.ndarray:
-    """One row per query of ``stream`` (its first 1, 2, ... items): rank-bin shares of the transitions so
-    far, their mean log-rank (over log N), mean and first log-popularity of the items, log length."""
+def _accumulated(stream: np.ndarray, ranks: np.ndarray, log_pop: np.ndarray) -> np.ndarray:
+    """One row per query of ``stream`` (its first 1, 2, ... items) of running totals: counts of the
+    transitions so far in each rank bin, their summed log-rank, the summed and the first item
+    log-popularity, and the number of items, ``[n, bins + 4]``."""
     n = len(stream)
-    bins = np.zeros((n, len(RANK_EDGES) + 1))
+    acc = np.zeros((n, len(RANK_EDGES) + 5))
     if len(ranks):
-        onehot = np.eye(len(RANK_EDGES) + 1)[np.searchsorted(RANK_EDGES, ranks, side="left")]
-        bins[1:] = np.cumsum(onehot, axis=0)
-    transitions = np.maximum(np.arange(n), 1)[:, None]
-    mean_log_rank = np.r_[0.0, np.cumsum(np.log(np.maximum(ranks, 1)))] / transitions[:, 0] / np.log(max(num_items, 2))
+        step = np.zeros((len(ranks), len(RANK_EDGES) + 1))
+        step[np.arange(len(ranks)), np.searchsorted(RANK_EDGES, ranks, side="left")] = 1
+        acc[1:, : len(RANK_EDGES) + 1] = np.cumsum(step, axis=0)
+        acc[1:, len(RANK_EDGES) + 1] = np.cumsum(np.log(np.maximum(ranks, 1)))
     pops = log_pop[np.asarray(stream, dtype=np.int64)]
-    mean_pop = np.cumsum(pops) / np.arange(1, n + 1)
-    return np.column_stack([bins, bins / transitions, mean_log_rank, mean_pop, np.full(n, pops[0]), np.log(np.arange(1, n + 1))])
+    acc[:, -3] = np.cumsum(pops)
+    acc[:, -2] = pops[0]
+    acc[:, -1] = np.arange(1, n + 1)
+    return acc
+
+
+def _step(acc: np.ndarray, rank: int, item_pop: float) -> np.ndarray:
+    """The running totals of a stream after one more query whose new item ranked ``rank`` before it."""
+    out = acc.copy()
+    out[int(np.searchsorted(RANK_EDGES, rank, side="left"))] += 1
+    out[len(RANK_EDGES) + 1] += np.log(max(rank, 1))
+    out[-3] += item_pop
+    out[-1] += 1
+    return out
+
+
+def _features(acc: np.ndarray, num_items: int) -> np.ndarray:
+    """Feature rows from running totals: rank-bin counts and shares, mean log-rank (over log N), mean
+    and first log-popularity, log length."""
+    bins = acc[:, : len(RANK_EDGES) + 1]
+    transitions = np.maximum(acc[:, -1] - 1, 1)[:, None]
+    mean_log_rank = acc[:, len(RANK_EDGES) + 1] / transitions[:, 0] / np.log(max(num_items, 2))
+    return np.column_stack([bins, bins / transitions, mean_log_rank, acc[:, -3] / acc[:, -1], acc[:, -2], np.log(acc[:, -1])])
+
+
+def _item_hashes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per left-padded row of ``x``: a hash of its items without the last one, and with it (padding ignored)."""
+    from .serving import mix64
+
+    h = np.zeros(len(x), dtype=np.uint64)
+    before = h
+    for column in np.asarray(x, dtype=np.int64).T:
+        before = h
+        h = np.where(column > 0, mix64(h ^ column.astype(np.uint64)), h)
+    return before, h
 
 
 class QueryStreamDetector:
@@ -107,10 +148,13 @@ class QueryStreamDetector:
         self.simulated_accounts, self.simulated_k, self.random_share = simulated_accounts, simulated_k, float(random_share)
         self.seed = seed
 
-    def _rows(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+    def _totals(self, streams: list[np.ndarray]) -> list[np.ndarray]:
         streams = [np.asarray(s, dtype=np.int64)[: self.max_queries] for s in streams]
         ranks = stream_ranks(self.victim_, streams)
-        return [_features(s, r, self.log_pop_, self.victim_.num_items) for s, r in zip(streams, ranks)]
+        return [_accumulated(s, r, self.log_pop_) for s, r in zip(streams, ranks)]
+
+    def _rows(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+        return [_features(acc, self.victim_.num_items) for acc in self._totals(streams)]
 
     def fit(self, victim, data: SequenceData | Split) -> QueryStreamDetector:
         """Learn genuine streams against a simulated data-free extraction of ``victim``. ``data``: the
@@ -159,6 +203,44 @@ class QueryStreamDetector:
     def scores(self, streams: list[np.ndarray]) -> list[np.ndarray]:
         """Per stream, its running suspicion at each of its first ``max_queries`` queries (non-decreasing)."""
         return self._running(streams)
+
+    def flag_queries(self, x) -> np.ndarray:
+        """Whether each query of the batch ``x`` (left-padded sequences: each an account's stream so
+        far) comes from a flagged account, as an API would decide it while serving. A query that
+        extends one seen before by one item is scored from that query's running totals (one
+        victim pass for the new item's rank); any other query is scored from scratch. The running
+        totals and maxima of every query served are kept (``reset_queries`` forgets them)."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError("call QueryStreamDetector.fit(victim, data) first")
+        x = np.asarray(x, dtype=np.int64)
+        cache = self.__dict__.setdefault("_served", {})
+        before, full = _item_hashes(x)
+        lengths = (x > 0).sum(1)
+        flags = np.zeros(len(x), dtype=bool)
+        known = [i for i in range(len(x)) if lengths[i] >= 2 and int(before[i]) in cache]
+        fresh = [i for i in range(len(x)) if i not in set(known) and lengths[i] >= 1]
+        if known:
+            prefixes = [x[i][x[i] > 0][:-1] for i in known]
+            last = [int(x[i][x[i] > 0][-1]) for i in known]
+            ranks = next_item_ranks(self.victim_, prefixes, last)
+            for i, item, rank in zip(known, last, ranks):
+                acc, peak = cache[int(before[i])]
+                if acc[-1] < self.max_queries:
+                    acc = _step(acc, int(rank), float(self.log_pop_[item]))
+                    peak = max(peak, float(self.model_.decision_function(_features(acc[None], self.victim_.num_items))[0]))
+                cache[int(full[i])] = (acc, peak)
+                flags[i] = peak >= self.threshold_
+        if fresh:
+            totals = self._totals([x[i][x[i] > 0] for i in fresh])
+            for i, acc in zip(fresh, totals):
+                peak = float(self.model_.decision_function(_features(acc, self.victim_.num_items)).max())
+                cache[int(full[i])] = (acc[-1], peak)
+                flags[i] = peak >= self.threshold_
+        return flags
+
+    def reset_queries(self) -> None:
+        """Forget the queries served so far (their running totals)."""
+        self.__dict__.pop("_served", None)
 
     def flagged_at(self, streams: list[np.ndarray]) -> np.ndarray:
         """Per stream, the 1-based query at which it is first flagged, 0 when never (within ``max_queries``)."""

@@ -44,7 +44,7 @@ SERVING_KINDS = ("none", "truncate", "shuffle", "sample", "unordered")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser, element-wise on uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
         z = x + _GOLDEN
@@ -57,15 +57,15 @@ def query_keys(x: np.ndarray, seed: int) -> np.ndarray:
     """One 64-bit key per row of the padded batch ``x`` ``[B, L]``: a hash of ``seed`` and the row's items."""
     keys = np.full(len(x), np.uint64(seed % 2**64), dtype=np.uint64)
     for column in np.asarray(x, dtype=np.int64).T.astype(np.uint64):
-        keys = _mix(keys ^ column)
+        keys = mix64(keys ^ column)
     return keys
 
 
 def keyed_uniform(keys: np.ndarray, width: int) -> np.ndarray:
     """``[B, width]`` uniforms in (0, 1), the ``j``-th of row ``b`` a function of ``keys[b]`` and ``j`` only."""
     with np.errstate(over="ignore"):
-        counters = _mix(np.arange(1, width + 1, dtype=np.uint64) * _GOLDEN)
-    bits = _mix(keys[:, None] ^ counters[None, :]) >> np.uint64(11)
+        counters = mix64(np.arange(1, width + 1, dtype=np.uint64) * _GOLDEN)
+    bits = mix64(keys[:, None] ^ counters[None, :]) >> np.uint64(11)
     return (bits.astype(np.float64) + 0.5) / float(2**53)
 
 
@@ -142,11 +142,24 @@ class ServingPolicy:
 
 
 class ServedVictim(ListsOnly):
-    """``victim`` as its API serves it under ``policy``: ``recommend`` only (see the module)."""
+    """``victim`` as its API serves it under ``policy``: ``recommend`` only (see the module).
 
-    def __init__(self, victim, policy: ServingPolicy | str = "none"):
+    ``guard``: a fitted :class:`~recguard.defenses.querystream.QueryStreamDetector` of the same
+    victim; a query from an account it flags is answered with random unseen items (keyed by the
+    query, like every other draw), and :attr:`guard_flags` counts the queries so answered."""
+
+    def __init__(self, victim, policy: ServingPolicy | str = "none", *, guard=None):
         self._victim = victim
         self.policy = ServingPolicy.parse(policy) if isinstance(policy, str) else policy
+        if guard is not None and getattr(guard, "victim_", None) is not victim:
+            raise ConfigError("the guard must be a QueryStreamDetector fitted on this victim (QueryStreamDetector().fit(victim, data))",
+                              param="guard")
+        self.guard = guard
+        self.guard_flags = 0
+
+    @property
+    def label(self) -> str:
+        return self.policy.label + ("+guard" if self.guard is not None else "")
 
     @property
     def max_list(self) -> int:
@@ -159,6 +172,23 @@ class ServedVictim(ListsOnly):
         if k > self.max_list:
             raise CapabilityError(f"this API answers with at most {self.max_list} items ({self.policy.label}), asked for {k}")
         x = as_batch(seqs, self.max_len, self.num_items)
+        lists = self._served(x, k, exclude_seen)
+        if self.guard is not None:
+            xs = x.cpu().numpy()
+            flagged = self.guard.flag_queries(xs)
+            if flagged.any():
+                lists[flagged] = self._random(xs[flagged], k)
+                self.guard_flags += int(flagged.sum())
+        return lists
+
+    def _random(self, x: np.ndarray, k: int) -> np.ndarray:
+        """Random unseen items for each row of ``x``, keyed by the row."""
+        noise = keyed_uniform(query_keys(x, self.policy.seed + 1), self.num_items + 1)
+        noise[:, 0] = -1.0
+        np.put_along_axis(noise, x, -1.0, axis=1)
+        return np.argsort(-noise, axis=1, kind="stable")[:, :k]
+
+    def _served(self, x: torch.Tensor, k: int, exclude_seen: bool) -> np.ndarray:
         p = self.policy
         if p.kind == "sample":
             return self._sampled(x, k, exclude_seen)
@@ -195,7 +225,7 @@ class ServedVictim(ListsOnly):
         return torch.cat([exact, torch.topk(perturbed, k - head, dim=1).indices], dim=1).numpy()
 
     def __repr__(self) -> str:
-        return f"ServedVictim({self.policy.label})"
+        return f"ServedVictim({self.label})"
 
 
 def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: int = 1024) -> dict:
