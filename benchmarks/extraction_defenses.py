@@ -48,19 +48,13 @@ def _victim(split, seed: int, args):
 
 def _cell(split, token: str, seed: int, args) -> dict:
     from recguard.attacks.extraction import agreement, extract
-    from recguard.defenses.serving import ServedVictim, ServingPolicy, served_quality
+    from recguard.defenses.serving import serve, served_quality
     from recguard.metrics import evaluate
     from recguard.victims import BlackBoxVictim
 
-    from recguard.defenses import QueryStreamDetector
-
     mode, defense = token.split("/")
     victim = _victim(split, seed, args)
-    guard = None
-    if defense.endswith("guard"):  # "guard" or "POLICY+guard": the query-stream detector answers flagged accounts at random
-        guard = QueryStreamDetector(max_flag_share=0.01, seed=np.random.default_rng([seed, 1])).fit(victim, split)
-    policy = defense.removesuffix("guard").removesuffix("+") or "none"
-    served = ServedVictim(victim, ServingPolicy.parse(policy, seed=seed), guard=guard)
+    served = serve(victim, defense, split.train, seed=seed)  # "guard" / "POLICY+guard": the query-stream detector too
     rng = np.random.default_rng([seed, 4242])
     real = None
     if mode == "few-shot":
@@ -72,8 +66,8 @@ def _cell(split, token: str, seed: int, args) -> dict:
                   surrogate_config={"patience": 3}, rng=rng, progress=False)
     x, _ = split.inputs("test", victim.max_len)
     attacker_flags = served.guard_flags
-    if guard is not None:
-        guard.reset_queries()  # the genuine users' queries are scored on their own
+    if served.guard is not None:
+        served.guard.reset_queries()  # the genuine users' queries are scored on their own
     return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries, "queries_answered_at_random": attacker_flags,
             "agreement": agreement(victim, res.surrogate, x),
             "stolen_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"],

@@ -190,3 +190,18 @@ def test_the_query_stream_detector_flags_extraction_accounts_within_its_budget()
     for bad in (dict(max_flag_share=0.6), dict(max_queries=1), dict(holdout=1.0)):
         with pytest.raises(ConfigError):
             QueryStreamDetector(**bad)
+
+
+def test_serve_names_the_defense_and_fits_the_guard_on_the_genuine_users(trained):
+    from recguard.defenses.serving import check_defense, serve
+
+    split, victim = trained
+    assert serve(victim, "truncate:5").label == "truncate:5" and serve(victim, "none").guard is None
+    guarded = serve(victim, "shuffle:10,head=10+guard", split.train, seed=1)
+    assert guarded.label == "shuffle:10,head=10+guard" and guarded.guard.victim_ is victim
+    with pytest.raises(ConfigError, match="pass the data"):
+        serve(victim, "guard")
+    assert check_defense(" guard ") == "guard"
+    for bad in ("guard+truncate:5", "blur+guard"):
+        with pytest.raises(ConfigError):
+            check_defense(bad)

@@ -310,7 +310,7 @@ def _compute_clean(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: Spl
 def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split: Split) -> CellResult:
     """The black-box chain's surrogate: extracted from the clean victim's top-k lists only."""
     from ..attacks.extraction import ExtractionAttack, agreement
-    from ..defenses.serving import ServedVictim, ServingPolicy, served_quality
+    from ..defenses.serving import serve, served_quality
     from ..victims import BlackBoxVictim
 
     t0 = time.perf_counter()
@@ -323,7 +323,7 @@ def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split
         if opts["mode"] == "few-shot":
             n_real = max(1, int(round(opts["real_fraction"] * split.train.num_users)))
             real = [split.train[u].tolist() for u in rng.choice(split.train.num_users, size=n_real, replace=False)]
-        served = ServedVictim(clean_victim, ServingPolicy.parse(opts.get("defense", "none"), seed=cell.seed))
+        served = serve(clean_victim, opts.get("defense", "none"), split.train, seed=cell.seed)
         bb = BlackBoxVictim(served, k=min(int(opts["k"]), served.max_list))
         attack = ExtractionAttack(mode=opts["mode"], num_sequences=int(opts["num_sequences"]), length=opts["length"],
                                   real_sequences=real, random_share=float(opts["random_share"]), surrogate=opts["surrogate"],
@@ -334,9 +334,13 @@ def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split
         info = {**opts, "queries": res.queries, "time_s": time.perf_counter() - t0,
                 "agreement": agreement(clean_victim, res.surrogate, x),
                 "surrogate_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"]}
-        if served.policy.kind != "none":  # what the defense costs the genuine users who are served the same lists
-            info["served"] = {"defense": served.policy.label, "NDCG@10": served_quality(served, split)["NDCG@10"],
-                              "undefended_NDCG@10": served_quality(clean_victim, split)["NDCG@10"]}
+        if served.label != "none":  # what the defense costs the genuine users who are served the same lists
+            attacker_flags = served.guard_flags
+            if served.guard is not None:
+                served.guard.reset_queries()  # the genuine users' queries are scored on their own
+            info["served"] = {"defense": served.label, "NDCG@10": served_quality(served, split)["NDCG@10"],
+                              "undefended_NDCG@10": served_quality(clean_victim, split)["NDCG@10"],
+                              "queries_answered_at_random": attacker_flags}
         res.surrogate.save(where, overwrite=True)  # the audit's own folder: a save cut short before its report is redone
         atomic_write_json(where / "extraction.json", info)
     return CellResult(kind="extraction", seed=cell.seed, key=cell.key, extraction=store.extraction_info(spec, cell.seed),

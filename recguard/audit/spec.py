@@ -164,10 +164,10 @@ class AuditSpec:
                               param="extraction")
         self._set("extraction", {k: check_value(f"extraction.{k}", v, EXTRACTION_TYPES[k]) for k, v in self.extraction.items()})
         if "defense" in self.extraction:
-            from ..defenses.serving import ServingPolicy
+            from ..defenses.serving import check_defense
 
             try:
-                ServingPolicy.parse(self.extraction["defense"])
+                check_defense(self.extraction["defense"])
             except ConfigError as exc:
                 raise ConfigError(str(exc).removeprefix("defense: "), param="extraction.defense") from None
 

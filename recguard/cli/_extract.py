@@ -27,7 +27,7 @@ def extract(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset for evaluation/few-shot (default: the victim's)."),
     path: Path | None = PathOpt,
     defense: str = typer.Option("none", "--defense", help="Serve the victim's lists through an API defense: none, truncate:M, "
-                                "shuffle:W, sample:T or unordered:W (docs/extraction.md)."),
+                                "shuffle:W, sample:T, unordered:W, guard, or POLICY+guard (docs/extraction.md)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     model: str | None = ModelOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -40,13 +40,13 @@ def extract(
 
     from .._io import atomic_write_json
     from ..attacks.extraction import agreement, extract as run_extract
-    from ..defenses.serving import ServedVictim, ServingPolicy, served_quality
+    from ..defenses.serving import check_defense, serve, served_quality
     from ..metrics import evaluate
     from ..victims import BlackBoxVictim, load
 
     from .._io import claim_output_dir
 
-    policy = ServingPolicy.parse(defense, seed=seed)  # a bad --defense fails before anything loads
+    check_defense(defense)  # a bad --defense fails before anything loads
     victim = load(victim_dir, model=model)
     data = victim_dataset(victim, victim_dir, dataset, path)
     claim_output_dir(out, "extraction", resumable=True)  # resumes its own transcript; refuses anything else
@@ -59,9 +59,9 @@ def extract(
         n_real = max(1, int(round(real_fraction * split.train.num_users)))
         users = rng.choice(split.train.num_users, size=n_real, replace=False)
         real = [split.train[u].tolist() for u in users]
-    served = ServedVictim(victim, policy)
+    served = serve(victim, defense, split.train, seed=seed)
     if k > served.max_list:
-        raise ConfigError(f"the {policy.label} API answers with at most {served.max_list} items; pass --k {served.max_list} or less",
+        raise ConfigError(f"the {served.label} API answers with at most {served.max_list} items; pass --k {served.max_list} or less",
                           param="--k")
     bb = BlackBoxVictim(served, k=k, query_budget=max_queries)
     t0 = time.perf_counter()
@@ -75,12 +75,15 @@ def extract(
     quality = evaluate(res.surrogate, split, which="test", ks=(10,))
     report = {"victim": str(victim_dir), "mode": mode, "surrogate": surrogate, "k": k, "queries": res.queries,
               "agreement": agree, "surrogate_test": quality, "victim_test": evaluate(victim, split, which="test", ks=(10,)),
-              "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real), "defense": policy.label}
-    if policy.kind != "none":
+              "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real), "defense": served.label}
+    if served.label != "none":
+        report["queries_answered_at_random"] = served.guard_flags
+        if served.guard is not None:
+            served.guard.reset_queries()
         report["served_test"] = served_quality(served, split)
     atomic_write_json(out / "extraction.json", report)
     typer.echo(f"{mode} extraction of {victim.architecture} into {surrogate}: {res.queries} queries, {wall:.0f} s")
     print_table([("Agreement@1", f"{agree['Agreement@1']:.4f}"), ("Agreement@10", f"{agree['Agreement@10']:.4f}"),
                  ("surrogate NDCG@10", f"{quality['NDCG@10']:.4f}"), ("victim NDCG@10", f"{report['victim_test']['NDCG@10']:.4f}"),
-                 *([(f"NDCG@10 served ({policy.label})", f"{report['served_test']['NDCG@10']:.4f}")] if policy.kind != "none" else [])])
+                 *([(f"NDCG@10 served ({served.label})", f"{report['served_test']['NDCG@10']:.4f}")] if served.label != "none" else [])])
     typer.echo(f"surrogate: {out / 'surrogate'}  (use it with `recguard audit --surrogate {out / 'surrogate'}`)")

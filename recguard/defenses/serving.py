@@ -38,7 +38,7 @@ import torch
 from ..errors import CapabilityError, ConfigError
 from ..victims import ListsOnly
 
-__all__ = ["ServingPolicy", "ServedVictim", "served_quality", "SERVING_KINDS"]
+__all__ = ["ServingPolicy", "ServedVictim", "served_quality", "serve", "SERVING_KINDS"]
 
 SERVING_KINDS = ("none", "truncate", "shuffle", "sample", "unordered")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -226,6 +226,30 @@ class ServedVictim(ListsOnly):
 
     def __repr__(self) -> str:
         return f"ServedVictim({self.label})"
+
+
+def serve(victim, defense: str, data=None, *, seed: int = 0) -> ServedVictim:
+    """``victim`` behind the API defense named by ``defense``: a policy (``"truncate:10"``, ...),
+    ``"guard"`` (the query-stream detector, fitted here on ``data``'s genuine users with a 1%
+    budget, answering flagged accounts at random), or ``"POLICY+guard"`` (both)."""
+    text = str(defense).strip()
+    guarded = text == "guard" or text.endswith("+guard")
+    policy = ServingPolicy.parse(text.removesuffix("guard").removesuffix("+") or "none", seed=seed)
+    guard = None
+    if guarded:
+        from .querystream import QueryStreamDetector
+
+        if data is None:
+            raise ConfigError("the guard learns from the genuine users' histories; pass the data", param="defense")
+        guard = QueryStreamDetector(max_flag_share=0.01, seed=np.random.default_rng([seed, 1])).fit(victim, data)
+    return ServedVictim(victim, policy, guard=guard)
+
+
+def check_defense(defense: str) -> str:
+    """``defense`` if it names an API defense :func:`serve` knows, else a :class:`ConfigError`."""
+    text = str(defense).strip()
+    ServingPolicy.parse(text.removesuffix("guard").removesuffix("+") or "none")
+    return text
 
 
 def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: int = 1024) -> dict:

@@ -159,20 +159,20 @@ def assert_extraction_resistant(
     most this share of their NDCG@10 (e.g. 0.02).
     """
     from ..attacks.extraction import agreement, extract
-    from ..defenses.serving import ServedVictim, ServingPolicy, served_quality
+    from ..defenses.serving import check_defense, serve, served_quality
     from ..metrics import clean_cost
     from ..victims import BlackBoxVictim
 
     if metric not in ("Agreement@1", "Agreement@10"):
         raise ConfigError(f"must be Agreement@1 or Agreement@10, got {metric!r}", param="metric")
-    policy = ServingPolicy.parse(defense, seed=seed)
+    check_defense(defense)
     split = as_split(data)
     if isinstance(victim, BlackBoxVictim):
-        if policy.kind != "none":
+        if defense.strip() != "none":
             raise ConfigError("pass your model (not a BlackBoxVictim) to serve it through a defense", param="defense")
         api, model = victim, victim.wrapped
     else:
-        served = ServedVictim(victim, policy)
+        served = serve(victim, defense, split.train, seed=seed)
         api, model = BlackBoxVictim(served, k=min(k, served.max_list), query_budget=max_queries), victim
     rng = np.random.default_rng([seed, 31337])
     real = None
@@ -187,13 +187,16 @@ def assert_extraction_resistant(
     value = float(agree[metric])
     result = {"check": "assert_extraction_resistant", "mode": mode, "budget": int(budget), "k": api.k, "queries": res.queries,
               "surrogate": surrogate, "metric": metric, "value": value, "max_agreement": max_agreement, "agreement": agree,
-              "seed": seed, "dataset": split.full.name, "wall_time_s": time.perf_counter() - t0, "defense": policy.label}
+              "seed": seed, "dataset": split.full.name, "wall_time_s": time.perf_counter() - t0, "defense": defense.strip()}
     ok = value <= max_agreement
     msg = (f"{'holds' if ok else 'NOT resistant'}: a {surrogate} stolen {mode} with {res.queries} top-{api.k} queries "
-           f"({budget} generated sequences, seed {seed}, API defense {policy.label}) reaches {metric} {value:.4f} "
+           f"({budget} generated sequences, seed {seed}, API defense {defense.strip()}) reaches {metric} {value:.4f} "
            f"{'<=' if ok else '>'} max_agreement {max_agreement} on {len(x)} test users of {split.full.name} "
            f"(Agreement@1 {agree['Agreement@1']:.4f})")
-    if policy.kind != "none":
+    if defense.strip() != "none":
+        if api.wrapped.guard is not None:
+            result["queries_answered_at_random"] = api.wrapped.guard_flags
+            api.wrapped.guard.reset_queries()
         shown, plain = served_quality(api.wrapped, split)["NDCG@10"], served_quality(model, split)["NDCG@10"]
         cost = clean_cost(plain, shown)
         result.update(served_NDCG_10=shown, undefended_NDCG_10=plain, served_cost=cost)
