@@ -128,7 +128,8 @@ def test_sigterm_shuts_down_the_local_ray_the_audit_started(atomic, tmp_path):  
         assert proc.poll() is None and ray_processes(), (tmp_path / "driver.err").read_text()[-2000:]
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
-        assert proc.returncode == 130 and "interrupted: " in (tmp_path / "driver.err").read_text()
+        said = (tmp_path / "driver.err").read_text()
+        assert proc.returncode == 130 and "interrupted: " in said, f"exit {proc.returncode}: {said[-3000:]}"
         deadline = time.monotonic() + 30
         while ray_processes() and time.monotonic() < deadline:
             time.sleep(0.5)

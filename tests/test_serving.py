@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import recguard
-from recguard.defenses.serving import ServedVictim, ServingPolicy, keyed_uniform, query_keys, served_quality
+from recguard._rng import keyed_uniform, query_keys
+from recguard.defenses.serving import ServedVictim, ServingPolicy, served_quality
 from recguard.errors import CapabilityError, ConfigError
 
 from conftest import cyclic_data, make

@@ -111,7 +111,7 @@ def _features(acc: np.ndarray, num_items: int) -> np.ndarray:
 
 def _item_hashes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per left-padded row of ``x``: a hash of its items without the last one, and with it (padding ignored)."""
-    from .serving import mix64
+    from .._rng import mix64
 
     h = np.zeros(len(x), dtype=np.uint64)
     before = h
