@@ -300,11 +300,22 @@ class RayBackend(Backend):
                         self._refs[("clean" if cell.kind == "clean" else "extraction", cell.seed)] = ray.put(files)
                     on_done(cell, CellResult.from_dict(result_d))
         finally:
+            self._stop(ray, pending)
+
+    def _stop(self, ray, pending: dict) -> None:
+        """Cancel the tasks still pending and, when stopped early, shut down the local Ray this backend
+        started. A failure while cleaning up is a warning: it never replaces the error or the
+        interrupt that stopped the audit (whose exit status the caller relies on)."""
+        try:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            if pending and self._started_here:  # stopped early: the local Ray this backend started goes too
+            if pending and self._started_here:
                 ray.shutdown()
                 self._started_here = False
+        except Exception as exc:  # Ray's own cleanup errors (e.g. a session folder already gone)
+            import warnings
+
+            warnings.warn(f"stopping Ray: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 
 
 def make_backend(name: str | Backend | None = None, *, jobs: int = 1, threads: int | None = None, address: str | None = None,
