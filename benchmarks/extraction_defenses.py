@@ -65,10 +65,8 @@ def _cell(split, token: str, seed: int, args) -> dict:
     res = extract(bb, mode=mode, num_sequences=args.num_sequences, real_sequences=real, epochs=args.epochs,
                   surrogate_config={"patience": 3}, rng=rng, progress=False)
     x, _ = split.inputs("test", victim.max_len)
-    attacker_flags = served.guard_flags
-    if served.guard is not None:
-        served.guard.reset_queries()  # the genuine users' queries are scored on their own
-    return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries, "queries_answered_at_random": attacker_flags,
+    return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries,
+            "queries_answered_at_random": served.guard_flags,
             "agreement": agreement(victim, res.surrogate, x),
             "stolen_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"],
             "served_NDCG@10": served_quality(served, split)["NDCG@10"], "undefended_NDCG@10": served_quality(victim, split)["NDCG@10"],

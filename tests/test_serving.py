@@ -185,6 +185,8 @@ def test_the_query_stream_detector_flags_extraction_accounts_within_its_budget()
     flagged_stream = streams[int(np.argmax(expected > 0))]
     served = guarded.recommend([flagged_stream], k=10)[0]
     assert guarded.guard_flags == 1 and not set(served) & set(flagged_stream)
+    served_quality(guarded, data.split())  # the genuine users are scored on their own; the attacker's count stays
+    assert guarded.guard_flags == 1
     assert not np.array_equal(served, victim.recommend([flagged_stream], k=10)[0])
     with pytest.raises(ConfigError, match="guard"):
         ServedVictim(make("sasrec", epochs=1).fit(data.split(), rng=1), guard=detector)
@@ -203,6 +205,6 @@ def test_serve_names_the_defense_and_fits_the_guard_on_the_genuine_users(trained
     with pytest.raises(ConfigError, match="pass the data"):
         serve(victim, "guard")
     assert check_defense(" guard ") == "guard"
-    for bad in ("guard+truncate:5", "blur+guard"):
+    for bad in ("guard+truncate:5", "blur+guard", "truncate:5guard"):
         with pytest.raises(ConfigError):
             check_defense(bad)

@@ -335,12 +335,9 @@ def _compute_extraction(spec: AuditSpec, cell: Cell, store: ArtifactStore, split
                 "agreement": agreement(clean_victim, res.surrogate, x),
                 "surrogate_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"]}
         if served.label != "none":  # what the defense costs the genuine users who are served the same lists
-            attacker_flags = served.guard_flags
-            if served.guard is not None:
-                served.guard.reset_queries()  # the genuine users' queries are scored on their own
             info["served"] = {"defense": served.label, "NDCG@10": served_quality(served, split)["NDCG@10"],
                               "undefended_NDCG@10": served_quality(clean_victim, split)["NDCG@10"],
-                              "queries_answered_at_random": attacker_flags}
+                              "queries_answered_at_random": served.guard_flags}
         res.surrogate.save(where, overwrite=True)  # the audit's own folder: a save cut short before its report is redone
         atomic_write_json(where / "extraction.json", info)
     return CellResult(kind="extraction", seed=cell.seed, key=cell.key, extraction=store.extraction_info(spec, cell.seed),

@@ -78,8 +78,6 @@ def extract(
               "wall_time_s": wall, "info": res.info, "real_sequences": 0 if real is None else len(real), "defense": served.label}
     if served.label != "none":
         report["queries_answered_at_random"] = served.guard_flags
-        if served.guard is not None:
-            served.guard.reset_queries()
         report["served_test"] = served_quality(served, split)
     atomic_write_json(out / "extraction.json", report)
     typer.echo(f"{mode} extraction of {victim.architecture} into {surrogate}: {res.queries} queries, {wall:.0f} s")

@@ -187,7 +187,7 @@ class QueryStreamDetector:
         x = np.vstack([genuine_rows, simulated_rows])
         y = np.r_[np.zeros(len(genuine_rows)), np.ones(len(simulated_rows))]
         self.model_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")).fit(x, y)
-        held_max = np.array([s.max() for s in self._running([train[u] for u in held_users])])
+        held_max = np.array([s.max() for s in self.scores([train[u] for u in held_users])])
         self.threshold_ = float(np.quantile(held_max, 1.0 - self.max_flag_share, method="higher"))
         self.info_ = {"genuine_users_fit": int(len(fit_users)), "genuine_users_held": int(len(held_users)),
                       "simulated_accounts": int(len(sim_streams)), "genuine_prefixes": int(len(genuine_rows)),
@@ -195,14 +195,14 @@ class QueryStreamDetector:
                       "held_flagged_share": float(np.mean(held_max >= self.threshold_)), "fit_s": time.perf_counter() - t0}
         return self
 
-    def _running(self, streams: list[np.ndarray]) -> list[np.ndarray]:
+    def _require_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError("call QueryStreamDetector.fit(victim, data) first")
-        return [np.maximum.accumulate(self.model_.decision_function(rows)) for rows in self._rows(streams)]
 
     def scores(self, streams: list[np.ndarray]) -> list[np.ndarray]:
         """Per stream, its running suspicion at each of its first ``max_queries`` queries (non-decreasing)."""
-        return self._running(streams)
+        self._require_fitted()
+        return [np.maximum.accumulate(self.model_.decision_function(rows)) for rows in self._rows(streams)]
 
     def flag_queries(self, x) -> np.ndarray:
         """Whether each query of the batch ``x`` (left-padded sequences: each an account's stream so
@@ -210,15 +210,15 @@ class QueryStreamDetector:
         extends one seen before by one item is scored from that query's running totals (one
         victim pass for the new item's rank); any other query is scored from scratch. The running
         totals and maxima of every query served are kept (``reset_queries`` forgets them)."""
-        if not hasattr(self, "model_"):
-            raise NotFittedError("call QueryStreamDetector.fit(victim, data) first")
+        self._require_fitted()
         x = np.asarray(x, dtype=np.int64)
         cache = self.__dict__.setdefault("_served", {})
         before, full = _item_hashes(x)
         lengths = (x > 0).sum(1)
         flags = np.zeros(len(x), dtype=bool)
-        known = [i for i in range(len(x)) if lengths[i] >= 2 and int(before[i]) in cache]
-        fresh = [i for i in range(len(x)) if i not in set(known) and lengths[i] >= 1]
+        extends = [lengths[i] >= 2 and int(before[i]) in cache for i in range(len(x))]
+        known = [i for i in range(len(x)) if extends[i]]
+        fresh = [i for i in range(len(x)) if not extends[i] and lengths[i] >= 1]
         if known:
             prefixes = [x[i][x[i] > 0][:-1] for i in known]
             last = [int(x[i][x[i] > 0][-1]) for i in known]
@@ -245,7 +245,7 @@ class QueryStreamDetector:
     def flagged_at(self, streams: list[np.ndarray]) -> np.ndarray:
         """Per stream, the 1-based query at which it is first flagged, 0 when never (within ``max_queries``)."""
         out = np.zeros(len(streams), dtype=np.int64)
-        for i, running in enumerate(self._running(streams)):
+        for i, running in enumerate(self.scores(streams)):
             hit = np.flatnonzero(running >= self.threshold_)
             out[i] = hit[0] + 1 if len(hit) else 0
         return out

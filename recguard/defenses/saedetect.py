@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..data import SequenceData, Split
+from ..data import SequenceData, Split, pad_sequences
 from ..errors import ConfigError
 from ._base import Defense, DefenseOutcome
 from .baselines import shared_rare_item
@@ -45,13 +45,7 @@ def user_codes(probe, sequences: list[np.ndarray] | SequenceData, *, batch_users
     """Each sequence's mean SAE code over the probed states of its prefixes (its last
     ``max_len`` items), ``[U, width]``, from a fitted :class:`~recguard.probes.SAEProbe`."""
     max_len = probe.victim.max_len
-    if isinstance(sequences, SequenceData):
-        x = sequences.padded(max_len)
-    else:
-        x = np.zeros((len(sequences), max_len), dtype=np.int64)
-        for row, seq in enumerate(sequences):
-            tail = np.asarray(seq, dtype=np.int64)[-max_len:]
-            x[row, max_len - len(tail):] = tail
+    x = sequences.padded(max_len) if isinstance(sequences, SequenceData) else pad_sequences(sequences, max_len)
     sae, site, out = probe.sae_, probe.site, []
     for start in range(0, len(x), batch_users):
         xb = torch.from_numpy(x[start:start + batch_users]).to(site.device)
@@ -148,11 +142,12 @@ class SAEDetector(Defense):
                          seed=int(rng.integers(0, 2**31 - 1))).fit(split, progress=progress)
         codes = user_codes(probe, train)
         rarity = latent_rarity(codes)
+        weighted = codes * rarity
         group_size = max(2, int(round(self.group_share * n)))
-        suspicion = neighbour_similarity(codes * rarity, group_size)
+        suspicion = neighbour_similarity(weighted, group_size)
         sim = make_attack(self.known, budget=self.known_budget, max_profile_length=first.max_len).poison(train, rng=rng)
         sim_codes = user_codes(probe, [np.asarray(sim.data[u]) for u in sim.fake_users]) * rarity
-        simulated = neighbour_similarity(sim_codes, group_size, among=np.vstack([codes * rarity, sim_codes]))
+        simulated = neighbour_similarity(sim_codes, group_size, among=np.vstack([weighted, sim_codes]))
         confirm = (lambda users, ranked: shared_rare_item(train, users, ranked)) if self.confirm else None
         decided = self.decision.decide(suspicion, simulated=simulated, confirm=confirm)
         info = {**decided.info, **self.settings(), "group_size": group_size, "sae_fvu_train": _fvu(probe),

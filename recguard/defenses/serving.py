@@ -42,6 +42,8 @@ from ..victims import ListsOnly
 __all__ = ["ServingPolicy", "ServedVictim", "served_quality", "serve", "SERVING_KINDS"]
 
 SERVING_KINDS = ("none", "truncate", "shuffle", "sample", "unordered")
+
+
 @dataclass(frozen=True)
 class ServingPolicy:
     """How the API turns the model's ranking into the list it returns (see the module).
@@ -205,9 +207,8 @@ def serve(victim, defense: str, data=None, *, seed: int = 0) -> ServedVictim:
     """``victim`` behind the API defense named by ``defense``: a policy (``"truncate:10"``, ...),
     ``"guard"`` (the query-stream detector, fitted here on ``data``'s genuine users with a 1%
     budget, answering flagged accounts at random), or ``"POLICY+guard"`` (both)."""
-    text = str(defense).strip()
-    guarded = text == "guard" or text.endswith("+guard")
-    policy = ServingPolicy.parse(text.removesuffix("guard").removesuffix("+") or "none", seed=seed)
+    policy_text, guarded = _split_guard(defense)
+    policy = ServingPolicy.parse(policy_text, seed=seed)
     guard = None
     if guarded:
         from .querystream import QueryStreamDetector
@@ -218,11 +219,22 @@ def serve(victim, defense: str, data=None, *, seed: int = 0) -> ServedVictim:
     return ServedVictim(victim, policy, guard=guard)
 
 
+def _split_guard(defense: str) -> tuple[str, bool]:
+    """``(policy text, guarded)`` of a defense name: ``"guard"`` → ``("none", True)``,
+    ``"truncate:10+guard"`` → ``("truncate:10", True)``, anything else → ``(it, False)``."""
+    text = str(defense).strip()
+    if text == "guard":
+        return "none", True
+    if text.endswith("+guard"):
+        return text.removesuffix("+guard"), True
+    return text, False
+
+
 def check_defense(defense: str) -> str:
     """``defense`` if it names an API defense :func:`serve` knows, else a :class:`ConfigError`."""
-    text = str(defense).strip()
-    ServingPolicy.parse(text.removesuffix("guard").removesuffix("+") or "none")
-    return text
+    policy_text, _ = _split_guard(defense)
+    ServingPolicy.parse(policy_text)
+    return str(defense).strip()
 
 
 def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: int = 1024) -> dict:
@@ -230,7 +242,13 @@ def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: 
     held-out item (``which``: ``"valid"`` or ``"test"``): what genuine users are shown. An API
     that answers with fewer than ``k`` items is scored on what it shows (``shown``). Lists leave
     out the items a user has seen, so a held-out repeat counts as a miss (the full-ranking
-    :func:`~recguard.metrics.evaluate` keeps it): compare served numbers with served numbers."""
+    :func:`~recguard.metrics.evaluate` keeps it): compare served numbers with served numbers.
+    Behind a guard, the users' queries are scored on their own: the guard first forgets the
+    queries it served before (an attacker's), and its ``guard_flags`` count is left as it was."""
+    guard = getattr(api, "guard", None)
+    counted = getattr(api, "guard_flags", 0)
+    if guard is not None:
+        guard.reset_queries()
     x, y = split.inputs(which, api.max_len)
     shown = min(int(k), getattr(api, "max_list", api.num_items))
     hits, gains = 0.0, 0.0
@@ -241,5 +259,7 @@ def served_quality(api, split, *, which: str = "test", k: int = 10, batch_size: 
         rank = where.argmax(1)
         hits += float(found.sum())
         gains += float((found / np.log2(rank + 2)).sum())
+    if guard is not None:
+        api.guard_flags = counted
     n = max(1, len(x))
     return {f"HR@{k}": hits / n, f"NDCG@{k}": gains / n, "users": int(len(x)), "shown": int(shown)}

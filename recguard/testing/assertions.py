@@ -196,7 +196,6 @@ def assert_extraction_resistant(
     if defense.strip() != "none":
         if api.wrapped.guard is not None:
             result["queries_answered_at_random"] = api.wrapped.guard_flags
-            api.wrapped.guard.reset_queries()
         shown, plain = served_quality(api.wrapped, split)["NDCG@10"], served_quality(model, split)["NDCG@10"]
         cost = clean_cost(plain, shown)
         result.update(served_NDCG_10=shown, undefended_NDCG_10=plain, served_cost=cost)
