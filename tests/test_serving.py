@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import recguard
 from recguard._rng import keyed_uniform, query_keys
@@ -60,6 +61,17 @@ def test_each_policy_serves_what_it_promises(trained):
     assert 0.3 < overlap < 1.0 and hot < overlap  # a hotter draw strays further from the model's own list
     with pytest.raises(CapabilityError, match="only its lists"):
         api.score(x)
+
+    class Diverged:  # a model whose scores are NaN: a sampled list from it is an error, never an answer
+        num_items, max_len = victim.num_items, victim.max_len
+
+        def score(self, seqs):
+            return torch.full((len(seqs), victim.num_items + 1), float("nan"))
+
+    from recguard.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError):
+        ServedVictim(Diverged(), "sample:0.5").recommend(x, k=5)
     assert recguard.victims.capabilities(api) == frozenset()
 
 

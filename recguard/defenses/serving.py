@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._finite import check_scores
 from .._rng import keyed_uniform, query_keys
 from ..errors import CapabilityError, ConfigError
 from ..victims import ListsOnly
@@ -181,7 +182,7 @@ class ServedVictim(ListsOnly):
     def _sampled(self, x: torch.Tensor, k: int, exclude_seen: bool) -> np.ndarray:
         from ..victims import mask_seen_
 
-        scores = self._victim.score(x).detach().float().cpu()
+        scores = check_scores(self._victim.score(x), self._victim).detach().float().cpu()
         scores[:, 0] = float("-inf")
         if exclude_seen:
             mask_seen_(scores, x.cpu())
