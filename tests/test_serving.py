@@ -220,3 +220,18 @@ def test_serve_names_the_defense_and_fits_the_guard_on_the_genuine_users(trained
     for bad in ("guard+truncate:5", "blur+guard", "truncate:5guard"):
         with pytest.raises(ConfigError):
             check_defense(bad)
+
+
+def test_a_wrapped_model_is_served_and_guarded_through_the_contract():
+    from foreign_models import make_narm
+
+    from recguard.defenses.serving import serve
+
+    data = cyclic_data(num_users=120, num_items=30, length=10, seed=2)
+    victim = make_narm(num_items=data.num_items, epochs=2, max_len=12).fit(data.split(), rng=0)
+    x = data.padded(12)[:20]
+    sampled = ServedVictim(victim, "sample:0.5,head=3").recommend(x, k=8)
+    assert np.array_equal(sampled[:, :3], victim.recommend(x, k=3)) and all(len(set(r)) == 8 for r in sampled)
+    guarded = serve(victim, "truncate:10+guard", data, seed=0)
+    assert guarded.max_list == 10 and guarded.recommend(x, k=10).shape == (20, 10)
+    assert 0 <= served_quality(guarded, data.split())["NDCG@10"] <= 1
