@@ -53,6 +53,11 @@ def test_checkpoints_add_up(planted):
     finally:
         victim.checkpoints_ = kept
     np.testing.assert_allclose(whole, np.sum(parts, axis=0), rtol=1e-9, atol=1e-9)
+    # each checkpoint's share is kept, and the labelled summary reads them one by one
+    traced = influence(victim, split, TARGET, query_users=queries)
+    np.testing.assert_allclose(traced.per_checkpoint, np.stack(parts), rtol=1e-9, atol=1e-9)
+    found = traced.finds(np.arange(100, 106))
+    assert len(found["roc_auc_by_checkpoint"]) == len(kept) and 0.0 <= found["roc_auc_abs"] <= 1.0
     # the victim's own weights come back after tracing
     assert all(torch.equal(kept[-1][1][k], v.cpu()) for k, v in victim.module.state_dict().items())
 
@@ -114,6 +119,15 @@ def test_matches_captum_tracincp_position_by_position(planted, tmp_path):
     per_position = tracin.influence((h_query, torch.full((len(queries),), TARGET)), k=None).sum(0).double().numpy()
     theirs = np.bincount(owner, weights=per_position, minlength=len(users))
     np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-6 * float(np.abs(theirs).max()))
+
+
+def test_sign_agreement_says_whether_the_leaders_keep_their_sign_over_training():
+    from recguard.probes.influence import sign_agreement
+
+    steady = np.array([[5.0, 1.0, -0.1] + [0.0] * 97, [4.0, 2.0, 0.2] + [0.0] * 97])
+    assert sign_agreement(steady, steady.sum(0)) == 1.0  # the top 1 (user 0) is positive at both checkpoints
+    flipped = np.array([[5.0] + [0.0] * 99, [-9.0] + [0.0] * 99])  # pushed early, pulled back late: a memorised campaign
+    assert sign_agreement(flipped, flipped.sum(0)) == 0.0
 
 
 def test_bad_requests_are_refused(planted):

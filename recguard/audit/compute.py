@@ -419,7 +419,7 @@ def _forensics(victim, poisoned: Split, result) -> dict:
         traced = influence(victim, poisoned, [int(t) for t in result.targets])
     except ConfigError as exc:  # no list shows any target: nothing was pushed far enough to trace
         return {"traced_items": [], "reason": str(exc)}
-    return traced.finds(result.fake_users)
+    return {**traced.finds(result.fake_users), "sign_agreement": traced.info["sign_agreement"]}
 
 
 def compute(spec: AuditSpec, cell: Cell, store: ArtifactStore, clean: CellResult | None = None) -> CellResult:

@@ -93,5 +93,10 @@ def forensics(
                  ("query users", ", ".join(str(len(q)) for q in result.query_users.values())),
                  ("checkpoints", str(result.checkpoints or "final weights only")),
                  ("top users", ", ".join(f"{r.get('user_id', r['user'])} ({r['influence']:.3g})" for r in top)),
+                 ("sign agreement", f"{result.info['sign_agreement']:.2f} (top 1% whose influence keeps its sign at every checkpoint)"),
                  ("seconds", f"{result.info['time_s']:.1f}")])
+    if result.info["sign_agreement"] < 0.8:
+        typer.echo("\nnote: the most influential users' influence changes sign between checkpoints; a campaign the model "
+                   "has memorised can push an item early in training and pull it late. Read forensics.json's "
+                   "per-checkpoint influence, and rank by magnitude as well as by sign (docs/probes.md).")
     typer.echo(f"\nreport: {out / 'forensics.html'}  (also forensics.json)")

@@ -50,7 +50,11 @@ class Influence:
         scores: ``[num_users]`` influence of every training user on the summed scores (positive:
             training on the user raised them); checkpoints: the epochs whose weights were used
             (``[]``: only the final weights, when the victim kept no checkpoints).
-        info: the learning rate, positions traced and time taken.
+        per_checkpoint: ``[len(checkpoints) or 1, num_users]``, each checkpoint's share of ``scores``.
+        info: the learning rate, positions traced, time taken, and ``sign_agreement``: of the top 1%
+            of users by ``|scores|``, the share whose influence has the same sign at every checkpoint.
+            A low value says the ranking depends on the training phase: a campaign that the model
+            has memorised can have its influence change sign late in training (see docs/probes.md).
     """
 
     items: list[int]
@@ -58,6 +62,7 @@ class Influence:
     scores: np.ndarray
     checkpoints: list[int]
     info: dict = field(default_factory=dict)
+    per_checkpoint: np.ndarray | None = None
 
     def top(self, k: int) -> np.ndarray:
         """The ``k`` most positively influential training users, most influential first."""
@@ -72,15 +77,21 @@ class Influence:
         wanted = np.zeros(len(self.scores), dtype=bool)
         wanted[np.asarray(users, dtype=np.int64)] = True
         top = self.top(int(np.ceil(0.01 * len(wanted))))
+        both = 0 < wanted.sum() < len(wanted)
+        by_checkpoint = ([float(roc_auc_score(wanted, row)) for row in self.per_checkpoint]
+                         if both and self.per_checkpoint is not None else None)
         return {"traced_items": list(self.items), "checkpoints": list(self.checkpoints),
                 "recall_top1pct": float(wanted[top].sum() / max(1, wanted.sum())), "precision_top1pct": float(wanted[top].mean()),
-                "roc_auc": float(roc_auc_score(wanted, self.scores)) if 0 < wanted.sum() < len(wanted) else None,
+                "roc_auc": float(roc_auc_score(wanted, self.scores)) if both else None,
+                "roc_auc_by_checkpoint": by_checkpoint,
+                "roc_auc_abs": float(roc_auc_score(wanted, np.abs(self.scores))) if both else None,
                 "seconds_per_item": self.info["time_s"] / max(1, len(self.items))}
 
     def to_dict(self, data: SequenceData | None = None, k: int = 100) -> dict:
         """Plain data for JSON: the top ``k`` users with their influence (and ids, when ``data`` is given)."""
         top = self.top(k)
         users = [{"user": int(u), "influence": float(self.scores[u]),
+                  **({"by_checkpoint": [float(v) for v in self.per_checkpoint[:, u]]} if self.per_checkpoint is not None else {}),
                   **({"user_id": str(data.user_ids[u])} if data is not None and data.user_ids is not None else {})} for u in top]
         return {"items": [int(i) for i in self.items], "query_users": {str(i): int(len(q)) for i, q in self.query_users.items()},
                 "checkpoints": list(self.checkpoints), "top": users, "info": dict(self.info)}
@@ -190,11 +201,12 @@ def influence(victim, data: Split | SequenceData, items, *, query_users=None, to
                           "larger top_k", param="query_users")
     width = victim.max_len + 1
     starts, lengths = train.offsets[:-1], np.diff(train.offsets)
-    scores = np.zeros(train.num_users, dtype=np.float64)
+    per_checkpoint = np.zeros((len(states), train.num_users), dtype=np.float64)
     positions = 0
     query_x = [(item, torch.from_numpy(pad_from_csr(train.items, starts[q], lengths[q], victim.max_len)).to(victim.device))
                for item, q in queries.items()]
-    for _, state in states:
+    for k, (_, state) in enumerate(states):
+        scores = per_checkpoint[k]
         with _weights(module, state), eval_mode(module):
             head, head_grad = _head_gradient(victim, query_x)
             for start in range(0, train.num_users, batch_users):
@@ -210,8 +222,19 @@ def influence(victim, data: Split | SequenceData, items, *, query_users=None, to
                 owner = np.broadcast_to(rows[:, None], keep.shape)[keep.cpu().numpy()]
                 np.add.at(scores, owner, lr * per_position)
                 positions += len(per_position)
-    if not np.isfinite(scores).all():
+    if not np.isfinite(per_checkpoint).all():
         raise NonFiniteError("training-data influence is not finite; the victim's weights or scores diverged")
+    scores = per_checkpoint.sum(0)
     return Influence(items=sorted(queries), query_users=queries, scores=scores, checkpoints=[e for e, _ in checkpoints],
+                     per_checkpoint=per_checkpoint,
                      info={"learning_rate": lr, "positions": positions, "time_s": time.perf_counter() - t0,
-                           "skipped_items": skipped, "loss": "full-softmax cross-entropy", "variant": "TracIn-CP, last layer"})
+                           "skipped_items": skipped, "loss": "full-softmax cross-entropy", "variant": "TracIn-CP, last layer",
+                           "sign_agreement": sign_agreement(per_checkpoint, scores)})
+
+
+def sign_agreement(per_checkpoint: np.ndarray, scores: np.ndarray, share: float = 0.01) -> float:
+    """Of the ``share`` of users with the largest ``|scores|``, the fraction whose influence has one sign
+    (or is 0) at every checkpoint: 1.0 when the ranking's leaders hold at every stage of training."""
+    top = np.argsort(-np.abs(scores), kind="stable")[: max(1, int(np.ceil(share * len(scores))))]
+    signs = np.sign(per_checkpoint[:, top])
+    return float(((signs >= 0).all(0) | (signs <= 0).all(0)).mean())
