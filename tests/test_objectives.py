@@ -13,10 +13,11 @@ from recguard._finite import SCORE_BUDGET, check_scores, score_rows
 from recguard.errors import ConfigError, NonFiniteError
 from recguard.metrics import ranks_from_scores
 from recguard.victims import _objective
-from recguard.victims._objective import AUTO_SAMPLED_FROM, AUTO_SAMPLED_LOSS, Objective
+from recguard.victims._objective import AUTO_SAMPLED_LOSS, Objective
 
 from conftest import cyclic_data, make
 
+CPU_CROSSOVER = _objective.AUTO_SAMPLED_FROM["cpu"]
 ARCHS = ["sasrec", "bert4rec", "gru4rec"]
 
 
@@ -27,6 +28,17 @@ def _problem(p=30, n=25, d=6, seed=0):
     t = torch.randint(0, n, (p,), generator=g)
     wt = torch.rand(p, generator=g) + 0.1
     return h, w, t, wt
+
+
+def _reference_sampled_softmax(h, w, t, wt, neg, expected_counts) -> float:
+    """The sampled softmax written out row by row: logits corrected by log(expected count), drawn
+    negatives equal to the row's positive left out, rows weighted by ``wt``."""
+    s = (h @ w.T - torch.log(expected_counts)).detach()
+    ref = 0.0
+    for i in range(len(t)):
+        row = [s[i, t[i]]] + [s[i, j] for j in neg.tolist() if j != int(t[i])]
+        ref += float(wt[i] / wt.sum()) * float(torch.logsumexp(torch.stack(row), 0) - s[i, t[i]])
+    return ref
 
 
 def _draw(obj, seed, rows=0):
@@ -41,12 +53,7 @@ def test_sampled_softmax_is_the_logq_corrected_formula(sampler):
     val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
     neg = _draw(obj, 5)
     q = torch.full((25,), 1 / 25) if sampler == "uniform" else torch.tensor((counts + 1) / (counts + 1).sum(), dtype=torch.float32)
-    s = (h @ w.T - torch.log(40 * q)).detach()
-    ref = 0.0
-    for i in range(len(t)):
-        row = [s[i, t[i]]] + [s[i, j] for j in neg.tolist() if j != int(t[i])]
-        ref += float(wt[i] / wt.sum()) * float(torch.logsumexp(torch.stack(row), 0) - s[i, t[i]])
-    assert float(val) == pytest.approx(ref, rel=1e-5)
+    assert float(val) == pytest.approx(_reference_sampled_softmax(h, w, t, wt, neg, 40 * q), rel=1e-5)
 
 
 def test_sampled_softmax_under_uniform_needs_no_correction():
@@ -121,7 +128,8 @@ def test_popularity_gbce_weights_each_negative_by_its_importance():
 
 
 def test_loss_settings_are_validated():
-    for bad, param in [(dict(loss="softmax"), "loss"), (dict(num_negatives=0), "num_negatives"),
+    for bad, param in [(dict(loss="gbce", sampler="mixed"), "sampler"), (dict(loss="softmax"), "loss"),
+                       (dict(num_negatives=0), "num_negatives"),
                        (dict(num_negatives=True), "num_negatives"), (dict(sampler="zipf"), "sampler"),
                        (dict(gbce_t=1.5), "gbce_t"), (dict(loss="bce", sampler="popularity"), "sampler")]:
         with pytest.raises(ConfigError) as e:
@@ -134,47 +142,95 @@ def test_loss_settings_are_validated():
 def test_auto_picks_by_catalogue_size_and_says_so():
     cfg = recguard.SASRec().config
     assert cfg.loss == "auto"
-    small = _objective.resolve_objective(cfg, AUTO_SAMPLED_FROM - 1)
-    big = _objective.resolve_objective(cfg, AUTO_SAMPLED_FROM)
+    small = _objective.resolve_objective(cfg, CPU_CROSSOVER - 1)
+    big = _objective.resolve_objective(cfg, CPU_CROSSOVER)
     assert small.loss == "ce" and big.loss == AUTO_SAMPLED_LOSS
     assert big.num_negatives == _objective.DEFAULT_NEGATIVES[AUTO_SAMPLED_LOSS]
-    assert "auto" in small.describe()["chosen_by"] and str(f"{AUTO_SAMPLED_FROM:,}") in big.describe()["chosen_by"]
-    explicit = _objective.resolve_objective(recguard.SASRec(loss="ce").config, 10 * AUTO_SAMPLED_FROM)
+    assert "auto" in small.describe()["chosen_by"] and str(f"{CPU_CROSSOVER:,}") in big.describe()["chosen_by"]
+    assert "measured CPU crossover" in big.describe()["chosen_by"]
+    explicit = _objective.resolve_objective(recguard.SASRec(loss="ce").config, 10 * CPU_CROSSOVER)
     assert explicit.loss == "ce" and explicit.describe()["chosen_by"] == "config"
 
 
+def test_auto_follows_the_device_it_trains_on():
+    # the rule is resolved from the device's type alone, so it is checked without a GPU
+    cfg = recguard.SASRec().config
+    gpu = _objective.AUTO_SAMPLED_FROM["cuda"]
+    assert gpu > CPU_CROSSOVER
+    between = _objective.resolve_objective(cfg, CPU_CROSSOVER * 2, device="cuda:0")
+    assert between.loss == "ce" and "CUDA" in between.describe()["chosen_by"]
+    assert _objective.resolve_objective(cfg, CPU_CROSSOVER * 2, device="cpu").loss == AUTO_SAMPLED_LOSS
+    assert _objective.resolve_objective(cfg, gpu, device="cuda").loss == AUTO_SAMPLED_LOSS
+    assert _objective.auto_crossover("mps")[:2] == ("cpu", CPU_CROSSOVER)
+    said = _objective.resolve_objective(cfg, gpu, device="cuda").describe()["chosen_by"]
+    assert ("provisional" in said) != _objective.AUTO_MEASURED["cuda"]
+
+
+def test_mixed_negatives_are_half_from_the_batch_with_the_balance_correction():
+    h, w, t, wt = _problem(p=30, n=25)
+    counts = np.arange(25) * 3.0
+    obj = Objective("sampled_ce", 25, 40, "mixed", counts=counts)
+    assert obj.in_batch == 20 and obj.describe()["in_batch_negatives"] == 20
+    neg = obj.draw(torch.Generator().manual_seed(5), "cpu", targets=t)
+    assert set(neg[:20].tolist()) <= set(t.tolist())  # the in-batch half is made of the batch's positives
+    val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
+    expected = torch.tensor(20 * counts / counts.sum() + 20 / 25, dtype=torch.float32)
+    assert float(val) == pytest.approx(_reference_sampled_softmax(h, w, t, wt, neg, expected), rel=1e-5)
+
+
+def test_mixed_correction_estimates_the_softmax_normaliser_without_bias():
+    # E[Σ_{j in S} exp(s_j) / (M_b·q_j + M_u/N)] = Σ_j exp(s_j) when the in-batch half follows q
+    n, m = 12, 8
+    counts = np.array([40, 1, 0, 7, 3, 20, 2, 0, 9, 5, 1, 12], dtype=np.float64)
+    obj = Objective("sampled_ce", n, m, "mixed", counts=counts)
+    scores = torch.linspace(-1.0, 2.0, n)
+    pool = torch.repeat_interleave(torch.arange(n), torch.as_tensor(counts, dtype=torch.long))  # batch positives ~ q
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([obj.draw(gen, "cpu", targets=pool) for _ in range(20000)])
+    estimate = torch.exp(scores[draws] - obj.log_expected[draws]).sum(1).mean()
+    assert float(estimate) == pytest.approx(float(torch.exp(scores).sum()), rel=0.02)
+    # the in-batch half alone could never draw items 2 and 7 (no training target); the uniform half does
+    assert {2, 7} <= set(draws.unique().tolist())
+
+
+def _loss_settings(loss: str) -> dict:
+    """``"mixed"`` is sampled softmax with the mixed sampler; any other name is a loss with its default sampler."""
+    return dict(loss="sampled_ce", sampler="mixed") if loss == "mixed" else dict(loss=loss)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed"])
 def test_sampled_losses_train_every_architecture(arch, loss, tmp_path):
     data = cyclic_data(num_users=200, num_items=30, length=14, noise=0.05)
     slow = (arch, loss) == ("bert4rec", "gbce")
-    victim = make(arch, hidden=32, epochs=80 if slow else 30, lr=5e-3, dropout=0.1, loss=loss,
+    victim = make(arch, hidden=32, epochs=80 if slow else 30, lr=5e-3, dropout=0.1, **_loss_settings(loss),
                   num_negatives=8).fit(data, rng=0, progress=False)
     m = recguard.evaluate(victim, data.split(), ks=(10,))
     # random guessing: ~0.36. BERT4Rec with gBCE learns the rule only partly here (0.48 after
     # 30 epochs, 0.55 after 80: its cloze task sees ~20% of the positions), the others nearly fully
     assert m["HR@10"] > (0.5 if slow else 0.8), m
     info = victim.fit_info_["objective"]
-    assert info["loss"] == loss and info["num_negatives"] == 8
-    assert info["negatives_shared_per_batch"] == (loss == "sampled_ce")
+    assert info["loss"] == _loss_settings(loss)["loss"] and info["num_negatives"] == 8
+    assert info["negatives_shared_per_batch"] == (loss != "gbce")
+    assert info.get("in_batch_negatives") == (4 if loss == "mixed" else None)
     victim.save(tmp_path / "v")
     assert recguard.load(tmp_path / "v").fit_info_["objective"] == info
 
 
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "bce"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "bce", "mixed"])
 def test_sampled_training_is_deterministic(loss):
     data = cyclic_data(num_users=60)
-    a = make("sasrec", epochs=2, loss=loss, num_negatives=16).fit(data, rng=3, progress=False)
-    b = make("sasrec", epochs=2, loss=loss, num_negatives=16).fit(data, rng=3, progress=False)
+    a = make("sasrec", epochs=2, **_loss_settings(loss), num_negatives=16).fit(data, rng=3, progress=False)
+    b = make("sasrec", epochs=2, **_loss_settings(loss), num_negatives=16).fit(data, rng=3, progress=False)
     for (ka, va), (_, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
         assert torch.equal(va, vb), ka
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed"])
 def test_zero_weight_users_and_items_do_not_move_sampled_gradients(arch, loss):
     data = cyclic_data(num_users=6, num_items=20, length=10)
-    victim = make(arch, dropout=0.0, epochs=1, loss=loss, num_negatives=8).fit(data, rng=0, progress=False)
+    victim = make(arch, dropout=0.0, epochs=1, **_loss_settings(loss), num_negatives=8).fit(data, rng=0, progress=False)
     module = victim.module
     module.train()
     x = torch.from_numpy(data.padded(11)[:4])

@@ -155,12 +155,15 @@ class _LinearSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, coef, chunk: int, with_grad: bool):
         total = h.new_zeros(())
+        cc_dtype = coef.dtype
         grad_h = torch.empty_like(h) if with_grad else None
         grad_w = torch.zeros_like(weight) if with_grad else None
         grad_b = torch.zeros_like(bias) if with_grad and bias is not None else None
         for s in range(0, h.shape[0], chunk):
             hc = h[s : s + chunk]
             z = hc @ weight.T  # [C, N]
+            if z.dtype != cc_dtype:  # a half-precision matmul under autocast: the softmax runs at the loss's precision
+                z = z.to(cc_dtype)
             if bias is not None:
                 z += bias
             lse = torch.logsumexp(z, dim=1)  # one fused pass, nothing written back

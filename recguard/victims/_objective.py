@@ -21,6 +21,16 @@ weight times the target item's weight), normalised to sum to one over the batch.
     constant for every logit and cancels; under the popularity proposal it removes the
     bias towards penalising popular items.
 
+    ``sampler="mixed"`` draws from two sources at once (the mixed negative sampling of Yang et
+    al., WWW 2020; eSASRec mixes the same two): ``M_b = ⌈M/2⌉`` *in-batch* negatives, the
+    positives of randomly chosen predictions of the same batch (so item ``j`` comes with
+    probability ``q_j``, its share of the training targets), and ``M_u = M − M_b`` uniform
+    ones. Each logit is corrected by its expected count under the two draws together,
+    ``M_b·q_j + M_u/N`` (the balance heuristic of multiple importance sampling: the union
+    of the two samples estimates the softmax's normaliser without bias, with less variance
+    than either source's own correction). Popular items are contrasted often, as they are
+    in the data; rare ones are still reached through the uniform half.
+
 ``gbce``
     Generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023), with ``M``
     negatives drawn per prediction, as in gSASRec (shared ones made SASRec collapse on
@@ -38,10 +48,11 @@ weight times the target item's weight), normalised to sum to one over the batch.
     ``softplus(−s_ip) + Σ softplus(s_ij)``.
 
 ``auto`` (the default)
-    ``ce`` below :data:`AUTO_SAMPLED_FROM` items, the measured crossover; from there on
-    :data:`AUTO_SAMPLED_LOSS` with its :data:`DEFAULT_NEGATIVES` uniform negatives. The choice,
-    and why, is recorded in ``victim.fit_info_["objective"]``, in the saved model and in
-    every audit cell.
+    ``ce`` below the device's crossover in :data:`AUTO_SAMPLED_FROM` (8,000 items on a CPU; on
+    CUDA, where a full softmax over tens of thousands of items costs little, 200,000); from
+    there on :data:`AUTO_SAMPLED_LOSS` with its :data:`DEFAULT_NEGATIVES` negatives. The choice,
+    the device and why are recorded in ``victim.fit_info_["objective"]``, in the saved model
+    and in every audit cell. Other accelerators (``mps``) follow the CPU rule.
 """
 
 from __future__ import annotations
@@ -53,13 +64,20 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ._layers import weighted_softmax_ce
 
-__all__ = ["LOSSES", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES", "Objective", "resolve_objective"]
+__all__ = ["LOSSES", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEASURED", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES", "Objective",
+           "auto_crossover", "resolve_objective"]
 
 LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
-SAMPLERS = ("uniform", "popularity")
-#: Catalogues of at least this many items train with the sampled loss when ``loss="auto"``
-#: (benchmarks/catalogue_scale.py and benchmarks/sampled_losses.py; docs/victims.md).
-AUTO_SAMPLED_FROM = 8_000
+SAMPLERS = ("uniform", "popularity", "mixed")
+#: Per device type, catalogues of at least this many items train with the sampled loss when
+#: ``loss="auto"``. CPU: the crossover measured on the 2-core development machine
+#: (benchmarks/catalogue_scale.py and benchmarks/sampled_losses.py; docs/victims.md). CUDA: full CE
+#: stays the default for every catalogue that ``benchmarks/gpu.py`` measured it no slower on
+#: (24k items on an H200, issue 29); the 200k figure is that script's largest catalogue and is
+#: provisional until the script records the crossover (``AUTO_MEASURED``).
+AUTO_SAMPLED_FROM = {"cpu": 8_000, "cuda": 200_000}
+#: Whether each device's crossover comes from a recorded measurement (see ``AUTO_SAMPLED_FROM``).
+AUTO_MEASURED = {"cpu": True, "cuda": False}
 #: The sampled loss ``auto`` picks above the crossover: the one that reached full CE's
 #: quality on Amazon Beauty (docs/benchmarks.md).
 AUTO_SAMPLED_LOSS = "sampled_ce"
@@ -84,6 +102,10 @@ def check_objective_fields(cfg) -> None:
     if cfg.loss == "bce" and cfg.sampler != "uniform":
         raise ConfigError("loss='bce' draws uniform negatives per prediction; use sampler='uniform' "
                           "or 'sampled_ce' / 'gbce', which correct for the popularity proposal", param="sampler")
+    if cfg.loss == "gbce" and cfg.sampler == "mixed":
+        raise ConfigError("sampler='mixed' shares in-batch negatives across the batch, which gBCE does not (it draws "
+                          "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
+                          param="sampler")
 
 
 class Objective:
@@ -102,13 +124,22 @@ class Objective:
         self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
         self.probs = None
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
-        if sampler == "popularity":
+        n, m = self.num_items, self.num_negatives
+        self.in_batch = 0  # negatives taken from the batch's own positives (sampler "mixed")
+        if sampler in ("popularity", "mixed"):
             if counts is None or len(counts) != num_items:
-                raise ConfigError("the popularity sampler needs the training counts of every item", param="sampler")
+                raise ConfigError(f"the {sampler} sampler needs the training counts of every item", param="sampler")
+        if sampler == "popularity":
             c = np.asarray(counts, dtype=np.float64) + 1.0  # every item stays a possible negative
             self.probs = torch.as_tensor(c / c.sum(), dtype=torch.float32, device=device)
-        n, m = self.num_items, self.num_negatives
-        if self.probs is None:  # uniform: Q(j) = 1/N
+        if sampler == "mixed":
+            self.in_batch = (m + 1) // 2
+            c = np.asarray(counts, dtype=np.float64)
+            share = c / max(c.sum(), 1.0)  # q_j: item j's share of the training targets
+            expected = self.in_batch * share + (m - self.in_batch) / n  # M_b·q_j + M_u/N
+            self.log_expected = torch.as_tensor(np.log(expected), dtype=torch.float32, device=device)
+            self.importance = None
+        elif self.probs is None:  # uniform: Q(j) = 1/N
             self.log_expected = None
             self.importance = None
         else:
@@ -123,6 +154,8 @@ class Objective:
             d["num_negatives"] = self.num_negatives
             d["sampler"] = self.sampler if self.loss != "bce" else "uniform, per prediction"
             d["negatives_shared_per_batch"] = self.shared
+            if self.in_batch:
+                d["in_batch_negatives"] = self.in_batch
         if self.loss == "gbce":
             d["gbce_t"] = self.gbce_t
             d["gbce_beta"] = self.beta
@@ -134,10 +167,15 @@ class Objective:
         prediction draws its own (gBCE, BCE)."""
         return self.loss == "sampled_ce"
 
-    def draw(self, gen: torch.Generator, device, rows: int = 0) -> torch.Tensor:
+    def draw(self, gen: torch.Generator, device, rows: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Negatives (0-based item rows) drawn with replacement from ``Q``: ``[M]`` shared ones,
-        or ``[rows, M]`` when each of ``rows`` predictions draws its own."""
+        or ``[rows, M]`` when each of ``rows`` predictions draws its own. The mixed sampler takes
+        its in-batch half from ``targets`` (the batch's positives) and the rest uniformly."""
         shape = (rows, self.num_negatives) if rows else (self.num_negatives,)
+        if self.in_batch:
+            picked = targets[torch.randint(0, len(targets), (self.in_batch,), generator=gen, device=device)]
+            rest = torch.randint(0, self.num_items, (self.num_negatives - self.in_batch,), generator=gen, device=device)
+            return torch.cat([picked, rest])
         if self.probs is None:
             return torch.randint(0, self.num_items, shape, generator=gen, device=device)
         return torch.multinomial(self.probs, max(1, rows) * self.num_negatives, replacement=True, generator=gen).view(shape)
@@ -175,7 +213,7 @@ class Objective:
                 negw = negw * self.importance[neg]
             return self._per_prediction(h, table, targets, coef, neg, self.beta, negw, bias, offset)
         p = len(targets)
-        neg = self.draw(gen, h.device)  # [M], 0-based, shared by the batch
+        neg = self.draw(gen, h.device, targets=targets)  # [M], 0-based, shared by the batch
         ids = torch.cat([targets, neg]) + offset
         # F.embedding, not table[ids]: its CPU backward sums repeated ids in a fixed order,
         # while indexing's accumulating backward depends on thread timing (runs would differ)
@@ -208,16 +246,24 @@ class Objective:
         return (per * coef).sum()
 
 
+def auto_crossover(device) -> tuple[str, int, bool]:
+    """``(device type the rule follows, catalogue size from which auto samples, whether measured)``."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    return kind, AUTO_SAMPLED_FROM[kind], AUTO_MEASURED[kind]
+
+
 def resolve_objective(cfg, num_items: int, counts: np.ndarray | None = None, device="cpu") -> Objective:
-    """The objective a configuration means for a catalogue of ``num_items`` items."""
+    """The objective a configuration means for a catalogue of ``num_items`` items trained on ``device``."""
     loss, chosen_by = cfg.loss, "config"
     if loss == "auto":
-        if num_items >= AUTO_SAMPLED_FROM:
+        kind, crossover, measured = auto_crossover(device)
+        basis = f"the {'measured' if measured else 'provisional (not yet measured)'} {kind.upper()} crossover"
+        if num_items >= crossover:
             loss = AUTO_SAMPLED_LOSS
-            chosen_by = f"auto: {num_items:,} items >= {AUTO_SAMPLED_FROM:,}, the measured crossover"
+            chosen_by = f"auto: {num_items:,} items >= {crossover:,}, {basis}"
         else:
             loss = "ce"
-            chosen_by = f"auto: {num_items:,} items < {AUTO_SAMPLED_FROM:,}, the measured crossover"
+            chosen_by = f"auto: {num_items:,} items < {crossover:,}, {basis}"
     m = cfg.num_negatives if cfg.num_negatives is not None else DEFAULT_NEGATIVES.get(loss, 1)
     if loss != "ce" and num_items < 2:
         raise ConfigError(f"a sampled loss needs at least 2 items, the catalogue has {num_items}", param="loss")

@@ -76,15 +76,17 @@ class _Optimizers:
 
 
 def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Parameter | None = None):
-    """AdamW (betas 0.9/0.98) over ``module``'s parameters, with the fused kernel where torch has
-    one: one pass over each tensor instead of a dozen, which at 200k items (a 12.8M-float item
-    table updated every step) took sampled-loss training from 2.9k to 5.2k positions/s.
+    """AdamW (betas 0.9 and the config's ``adam_beta2``, 0.98 by default) over ``module``'s
+    parameters, with the fused kernel where torch has one: one pass over each tensor instead of
+    a dozen, which at 200k items (a 12.8M-float item table updated every step) took
+    sampled-loss training from 2.9k to 5.2k positions/s.
 
     With ``sparse_table`` (the item table of a sampled loss, whose gradients are then sparse),
     that table gets lazy Adam (``torch.optim.SparseAdam``: only the rows a batch touched, its
     input items, targets and negatives, move) and the rest AdamW, so a step's cost no longer
     grows with the catalogue."""
-    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    betas = (0.9, float(getattr(cfg, "adam_beta2", 0.98)))
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=betas)
     params = [p for p in module.parameters() if p is not sparse_table]
     try:
         dense = torch.optim.AdamW(params, fused=True, **kw)
@@ -92,7 +94,7 @@ def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Paramete
         dense = torch.optim.AdamW(params, **kw)
     if sparse_table is None:
         return dense
-    return _Optimizers(dense, torch.optim.SparseAdam([sparse_table], lr=cfg.lr, betas=(0.9, 0.98)))
+    return _Optimizers(dense, torch.optim.SparseAdam([sparse_table], lr=cfg.lr, betas=betas))
 
 
 def training_optimizer(victim, module: torch.nn.Module, num_items: int, adversarial: bool = False):
@@ -197,20 +199,27 @@ def train(
             shift.delta = None
             return loss
 
+        on_gpu = torch.device(device).type == "cuda"
+
         def run_epoch(epoch: int) -> float:
             module.train()
-            total, count = 0.0, 0
+            # the losses add up on the device and are read once an epoch: a read per step would make
+            # the host wait for the GPU at every step (on a CPU each step is still checked as it ends)
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
             trainable = state["trainable"]
             for idx in batches(take[trainable], cfg.batch_size, gen_np, bucket=64 if cfg.batching == "length" else 1):
                 users = trainable[idx]
-                x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max()))).to(device)
+                x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max())))
+                x = x.pin_memory().to(device, non_blocking=True) if on_gpu else x
                 loss = step_loss(x, users)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += check_loss(float(loss.detach()), f"training {victim!r}", epoch=epoch, lr=cfg.lr)
+                total += loss.detach().double()
+                if not on_gpu:
+                    check_loss(float(loss.detach()), f"training {victim!r}", epoch=epoch, lr=cfg.lr)
                 count += 1
-            return total / max(1, count)
+            return check_loss(float(total) / max(1, count), f"training {victim!r}", epoch=epoch, lr=cfg.lr)
 
         def reweight(weights, epoch: int) -> None:
             state["weights"] = check_user_weights(weights, data.num_users)
