@@ -40,6 +40,17 @@ def parse_run(text: str) -> tuple[str, dict]:
     return text.replace(":", "-"), cfg
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` → (key, value), the value read as JSON when it parses (numbers, true/false), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        sys.exit(f"--set {text!r}: expected KEY=VALUE, e.g. --set hidden=256")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def positions_per_epoch(split, max_len: int) -> int:
     import numpy as np
 
@@ -58,6 +69,7 @@ def run_recguard(args, split, tag: str, overrides: dict) -> dict:
         cfg["dropout"] = args.dropout
     if args.batch_size:
         cfg["batch_size"] = args.batch_size
+    cfg.update(args.settings)
     victim = recguard.make_victim(args.model, **cfg)
     deadline = time.perf_counter() + 60 * args.max_minutes
     t0 = time.perf_counter()
@@ -148,6 +160,8 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other victim setting (repeatable), e.g. --set hidden=256 --set num_blocks=1")
     ap.add_argument("--max-minutes", type=float, default=40.0, help="cap per run (best weights kept)")
     ap.add_argument("--recbole-python", default=None, help="python of a RecBole 1.2.1 environment: also run its SASRec")
     ap.add_argument("--recbole-minutes", type=float, default=15.0)
@@ -156,6 +170,7 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="rerun runs that already have a result file")
     ap.add_argument("--table", action="store_true", help="only print the markdown table of the recorded runs")
     args = parse_args(ap)
+    args.settings = dict(parse_setting(text) for text in args.settings)
     if args.table:
         print(markdown(args.dataset))
         return
