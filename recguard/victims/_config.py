@@ -41,6 +41,8 @@ class BaseConfig:
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
         keep_checkpoints: checkpoints ``fit`` keeps for training-data influence unless its own
             ``keep_checkpoints`` says otherwise (0: none).
+        adam_beta2: the optimiser's second-moment decay (0.98, as in the Transformer paper; the
+            SASRec-CE paper's code keeps Adam's 0.999).
     """
 
     hidden: int = 64
@@ -60,6 +62,7 @@ class BaseConfig:
     sampler: str = "uniform"
     gbce_t: float = 0.75
     keep_checkpoints: int = 0
+    adam_beta2: float = 0.98
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -68,6 +71,8 @@ class BaseConfig:
         check_objective_fields(self)
         if self.batching not in ("length", "random"):
             raise ConfigError(f"must be 'length' or 'random', got {self.batching!r}", param="batching")
+        if not 0.0 <= float(self.adam_beta2) < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.adam_beta2!r}", param="adam_beta2")
         if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and float(self.init_std) > 0):
             raise ConfigError(f"must be None or a positive float, got {self.init_std!r}", param="init_std")
         for name in ("hidden", "max_len", "epochs", "batch_size", "eval_every"):
