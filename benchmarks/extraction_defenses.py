@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--max-len", type=int, default=50)
+    ap.add_argument("--tag", default="", help="suffix of the result files (a run over fewer defenses keeps the full table)")
     ap.add_argument("--cost-only", action="store_true", help="only the served cost of each defense (no extraction)")
     args = parse_args(ap)
     import recguard
@@ -155,9 +156,9 @@ def main() -> None:
             "cost": mean_interval([(c["served_NDCG@10"] - c["undefended_NDCG@10"]) / c["undefended_NDCG@10"] for c in rows]),
             "stolen_NDCG@10": mean_interval([c["stolen_NDCG@10"] for c in rows]),
             "queries": mean_interval([c["queries"] for c in rows]), "seeds": len(rows)}
-    _plot(summary, RESULTS / f"extraction_defenses_{args.dataset}.png")
-    write_result(f"extraction_defenses_{args.dataset}", {"cells": cells, "summary": {f"{m}/{d}": r for (m, d), r in summary.items()},
-                                                         "settings": vars(args)})
+    _plot(summary, RESULTS / f"extraction_defenses_{args.dataset}{args.tag}.png")
+    by_name = {f"{m}/{d}": r for (m, d), r in summary.items()}
+    write_result(f"extraction_defenses_{args.dataset}{args.tag}", {"cells": cells, "summary": by_name, "settings": vars(args)})
 
 
 if __name__ == "__main__":

@@ -238,14 +238,18 @@ def attacks(name: str = "defenses_amazon-office_random_i26") -> None:
 
 
 def forensics(name: str = "forensics_amazon-office") -> None:
-    """Recall and precision of the injected users among the top 1% by influence, per attack."""
+    """Recall and precision of the injected users among the top 1% by influence, per attack (with the
+    ROC-AUC of |influence| and the sign agreement where the run recorded them)."""
     r = json.loads((RESULTS / f"{name}.json").read_text())
-    print("| attack | seeds | recall in the top 1% [95% CI] | precision in the top 1% | ROC-AUC | s per traced item |")
-    print("|---|---|---|---|---|---|")
+    extra = any("roc_auc_abs" in m for m in r["summary"].values())
+    print("| attack | seeds | recall in the top 1% [95% CI] | precision in the top 1% | ROC-AUC | s per traced item |"
+          + (" ROC-AUC of abs(influence) | sign agreement |" if extra else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if extra else ""))
     for attack, m in r["summary"].items():
         rec = m["recall_top1pct"]
         print(f"| {attack} | {rec['n']} | {rec['mean']:.3f} [{rec['ci95'][0]:.3f}, {rec['ci95'][1]:.3f}] | "
-              f"{m['precision_top1pct']['mean']:.3f} | {m['roc_auc']['mean']:.3f} | {m['seconds_per_item']['mean']:.1f} |")
+              f"{m['precision_top1pct']['mean']:.3f} | {_interval(m['roc_auc'])} | {m['seconds_per_item']['mean']:.1f} |"
+              + (f" {_interval(m.get('roc_auc_abs'))} | {_interval(m.get('sign_agreement'), 2)} |" if extra else ""))
 
 
 def _interval(m: dict | None, d: int = 3) -> str:

@@ -185,6 +185,17 @@ def test_the_forensics_command_writes_its_report_and_refuses_unknown_ids(atomic,
     assert main(["forensics", "--model-dir", str(model), "--item", "nope", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --item: item 'nope' is not in the training data (ids as written in the data file)"]
+    by_size = tmp_path / "by-size"
+    assert main(["forensics", "--model-dir", str(model), "--item", "5", "--users", "1,2,3,4", "--out", str(by_size),
+                 "--rank", "magnitude", "--show", "10"]) == 0
+    sized = json.loads((by_size / "forensics.json").read_text())
+    assert sized["ranked_by"] == "magnitude" and report["ranked_by"] == "signed"
+    sizes = [abs(row["influence"]) for row in sized["top"]]
+    assert sizes == sorted(sizes, reverse=True) and all(len(row["by_checkpoint"]) == 2 for row in sized["top"])
+    capsys.readouterr()
+    assert main(["forensics", "--model-dir", str(model), "--item", "5", "--out", str(tmp_path / "y"), "--rank", "size"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --rank: must be 'signed' or 'magnitude', got 'size'"
+    assert not (tmp_path / "y").exists()
 
 
 def test_an_audit_traces_the_injected_users_of_its_undefended_cells(tmp_path):

@@ -166,7 +166,7 @@ def _control_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 
 def objective_text(clean: dict) -> str:
     """The clean victims' training objective(s) in words, e.g. ``sampled_ce, 256 uniform negatives
-    shared per batch (auto: 12,101 items >= 8,000, the measured crossover)``."""
+    shared per batch (auto: 12,101 items >= 8,000, the measured CPU crossover)``."""
     parts = []
     for o in clean.get("objective") or []:
         text = str(o.get("loss"))

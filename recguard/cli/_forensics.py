@@ -24,11 +24,11 @@ def _ids(text: str | None, known: tuple[str, ...], what: str, param: str) -> lis
     return out
 
 
-def _page(data, result, injected: set[str], k: int) -> str:
+def _page(data, result, injected: set[str], k: int, by: str = "signed") -> str:
     """A self-contained HTML page: the top users, their influence, share of the items in their history, histories."""
     items = set(result.items)
     rows = []
-    for rank, u in enumerate(result.top(k), start=1):
+    for rank, u in enumerate(result.top(k, by=by), start=1):
         history = data.train[u].tolist()
         share = sum(i in items for i in history) / max(1, len(history))
         uid = data.train.user_ids[u] if data.train.user_ids else str(u)
@@ -59,6 +59,8 @@ def forensics(
                                      "list shows the item."),
     top_k: int = typer.Option(50, "--top-k", help="List length that decides whose list shows the item."),
     show: int = typer.Option(100, "--show", help="Most influential users written out."),
+    rank: str = typer.Option("signed", "--rank", help="Order users by 'signed' influence (who raised the scores) or its "
+                             "'magnitude' (who moved them most either way; finds a campaign whose influence flipped sign)."),
     injected: Path | None = typer.Option(None, "--injected", help="A file of known injected user ids (one per line) to mark."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="The training data (default: the victim's recorded "
                                        "dataset; pass the poisoned file when the victim was trained on one)."),
@@ -70,6 +72,8 @@ def forensics(
     from ..probes import influence
     from ..victims import load
 
+    if rank not in ("signed", "magnitude"):
+        raise ConfigError(f"must be 'signed' or 'magnitude', got {rank!r}", param="--rank")
     victim = load(model_dir, model=model)
     data = victim_dataset(victim, model_dir, dataset, path).split()
     items = _ids(item, data.train.item_ids, "item", "--item")
@@ -82,12 +86,12 @@ def forensics(
             raise ConfigError(f"{injected}: cannot read it ({exc})", param="--injected") from None
     claim_output_dir(out, "forensics")
     result = influence(victim, data, items, query_users=query, top_k=top_k)
-    report = result.to_dict(data.train, k=show)
+    report = result.to_dict(data.train, k=show, by=rank)
     if marked:
         for row in report["top"]:
             row["injected"] = row.get("user_id") in marked
     atomic_write_json(out / "forensics.json", report)
-    atomic_write_text(out / "forensics.html", _page(data, result, marked, show))
+    atomic_write_text(out / "forensics.html", _page(data, result, marked, show, by=rank))
     top = report["top"][:5]
     print_table([("items", ", ".join(data.train.item_ids[i] for i in result.items)),
                  ("query users", ", ".join(str(len(q)) for q in result.query_users.values())),

@@ -64,9 +64,15 @@ class Influence:
     info: dict = field(default_factory=dict)
     per_checkpoint: np.ndarray | None = None
 
-    def top(self, k: int) -> np.ndarray:
-        """The ``k`` most positively influential training users, most influential first."""
-        return np.argsort(-self.scores, kind="stable")[: int(k)]
+    def top(self, k: int, by: str = "signed") -> np.ndarray:
+        """The ``k`` most influential training users, most influential first: by ``"signed"``
+        influence (the proponents, who raised the scores) or by its ``"magnitude"`` (who moved them
+        most, either way: it also finds a memorised campaign whose late pull outweighs its early
+        push, and it also ranks genuine users who pulled the items down)."""
+        if by not in ("signed", "magnitude"):
+            raise ConfigError(f"must be 'signed' or 'magnitude', got {by!r}", param="by")
+        key = self.scores if by == "signed" else np.abs(self.scores)
+        return np.argsort(-key, kind="stable")[: int(k)]
 
     def finds(self, users) -> dict:
         """How well this ranking finds ``users`` (e.g. the injected ones): their recall and the precision
@@ -77,6 +83,7 @@ class Influence:
         wanted = np.zeros(len(self.scores), dtype=bool)
         wanted[np.asarray(users, dtype=np.int64)] = True
         top = self.top(int(np.ceil(0.01 * len(wanted))))
+        top_abs = self.top(len(top), by="magnitude")
         both = 0 < wanted.sum() < len(wanted)
         by_checkpoint = ([float(roc_auc_score(wanted, row)) for row in self.per_checkpoint]
                          if both and self.per_checkpoint is not None else None)
@@ -85,16 +92,18 @@ class Influence:
                 "roc_auc": float(roc_auc_score(wanted, self.scores)) if both else None,
                 "roc_auc_by_checkpoint": by_checkpoint,
                 "roc_auc_abs": float(roc_auc_score(wanted, np.abs(self.scores))) if both else None,
+                "recall_top1pct_abs": float(wanted[top_abs].sum() / max(1, wanted.sum())),
                 "seconds_per_item": self.info["time_s"] / max(1, len(self.items))}
 
-    def to_dict(self, data: SequenceData | None = None, k: int = 100) -> dict:
-        """Plain data for JSON: the top ``k`` users with their influence (and ids, when ``data`` is given)."""
-        top = self.top(k)
+    def to_dict(self, data: SequenceData | None = None, k: int = 100, by: str = "signed") -> dict:
+        """Plain data for JSON: the top ``k`` users (:meth:`top`, ``by``) with their influence and each
+        checkpoint's share (and ids, when ``data`` is given)."""
+        top = self.top(k, by=by)
         users = [{"user": int(u), "influence": float(self.scores[u]),
                   **({"by_checkpoint": [float(v) for v in self.per_checkpoint[:, u]]} if self.per_checkpoint is not None else {}),
                   **({"user_id": str(data.user_ids[u])} if data is not None and data.user_ids is not None else {})} for u in top]
         return {"items": [int(i) for i in self.items], "query_users": {str(i): int(len(q)) for i, q in self.query_users.items()},
-                "checkpoints": list(self.checkpoints), "top": users, "info": dict(self.info)}
+                "checkpoints": list(self.checkpoints), "ranked_by": by, "top": users, "info": dict(self.info)}
 
 
 @contextlib.contextmanager
