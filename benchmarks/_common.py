@@ -67,6 +67,16 @@ def write_result(name: str, payload: dict, folder: Path | None = None) -> Path:
     return path
 
 
+def positions_per_epoch(split, max_len: int) -> int:
+    """Next-item predictions one training epoch makes: each user's latest ``max_len + 1`` training items,
+    for users with at least two."""
+    import numpy as np
+
+    lengths = split.train.lengths
+    take = np.minimum(lengths, max_len + 1)
+    return int(np.sum(np.maximum(take[lengths >= 2] - 1, 0)))
+
+
 def require_shared(name: str) -> Path:
     """The shared copy of a dataset that recguard reads from a path (ml-1m, amazon-office, amazon-beauty)."""
     folder = SHARED / "data" / name

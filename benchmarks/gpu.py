@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, SHARED, machine
+from _common import RESULTS, SHARED, machine, positions_per_epoch
 
 SIZES = (3_000, 12_000, 24_000, 50_000, 100_000, 200_000)
 
@@ -127,9 +127,7 @@ def train_to_convergence(split, cap_s: float, device: str, **settings) -> dict:
     wall = time.perf_counter() - t0
     info = victim.fit_info_
     best = next((h for h in victim.history_ if h["epoch"] == info["best_epoch"]), victim.history_[-1])
-    lengths = split.train.lengths
-    take = np.minimum(lengths, victim.max_len + 1)
-    per_epoch = int(np.sum(np.maximum(take[lengths >= 2] - 1, 0)))
+    per_epoch = positions_per_epoch(split, victim.max_len)
     test = evaluate(victim, split, which="test", ks=(10,))
     return {"settings": settings, "objective": info["objective"], "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
             "converged": not wall > cap_s, "wall_s": wall, "train_s": info["train_time_s"],

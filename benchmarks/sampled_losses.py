@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, parse_args, peak_rss_mb, require_shared, write_result
+from _common import RESULTS, parse_args, peak_rss_mb, positions_per_epoch, require_shared, write_result
 
 HERE = Path(__file__).resolve().parent
 FILES = {"amazon-beauty": "amazon-beauty", "ml-1m": "ml-1m", "amazon-office": "amazon-office"}
@@ -49,14 +49,6 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
-
-
-def positions_per_epoch(split, max_len: int) -> int:
-    import numpy as np
-
-    lengths = split.train.lengths
-    take = np.minimum(lengths, max_len + 1)
-    return int(np.sum(np.maximum(take[lengths >= 2] - 1, 0)))
 
 
 def run_recguard(args, split, tag: str, overrides: dict) -> dict:

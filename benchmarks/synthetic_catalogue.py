@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from _common import parse_args, write_result
+from _common import parse_args, positions_per_epoch, write_result
 
 
 def generate(num_items: int, num_users: int, follow: float, seed: int):
@@ -103,8 +103,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     test = recguard.evaluate(victim, split, which="test", ks=(10,))
     info = victim.fit_info_
-    take = np.minimum(split.train.lengths, 51)
-    per_epoch = int(np.sum(np.maximum(take[split.train.lengths >= 2] - 1, 0)))
+    per_epoch = positions_per_epoch(split, victim.max_len)
     ce_rate = train_rate(args.items, "ce", 3)["positions_per_s"]
     write_result(f"synthetic_catalogue_{args.items}", {
         "items": args.items, "users": args.users, "interactions": int(data.num_interactions), "follow": args.follow,

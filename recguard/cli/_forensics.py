@@ -70,10 +70,10 @@ def forensics(
     """Rank training users by their influence on an item's score (TracIn over the scoring head)."""
     from .._io import atomic_write_json, atomic_write_text, claim_output_dir
     from ..probes import influence
+    from ..probes.influence import check_ranking
     from ..victims import load
 
-    if rank not in ("signed", "magnitude"):
-        raise ConfigError(f"must be 'signed' or 'magnitude', got {rank!r}", param="--rank")
+    check_ranking(rank, "--rank")  # before the victim loads and the tracing starts
     victim = load(model_dir, model=model)
     data = victim_dataset(victim, model_dir, dataset, path).split()
     items = _ids(item, data.train.item_ids, "item", "--item")

@@ -37,7 +37,10 @@ from ..data import SequenceData, Split, pad_from_csr
 from ..errors import CapabilityError, ConfigError, NonFiniteError
 from ..victims import eval_mode
 
-__all__ = ["influence", "Influence"]
+__all__ = ["influence", "Influence", "RANKINGS"]
+
+#: How :meth:`Influence.top` can order users: by signed influence, or by its magnitude.
+RANKINGS = ("signed", "magnitude")
 
 
 @dataclass
@@ -69,8 +72,7 @@ class Influence:
         influence (the proponents, who raised the scores) or by its ``"magnitude"`` (who moved them
         most, either way: it also finds a memorised campaign whose late pull outweighs its early
         push, and it also ranks genuine users who pulled the items down)."""
-        if by not in ("signed", "magnitude"):
-            raise ConfigError(f"must be 'signed' or 'magnitude', got {by!r}", param="by")
+        check_ranking(by, "by")
         key = self.scores if by == "signed" else np.abs(self.scores)
         return np.argsort(-key, kind="stable")[: int(k)]
 
@@ -104,6 +106,12 @@ class Influence:
                   **({"user_id": str(data.user_ids[u])} if data is not None and data.user_ids is not None else {})} for u in top]
         return {"items": [int(i) for i in self.items], "query_users": {str(i): int(len(q)) for i, q in self.query_users.items()},
                 "checkpoints": list(self.checkpoints), "ranked_by": by, "top": users, "info": dict(self.info)}
+
+
+def check_ranking(by: str, param: str) -> None:
+    """A :class:`ConfigError` naming ``param`` unless ``by`` is one of :data:`RANKINGS`."""
+    if by not in RANKINGS:
+        raise ConfigError(f"must be {' or '.join(repr(r) for r in RANKINGS)}, got {by!r}", param=param)
 
 
 @contextlib.contextmanager

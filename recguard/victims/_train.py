@@ -85,7 +85,7 @@ def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Paramete
     that table gets lazy Adam (``torch.optim.SparseAdam``: only the rows a batch touched, its
     input items, targets and negatives, move) and the rest AdamW, so a step's cost no longer
     grows with the catalogue."""
-    betas = (0.9, float(getattr(cfg, "adam_beta2", 0.98)))
+    betas = (0.9, float(cfg.adam_beta2))
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=betas)
     params = [p for p in module.parameters() if p is not sparse_table]
     try:
