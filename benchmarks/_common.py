@@ -153,3 +153,14 @@ def ml1m_victim(victim_dir: str, threads: int | None = None):
     if victim.num_items != data.num_items:
         raise SystemExit(f"{victim_dir}: not an ML-1M victim")
     return data, data.split(), victim
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` → (key, value), the value read as JSON when it parses (numbers, true/false), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        sys.exit(f"--set {text!r}: expected KEY=VALUE, e.g. --set hidden=256")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

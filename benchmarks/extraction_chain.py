@@ -11,12 +11,19 @@ top-100 lists, ``--epochs`` distillation epochs) whose stolen model drives the s
 poisoning; the undefended victim is then trained on the poisoned data. Recorded per defense: the
 stolen model's Agreement@10, the genuine users' served NDCG@10 cost, and the chain's lift in
 T-HR@50 (poisoned − clean), with the share of the undefended API's lift it leaves (same seeds).
+``--reference random`` (the default) also runs the Random attack at the same budget on the same
+seeds and targets (runs/bench/extraction_chain_<dataset>/reference_random/): the lift an
+attacker gets with no model at all. An API defense can only remove the lift the stolen model
+adds above it, so each defense also gets its lift above the reference (per seed) and the share
+of the undefended API's model-attributable lift it removes (a ratio of the seed means).
 The summary goes to benchmarks/results/extraction_chain_<dataset>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+
+import numpy as np
 
 from _common import HERE, data_path, parse_args, write_result
 
@@ -33,6 +40,7 @@ def main() -> None:
     ap.add_argument("--num-sequences", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--max-len", type=int, default=50)
+    ap.add_argument("--reference", default="random", help="a model-free attack run beside the chain ('' for none)")
     args = parse_args(ap)
     from recguard.audit import AuditSpec, run_audit
     from recguard.audit.results import mean_interval
@@ -54,9 +62,35 @@ def main() -> None:
         for defense, by_seed in lifts.items():
             out[defense]["lift_left"] = mean_interval([v / lifts["none"][s] for s, v in by_seed.items()
                                                        if lifts["none"].get(s)])
+    reference = _reference(args, seeds, lifts, out) if args.reference else None
     write_result(f"extraction_chain_{args.dataset}", {"summary": out, "lifts_by_seed": {d: {str(s): v for s, v in by.items()}
                                                                                         for d, by in lifts.items()},
-                                                      "settings": vars(args)})
+                                                      "reference": reference, "settings": vars(args)})
+
+
+def _reference(args, seeds, lifts: dict, out: dict) -> dict:
+    """Run the model-free reference attack on the chain's seeds and targets; add to each defense's
+    summary its lift above the reference and the share of the model-attributable lift it removes."""
+    from recguard.audit import AuditSpec, run_audit
+    from recguard.audit.results import mean_interval
+
+    spec = AuditSpec(dataset=args.dataset, path=data_path(args.dataset), model="sasrec",
+                     model_config={"max_len": args.max_len, "patience": 3}, attacks=(args.reference,), budgets=(0.01,),
+                     defenses=("none",), seeds=seeds)
+    res = run_audit(spec, HERE.parent / "runs" / "bench" / f"extraction_chain_{args.dataset}" / f"reference_{args.reference}",
+                    progress=False)
+    by_seed = {c["seed"]: c["derived"]["lift_T-HR@50"] for c in res["cells"] if c["kind"] == "poisoned"}
+    print(f"{'reference ' + args.reference:14s} lift {res['summary'][0]['lift_T-HR@50']['mean']:.4f}", flush=True)
+    attributable = None
+    if "none" in lifts:
+        attributable = float(np.mean([lifts["none"][s] - by_seed[s] for s in seeds]))
+    for defense, lift in lifts.items():
+        above = [lift[s] - by_seed[s] for s in seeds]
+        out[defense]["lift_above_reference"] = mean_interval(above)
+        if attributable is not None and attributable > 0:
+            out[defense]["attributable_lift_removed"] = 1.0 - float(np.mean(above)) / attributable
+    return {"attack": args.reference, "lift_T-HR@50": res["summary"][0]["lift_T-HR@50"],
+            "lifts_by_seed": {str(s): v for s, v in by_seed.items()}}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Usage:
     python benchmarks/extraction_defenses.py --dataset amazon-office --seeds 0 --cost-only   # served cost of each defense
     python benchmarks/extraction_defenses.py --defenses "none;truncate:20;sample:0.5,head=10"
     python benchmarks/extraction_defenses.py --dataset ml-1m --seeds 0,1,2 --modes data-free,few-shot
+    python benchmarks/extraction_defenses.py --defenses none --victims ";gro_lambda=1" --tag _gro   # GRO-trained victims
 
 For every seed: train SASRec (max_len 50, patience 3) on the dataset once (kept in
 runs/bench/extraction_defenses_<dataset>/victim_seed<seed>). For every (mode, defense): serve
@@ -16,7 +17,11 @@ with the victim on the test users' histories, its NDCG@10, and the genuine users
 the served lists with and without the defense (the defense's cost). The defense ``guard`` fits a
 :class:`~recguard.defenses.QueryStreamDetector` on the training users (1% budget) and answers the
 queries of the accounts it flags with random items (``POLICY+guard`` combines it with a list
-policy); the queries so answered are counted. Each finished cell is
+policy); the queries so answered are counted. ``--victims`` adds victims trained with other
+settings (``;``-separated, each ``KEY=VALUE[,KEY=VALUE]``, the empty one the plain victim), e.g. a
+training-time defense (``gro_lambda=1``, :mod:`recguard.victims._gro`): each is stolen through each
+API defense, its cost measured against the plain victim of the same seed, and its agreement
+against the plain victim's undefended clone. Each finished cell is
 kept in the run folder so an interrupted run resumes; the summary (agreement relative to the
 undefended API of the same seed and mode, cost) goes to
 benchmarks/results/extraction_defenses_<dataset>.json, with a plot of agreement against cost
@@ -30,18 +35,26 @@ import time
 
 import numpy as np
 
-from _common import HERE, RESULTS, data_path, kept_cells, parse_args, write_result
+from _common import HERE, RESULTS, data_path, kept_cells, parse_args, parse_setting, write_result
 
 DEFAULT_DEFENSES = "none;truncate:10;shuffle:10,head=10;sample:1,head=10;guard;unordered:100,head=10;shuffle:10"
 
 
-def _victim(split, seed: int, args):
+def _training(text: str) -> dict:
+    """``"gro_lambda=1,gro_k=50"`` → the victim settings it names ({} for the plain victim)."""
+    return dict(parse_setting(part) for part in text.split(",") if part)
+
+
+def _victim(split, seed: int, args, training: str = ""):
+    """The SASRec victim of ``seed`` (max_len, patience 3), with the extra ``training`` settings, kept
+    in the run folder (``victim_seed<seed>``, or ``victim_<settings>_seed<seed>``)."""
     import recguard
 
-    where = HERE.parent / "runs" / "bench" / f"extraction_defenses_{args.dataset}" / f"victim_seed{seed}"
+    name = f"victim_{_file_part(training)}_seed{seed}" if training else f"victim_seed{seed}"
+    where = HERE.parent / "runs" / "bench" / f"extraction_defenses_{args.dataset}" / name
     if (where / "weights.safetensors").exists():
         return recguard.load(where)
-    victim = recguard.SASRec(max_len=args.max_len, patience=3).fit(split, rng=seed)
+    victim = recguard.SASRec(max_len=args.max_len, patience=3, **_training(training)).fit(split, rng=seed)
     victim.save(where, overwrite=True)
     return victim
 
@@ -52,8 +65,8 @@ def _cell(split, token: str, seed: int, args) -> dict:
     from recguard.metrics import evaluate
     from recguard.victims import BlackBoxVictim
 
-    mode, defense = token.split("/")
-    victim = _victim(split, seed, args)
+    mode, defense, training = (token.split("/") + [""])[:3]
+    victim = _victim(split, seed, args, training)
     served = serve(victim, defense, split.train, seed=seed)  # "guard" / "POLICY+guard": the query-stream detector too
     rng = np.random.default_rng([seed, 4242])
     real = None
@@ -65,12 +78,18 @@ def _cell(split, token: str, seed: int, args) -> dict:
     res = extract(bb, mode=mode, num_sequences=args.num_sequences, real_sequences=real, epochs=args.epochs,
                   surrogate_config={"patience": 3}, rng=rng, progress=False)
     x, _ = split.inputs("test", victim.max_len)
-    return {"mode": mode, "defense": defense, "seed": seed, "k": bb.k, "queries": res.queries,
+    plain = _victim(split, seed, args) if training else victim
+    return {"mode": mode, "defense": defense, "training": training, "seed": seed, "k": bb.k, "queries": res.queries,
             "queries_answered_at_random": served.guard_flags,
             "agreement": agreement(victim, res.surrogate, x),
             "stolen_NDCG@10": evaluate(res.surrogate, split, which="test", ks=(10,))["NDCG@10"],
-            "served_NDCG@10": served_quality(served, split)["NDCG@10"], "undefended_NDCG@10": served_quality(victim, split)["NDCG@10"],
+            "served_NDCG@10": served_quality(served, split)["NDCG@10"], "undefended_NDCG@10": served_quality(plain, split)["NDCG@10"],
             "seconds": time.perf_counter() - t0}
+
+
+def _label(cell: dict) -> str:
+    """A cell's defense as the tables name it: the API defense, and the victim's training settings if any."""
+    return cell["defense"] + (f" [trained {cell['training']}]" if cell.get("training") else "")
 
 
 def _file_part(token: str) -> str:
@@ -125,6 +144,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--max-len", type=int, default=50)
+    ap.add_argument("--victims", default="", help="';'-separated victim settings, the empty one the plain victim, "
+                    "e.g. ';gro_lambda=1'")
     ap.add_argument("--tag", default="", help="suffix of the result files (a run over fewer defenses keeps the full table)")
     ap.add_argument("--cost-only", action="store_true", help="only the served cost of each defense (no extraction)")
     args = parse_args(ap)
@@ -138,16 +159,18 @@ def main() -> None:
         write_result(f"extraction_defense_costs_{args.dataset}", {"cost": {d: mean_interval(v) for d, v in costs.items()},
                                                                   "settings": vars(args)})
         return
-    tokens = [f"{m}/{d}" for m in args.modes.split(",") if m for d in defenses]
+    trainings = args.victims.split(";") if args.victims else [""]
+    tokens = [f"{m}/{d}" + (f"/{t}" if t else "") for m in args.modes.split(",") if m for d in defenses for t in trainings]
     cells = kept_cells(HERE.parent / "runs" / "bench" / f"extraction_defenses_{args.dataset}", args.seeds, tokens,
                        lambda token, seed: f"{_file_part(token)}_n{args.num_sequences}_e{args.epochs}_seed{seed}.json",
                        lambda token, seed: _cell(split, token, seed, args),
                        lambda c: (f"{c['mode']:9s} {c['defense']:14s} seed {c['seed']}: Agreement@10 {c['agreement']['Agreement@10']:.3f} "
                                   f"served NDCG@10 {c['served_NDCG@10']:.4f} / {c['undefended_NDCG@10']:.4f} ({c['seconds']:.0f} s)"))
-    undefended = {(c["mode"], c["seed"]): c["agreement"]["Agreement@10"] for c in cells if c["defense"] == "none"}
+    undefended = {(c["mode"], c["seed"]): c["agreement"]["Agreement@10"] for c in cells
+                  if c["defense"] == "none" and not c.get("training")}
     summary = {}
-    for mode, defense in sorted({(c["mode"], c["defense"]) for c in cells}):
-        rows = [c for c in cells if c["mode"] == mode and c["defense"] == defense]
+    for mode, defense in sorted({(c["mode"], _label(c)) for c in cells}):
+        rows = [c for c in cells if c["mode"] == mode and _label(c) == defense]
         summary[(mode, defense)] = {
             "agreement@10": mean_interval([c["agreement"]["Agreement@10"] for c in rows]),
             "agreement@1": mean_interval([c["agreement"]["Agreement@1"] for c in rows]),

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import RESULTS, parse_args, peak_rss_mb, positions_per_epoch, require_shared, write_result
+from _common import RESULTS, parse_args, parse_setting, peak_rss_mb, positions_per_epoch, require_shared, write_result
 
 HERE = Path(__file__).resolve().parent
 FILES = {"amazon-beauty": "amazon-beauty", "ml-1m": "ml-1m", "amazon-office": "amazon-office"}
@@ -38,17 +38,6 @@ def parse_run(text: str) -> tuple[str, dict]:
     if len(parts) > 2:
         cfg["sampler"] = parts[2]
     return text.replace(":", "-"), cfg
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` → (key, value), the value read as JSON when it parses (numbers, true/false), else as text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        sys.exit(f"--set {text!r}: expected KEY=VALUE, e.g. --set hidden=256")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def run_recguard(args, split, tag: str, overrides: dict) -> dict:

@@ -274,7 +274,7 @@ class atomic_directory:
 OUTPUT_KINDS = {
     "audit": "audit", "probe-report": "probe report", "extraction": "extraction",
     "attack": "poisoned-data export", "debias": "debiasing report", "check-reports": "robustness-check reports",
-    "forensics": "forensics report",
+    "forensics": "forensics report", "comparison": "audit comparison",
 }
 
 

@@ -235,3 +235,96 @@ def test_a_wrapped_model_is_served_and_guarded_through_the_contract():
     guarded = serve(victim, "truncate:10+guard", data, seed=0)
     assert guarded.max_list == 10 and guarded.recommend(x, k=10).shape == (20, 10)
     assert 0 <= served_quality(guarded, data.split())["NDCG@10"] <= 1
+
+
+def test_gro_closed_form_swaps_match_the_dense_swap_matrix():
+    """The paper's swap: the argmax over items of d loss / d swap-matrix, row by row; here in closed form."""
+    from recguard.victims._gro import best_swaps
+
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(4, 30, generator=gen)
+    lists = torch.stack([torch.randperm(30, generator=gen)[:6] for _ in range(4)])
+    weights = torch.randn(4, 6, generator=gen)
+
+    def loss_of(listed):  # any loss that is smooth in the listed scores
+        return (weights * listed).sum() + (listed[:, :-1] - listed[:, 1:]).pow(2).sum()
+
+    swap = torch.zeros(4, 6, 30)
+    swap[torch.arange(4)[:, None], torch.arange(6)[None, :], lists] = 1
+    swap.requires_grad_(True)
+    loss_of(torch.bmm(swap, student[:, :, None]).squeeze(-1)).backward()
+    dense_best = swap.grad.argmax(-1)
+    listed = student.gather(1, lists).requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_of(listed), listed)
+    best, raises = best_swaps(grad, student, lists)
+    assert raises.sum() > 12 and torch.equal(best[raises], dense_best[raises])
+    # a rank whose gradient is zero gets no swap (the published code would pull up column 0)
+    _, none_raised = best_swaps(torch.zeros(4, 6), student, lists)
+    assert not none_raised.any()
+
+
+def test_gro_trains_a_causal_victim_and_refuses_others():
+    data = cyclic_data(num_users=120, num_items=40, length=10, noise=0.05)
+    split = data.split()
+    plain = make("sasrec", epochs=2, eval_every=1).fit(split, rng=0)
+    gro = make("sasrec", epochs=2, eval_every=1, gro_lambda=1.0, gro_k=10).fit(split, rng=0)
+    info = gro.fit_info_["gro"]
+    assert info["lambda"] == 1.0 and info["k"] == 10 and np.isfinite(info["last_student_loss"])
+    assert "gro" not in plain.fit_info_
+    x = split.train.padded(gro.max_len)[:20]
+    assert not np.array_equal(gro.recommend(x, k=10), plain.recommend(x, k=10))
+    with pytest.raises(ConfigError, match="causal model") as err:
+        make("bert4rec", epochs=1, gro_lambda=1.0).fit(split, rng=0)
+    assert err.value.param == "gro_lambda"
+    for bad, param in (({"gro_lambda": -1.0}, "gro_lambda"), ({"gro_lambda": float("nan")}, "gro_lambda"), ({"gro_k": 1}, "gro_k"),
+                       ({"gro_positions": 0}, "gro_positions")):
+        with pytest.raises(ConfigError) as err:
+            make("sasrec", **bad)
+        assert err.value.param == param
+
+
+def test_compare_puts_the_audits_of_each_api_defense_side_by_side(tmp_path, capsys):
+    import json
+
+    from recguard.audit import AuditSpec, run_audit
+    from recguard.cli import main
+
+    d = cyclic_data(num_users=80, num_items=30, length=10, seed=6)
+    path = tmp_path / "toy.txt"
+    path.write_text("".join(f"{u + 1} {i}\n" for u, s in enumerate(d) for i in s.tolist()))
+    folders = []
+    for defense in ("truncate:5", "none"):
+        spec = AuditSpec(dataset=str(path), model="sasrec", model_config={"hidden": 16, "max_len": 12, "epochs": 3, "patience": 0},
+                         attacks=("extracted",), budgets=(0.2,), seeds=(0, 1), num_targets=2, ks=(10,),
+                         extraction={"num_sequences": 20, "length": 6, "k": 10, "epochs": 1, "defense": defense})
+        run_audit(spec, tmp_path / defense.replace(":", "-"), progress=False)
+        folders.append(str(tmp_path / defense.replace(":", "-")))
+    out = tmp_path / "cmp"
+    assert main(["compare", *folders, "--out", str(out)]) == 0
+    cmp = json.loads((out / "compare.json").read_text())
+    assert cmp["baseline"] == "none" and [a["label"] for a in cmp["audits"]] == ["truncate:5", "none"]
+
+    def lifts(folder):
+        res = json.loads((tmp_path / folder / "results.json").read_text())
+        return {c["seed"]: c["derived"]["lift_T-HR@10"] for c in res["cells"] if c["kind"] == "poisoned"}
+
+    plain, truncated = lifts(folders[1]), lifts(folders[0])
+    row = cmp["audits"][0]["rows"][0]
+    assert len(set(plain.values()) | set(truncated.values())) > 1  # lifts that differ, so the pairing is tested
+    assert row["paired_seeds"] == 2 and row["removed"]["mean"] == pytest.approx(np.mean([plain[s] - truncated[s] for s in (0, 1)]))
+    assert cmp["audits"][1]["rows"][0]["removed"]["mean"] == 0
+    assert "data:image/png" in (out / "compare.html").read_text() and "truncate:5" in (out / "compare.md").read_text()
+    capsys.readouterr()
+    other = tmp_path / "other.txt"
+    other.write_text(path.read_text())
+    for argv, needle in ((["compare", folders[0], "--out", str(tmp_path / "c2")], "at least two"),
+                         (["compare", folders[0], str(tmp_path), "--out", str(tmp_path / "c3")], "results.json"),
+                         (["compare", *folders, "--out", str(tmp_path / "toy.txt")], "toy.txt")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    spec = AuditSpec(dataset=str(other), model="sasrec", model_config={"hidden": 16, "max_len": 12, "epochs": 1, "patience": 0},
+                     attacks=("random",), budgets=(0.05,), seeds=(0,), num_targets=2)
+    run_audit(spec, tmp_path / "other", progress=False)
+    assert main(["compare", folders[0], str(tmp_path / "other"), "--out", str(tmp_path / "c4")]) == 2
+    assert "one dataset and model" in capsys.readouterr().err

@@ -180,6 +180,28 @@ def report(out: Path = typer.Argument(..., help="An audit output folder holding 
     typer.echo(f"\nreport: {Path(out) / 'report.html'}")
 
 
+def compare(
+    folders: list[Path] = typer.Argument(..., help="Two or more audit folders of one dataset and model (e.g. one per API defense)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for compare.json, compare.md and compare.html."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier `recguard compare` output at --out."),
+) -> None:
+    """Compare finished audits side by side: the stolen model's agreement, each API defense's cost
+    and the lift it removes against the undefended audit, paired by seed."""
+    from .._io import claim_output_dir
+    from ..audit.compare import compare_audits, comparison_table, render_comparison, write_comparison
+
+    cmp = compare_audits(folders)
+    render_comparison(cmp)  # a rendering failure leaves --out untouched
+    claim_output_dir(out, "comparison", overwrite=overwrite)
+    write_comparison(cmp, out)
+    headers, rows = comparison_table(cmp)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    typer.echo(f"\nreport: {Path(out) / 'compare.html'}")
+
+
 def attack(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for poisoned.txt, inject.json and attack.json."),
     name: str = typer.Option("random", "--attack", "-a", help="An attack name."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +44,10 @@ class BaseConfig:
             ``keep_checkpoints`` says otherwise (0: none).
         adam_beta2: the optimiser's second-moment decay (0.98, as in the Transformer paper; the
             SASRec-CE paper's code keeps Adam's 0.999).
+        gro_lambda: weight of GRO's swap loss, a training-time defense against model extraction
+            (:mod:`recguard.victims._gro`; 0: off; causal models only). The paper used 1 on ML-1M.
+        gro_k: length of the top-k lists GRO's student imitates (the API's list length).
+        gro_positions: next-item positions per batch that take part in GRO (drawn at random).
     """
 
     hidden: int = 64
@@ -63,6 +68,9 @@ class BaseConfig:
     gbce_t: float = 0.75
     keep_checkpoints: int = 0
     adam_beta2: float = 0.98
+    gro_lambda: float = 0.0
+    gro_k: int = 100
+    gro_positions: int = 256
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -75,7 +83,11 @@ class BaseConfig:
             raise ConfigError(f"must be in [0, 1), got {self.adam_beta2!r}", param="adam_beta2")
         if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and float(self.init_std) > 0):
             raise ConfigError(f"must be None or a positive float, got {self.init_std!r}", param="init_std")
-        for name in ("hidden", "max_len", "epochs", "batch_size", "eval_every"):
+        if not (math.isfinite(float(self.gro_lambda)) and float(self.gro_lambda) >= 0):
+            raise ConfigError(f"must be a finite number >= 0 (0: GRO off), got {self.gro_lambda!r}", param="gro_lambda")
+        if self.gro_k < 2:
+            raise ConfigError(f"must be an integer >= 2 (the API's list length), got {self.gro_k!r}", param="gro_k")
+        for name in ("hidden", "max_len", "epochs", "batch_size", "eval_every", "gro_positions"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"must be a positive integer, got {v!r}", param=name)

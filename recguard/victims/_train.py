@@ -20,6 +20,7 @@ from .._rng import RNGLike, as_generator, derive_seed, torch_seeded
 from ..data import Split
 from ..data import pad_from_csr
 from ..errors import ConfigError, DataError
+from ._gro import GROStep
 from .trainer import BestState, Trainer, TrainingRecord
 
 __all__ = ["train", "batches", "make_optimizer", "Fitted", "BestState", "TRAINING_REVISION"]
@@ -185,18 +186,20 @@ def train(
             parametrize.register_parametrization(module.item_emb, "weight", shift)
             emb_param = module.item_emb.parametrizations.weight.original
         opt, table = training_optimizer(victim, module, data.num_items, shift is not None)
+        gro = GROStep.for_victim(victim, data.num_items)  # None unless gro_lambda > 0
         starts = data.offsets[:-1]
 
         def step_loss(x, users):
             loss = victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
-            if shift is None:
-                return loss
-            eps, lam = adversarial
-            (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
-            scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
-            shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
-            loss = loss + lam * victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
-            shift.delta = None
+            if shift is not None:
+                eps, lam = adversarial
+                (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
+                scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
+                shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
+                loss = loss + lam * victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
+                shift.delta = None
+            if gro is not None:
+                loss = loss + gro(module, x, gen_t)
             return loss
 
         on_gpu = torch.device(device).type == "cuda"
@@ -255,4 +258,5 @@ def train(
         "device": str(device),
         "objective": victim.objective.describe(),
     }
+    info.update(GROStep.describe(gro))
     return Fitted(seed=seed, history=record.history, info=info, record=record)
