@@ -56,6 +56,28 @@ def test_sampled_softmax_is_the_logq_corrected_formula(sampler):
     assert float(val) == pytest.approx(_reference_sampled_softmax(h, w, t, wt, neg, 40 * q), rel=1e-5)
 
 
+@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
+def test_sampled_softmax_per_prediction_is_the_formula_row_by_row(sampler):
+    h, w, t, wt = _problem()
+    counts = np.arange(25) * 3
+    obj = Objective("sampled_ce", 25, 12, sampler, counts=counts if sampler == "popularity" else None,
+                    negatives_per="prediction")
+    assert not obj.shared and obj.describe()["negatives_per"] == "prediction"
+    val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
+    neg = _draw(obj, 5, rows=len(t))  # [P, M]: each row its own
+    assert neg.shape == (30, 12) and not all(torch.equal(neg[0], r) for r in neg[1:])
+    q = torch.full((25,), 1 / 25) if sampler == "uniform" else torch.tensor((counts + 1) / (counts + 1).sum(), dtype=torch.float32)
+    ref = sum(_reference_sampled_softmax(h[i:i + 1], w, t[i:i + 1], torch.ones(1), neg[i], 12 * q) * float(wt[i] / wt.sum())
+              for i in range(len(t)))
+    assert float(val) == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(ConfigError) as err:
+        make("sasrec", loss="sampled_ce", sampler="mixed", negatives_per="prediction")
+    assert err.value.param == "negatives_per"
+    with pytest.raises(ConfigError) as err:
+        make("sasrec", negatives_per="row")
+    assert err.value.param == "negatives_per"
+
+
 def test_sampled_softmax_under_uniform_needs_no_correction():
     # log(M·Q) is one constant for every logit under the uniform proposal: it cancels
     h, w, t, wt = _problem()
@@ -194,12 +216,15 @@ def test_mixed_correction_estimates_the_softmax_normaliser_without_bias():
 
 
 def _loss_settings(loss: str) -> dict:
-    """``"mixed"`` is sampled softmax with the mixed sampler; any other name is a loss with its default sampler."""
+    """``"mixed"``: sampled softmax with the mixed sampler; ``"per_prediction"``: sampled softmax with
+    each prediction's own negatives; any other name is a loss with its default sampler."""
+    if loss == "per_prediction":
+        return dict(loss="sampled_ce", negatives_per="prediction")
     return dict(loss="sampled_ce", sampler="mixed") if loss == "mixed" else dict(loss=loss)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed", "per_prediction"])
 def test_sampled_losses_train_every_architecture(arch, loss, tmp_path):
     data = cyclic_data(num_users=200, num_items=30, length=14, noise=0.05)
     slow = (arch, loss) == ("bert4rec", "gbce")
@@ -211,13 +236,13 @@ def test_sampled_losses_train_every_architecture(arch, loss, tmp_path):
     assert m["HR@10"] > (0.5 if slow else 0.8), m
     info = victim.fit_info_["objective"]
     assert info["loss"] == _loss_settings(loss)["loss"] and info["num_negatives"] == 8
-    assert info["negatives_shared_per_batch"] == (loss != "gbce")
+    assert info["negatives_shared_per_batch"] == (loss not in ("gbce", "per_prediction"))
     assert info.get("in_batch_negatives") == (4 if loss == "mixed" else None)
     victim.save(tmp_path / "v")
     assert recguard.load(tmp_path / "v").fit_info_["objective"] == info
 
 
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "bce", "mixed"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "bce", "mixed", "per_prediction"])
 def test_sampled_training_is_deterministic(loss):
     data = cyclic_data(num_users=60)
     a = make("sasrec", epochs=2, **_loss_settings(loss), num_negatives=16).fit(data, rng=3, progress=False)

@@ -39,6 +39,8 @@ class BaseConfig:
             ``None`` = 1,024 (``sampled_ce``), 256 (``gbce``) or 1 (``bce``).
         sampler: proposal of the shared negatives, ``"uniform"`` or ``"popularity"`` (training
             counts + 1); the loss corrects for it.
+        negatives_per: ``"batch"`` (sampled softmax shares one set of negatives across the batch)
+            or ``"prediction"`` (each prediction draws its own, as RecTools and eSASRec do).
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
         keep_checkpoints: checkpoints ``fit`` keeps for training-data influence unless its own
             ``keep_checkpoints`` says otherwise (0: none).
@@ -65,6 +67,7 @@ class BaseConfig:
     loss: str = "auto"
     num_negatives: int | None = None
     sampler: str = "uniform"
+    negatives_per: str = "batch"
     gbce_t: float = 0.75
     keep_checkpoints: int = 0
     adam_beta2: float = 0.98

@@ -17,7 +17,9 @@ weight times the target item's weight), normalised to sum to one over the batch.
     ``ŝ_ij = s_ij − log(M·Q(j))``, for the positive as well, and
     ``L_i = log(exp ŝ_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − ŝ_ip``.
     Draws that hit the positive ("accidental hits") are removed from that row's sum, so a
-    negative is never the positive. Under the uniform proposal the correction is the same
+    negative is never the positive. With ``negatives_per="prediction"`` every prediction draws
+    its own ``M`` negatives instead (as RecTools' and eSASRec's sampled softmax do), at the cost
+    of gathering ``P × M`` item rows per batch. Under the uniform proposal the correction is the same
     constant for every logit and cancels; under the popularity proposal it removes the
     bias towards penalising popular items.
 
@@ -64,10 +66,11 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ._layers import weighted_softmax_ce
 
-__all__ = ["LOSSES", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEASURED", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES", "Objective",
-           "auto_crossover", "resolve_objective"]
+__all__ = ["LOSSES", "NEGATIVES_PER", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEASURED", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES",
+           "Objective", "auto_crossover", "resolve_objective"]
 
 LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
+NEGATIVES_PER = ("batch", "prediction")
 SAMPLERS = ("uniform", "popularity", "mixed")
 #: Per device type, catalogues of at least this many items train with the sampled loss when
 #: ``loss="auto"``. CPU: the crossover measured on the 2-core development machine
@@ -102,6 +105,11 @@ def check_objective_fields(cfg) -> None:
     if cfg.loss == "bce" and cfg.sampler != "uniform":
         raise ConfigError("loss='bce' draws uniform negatives per prediction; use sampler='uniform' "
                           "or 'sampled_ce' / 'gbce', which correct for the popularity proposal", param="sampler")
+    if cfg.negatives_per not in NEGATIVES_PER:
+        raise ConfigError(f"must be one of {', '.join(NEGATIVES_PER)}, got {cfg.negatives_per!r}", param="negatives_per")
+    if cfg.negatives_per == "prediction" and cfg.sampler == "mixed":
+        raise ConfigError("sampler='mixed' takes its in-batch half once per batch; use negatives_per='batch' with it",
+                          param="negatives_per")
     if cfg.loss == "gbce" and cfg.sampler == "mixed":
         raise ConfigError("sampler='mixed' shares in-batch negatives across the batch, which gBCE does not (it draws "
                           "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
@@ -117,11 +125,13 @@ class Objective:
     """
 
     def __init__(self, loss: str, num_items: int, num_negatives: int, sampler: str = "uniform", gbce_t: float = 0.75,
-                 counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu"):
+                 counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu",
+                 negatives_per: str = "batch"):
         if loss not in LOSSES[1:]:
             raise ConfigError(f"must be one of {', '.join(LOSSES[1:])}, got {loss!r}", param="loss")
         self.loss, self.num_items, self.num_negatives = loss, int(num_items), int(num_negatives)
         self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
+        self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
         n, m = self.num_items, self.num_negatives
@@ -154,6 +164,7 @@ class Objective:
             d["num_negatives"] = self.num_negatives
             d["sampler"] = self.sampler if self.loss != "bce" else "uniform, per prediction"
             d["negatives_shared_per_batch"] = self.shared
+            d["negatives_per"] = self.negatives_per
             if self.in_batch:
                 d["in_batch_negatives"] = self.in_batch
         if self.loss == "gbce":
@@ -163,9 +174,9 @@ class Objective:
 
     @property
     def shared(self) -> bool:
-        """Whether one set of negatives serves the whole batch (sampled softmax) or each
-        prediction draws its own (gBCE, BCE)."""
-        return self.loss == "sampled_ce"
+        """Whether one set of negatives serves the whole batch (sampled softmax, by default) or each
+        prediction draws its own (gBCE, BCE; sampled softmax with ``negatives_per="prediction"``)."""
+        return self.loss == "sampled_ce" and self.negatives_per == "batch"
 
     def draw(self, gen: torch.Generator, device, rows: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Negatives (0-based item rows) drawn with replacement from ``Q``: ``[M]`` shared ones,
@@ -212,6 +223,8 @@ class Objective:
             if self.importance is not None:
                 negw = negw * self.importance[neg]
             return self._per_prediction(h, table, targets, coef, neg, self.beta, negw, bias, offset)
+        if not self.shared:
+            return self._sampled_per_prediction(h, table, targets, coef, gen, bias, offset)
         p = len(targets)
         neg = self.draw(gen, h.device, targets=targets)  # [M], 0-based, shared by the batch
         ids = torch.cat([targets, neg]) + offset
@@ -229,6 +242,22 @@ class Objective:
             pos = pos - self.log_expected[targets]
             negl = negl - self.log_expected[neg]
         negl = negl.masked_fill(hit, float("-inf"))
+        lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
+        return ((lse - pos) * coef).sum()
+
+    def _sampled_per_prediction(self, h, table, targets, coef, gen, bias, offset):
+        """Sampled softmax (with the logQ correction) where each prediction draws its own ``M`` negatives."""
+        neg = self.draw(gen, h.device, rows=len(targets))  # [P, M]
+        pos = (h * F.embedding(targets + offset, table, sparse=self.sparse)).sum(-1)
+        negl = torch.einsum("pd,pmd->pm", h, F.embedding(neg + offset, table, sparse=self.sparse))
+        if bias is not None:
+            col = bias.unsqueeze(1)
+            pos = pos + F.embedding(targets + offset, col).squeeze(1)
+            negl = negl + F.embedding(neg + offset, col).squeeze(-1)
+        if self.log_expected is not None:
+            pos = pos - self.log_expected[targets]
+            negl = negl - self.log_expected[neg]
+        negl = negl.masked_fill(neg == targets[:, None], float("-inf"))
         lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
         return ((lse - pos) * coef).sum()
 
@@ -267,4 +296,5 @@ def resolve_objective(cfg, num_items: int, counts: np.ndarray | None = None, dev
     m = cfg.num_negatives if cfg.num_negatives is not None else DEFAULT_NEGATIVES.get(loss, 1)
     if loss != "ce" and num_items < 2:
         raise ConfigError(f"a sampled loss needs at least 2 items, the catalogue has {num_items}", param="loss")
-    return Objective(loss, num_items, m, cfg.sampler if loss != "bce" else "uniform", cfg.gbce_t, counts, chosen_by, device)
+    return Objective(loss, num_items, m, cfg.sampler if loss != "bce" else "uniform", cfg.gbce_t, counts, chosen_by, device,
+                     negatives_per=cfg.negatives_per)
