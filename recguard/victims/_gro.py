@@ -56,11 +56,11 @@ class GROStep:
         lam: weight of the swap loss in the victim's loss (``gro_lambda``).
         k: length of the lists the student imitates (the API's, ``gro_k``).
         positions: at most this many next-item positions of a batch take part (``gro_positions``).
+        make_optimizer: ``make_optimizer(module, config)``, the training loop's optimiser for the student.
     """
 
-    def __init__(self, victim, num_items: int, *, lam: float, k: int, positions: int):
+    def __init__(self, victim, num_items: int, *, lam: float, k: int, positions: int, make_optimizer):
         from ._layers import reinitialise
-        from ._train import make_optimizer
 
         self.lam, self.k, self.positions = float(lam), min(int(k), num_items - 1), int(positions)
         student = victim.new_module(num_items)
@@ -72,7 +72,7 @@ class GROStep:
         self.student_loss = torch.zeros(())  # the last step's, kept on the device
 
     @classmethod
-    def for_victim(cls, victim, num_items: int) -> GROStep | None:
+    def for_victim(cls, victim, num_items: int, make_optimizer) -> GROStep | None:
         """The GRO step of ``victim``'s settings (``gro_lambda``, ``gro_k``, ``gro_positions``); None
         when ``gro_lambda`` is 0; a :class:`ConfigError` for a model that is not causal."""
         cfg = victim.config
@@ -81,7 +81,7 @@ class GROStep:
         if not getattr(victim, "causal", True):
             raise ConfigError(f"GRO needs a causal model (SASRec, GRU4Rec); {victim.architecture} is not; set gro_lambda=0",
                               param="gro_lambda")
-        return cls(victim, num_items, lam=cfg.gro_lambda, k=cfg.gro_k, positions=cfg.gro_positions)
+        return cls(victim, num_items, lam=cfg.gro_lambda, k=cfg.gro_k, positions=cfg.gro_positions, make_optimizer=make_optimizer)
 
     @staticmethod
     def describe(step: GROStep | None) -> dict:

@@ -186,7 +186,7 @@ def train(
             parametrize.register_parametrization(module.item_emb, "weight", shift)
             emb_param = module.item_emb.parametrizations.weight.original
         opt, table = training_optimizer(victim, module, data.num_items, shift is not None)
-        gro = GROStep.for_victim(victim, data.num_items)  # None unless gro_lambda > 0
+        gro = GROStep.for_victim(victim, data.num_items, make_optimizer)  # None unless gro_lambda > 0
         starts = data.offsets[:-1]
 
         def step_loss(x, users):
