@@ -207,6 +207,25 @@ def test_the_query_stream_detector_flags_extraction_accounts_within_its_budget()
             QueryStreamDetector(**bad)
 
 
+def test_the_detector_holds_its_budget_on_the_last_window_of_long_histories(trained):
+    from recguard.defenses.querystream import QueryStreamDetector
+
+    split, victim = trained  # histories of 10 training items, read as streams of at most 6 queries
+    kw = dict(max_flag_share=0.05, simulated_accounts=60, simulated_k=20, max_queries=6, seed=0)
+    both = QueryStreamDetector(**kw).fit(victim, split)
+    first = QueryStreamDetector(windows="first", **kw).fit(victim, split)
+    assert both.info_["windows"] == "first+last" and both.info_["revision"] == 2 and first.info_["revision"] == 1
+    assert both.info_["genuine_prefixes"] == 2 * first.info_["genuine_prefixes"]  # every history gives two windows here
+    history = split.train[0]
+    assert [len(w) for w in both.genuine_streams(history)] == [6, 6] and np.array_equal(both.genuine_streams(history)[1], history[-6:])
+    held = [split.train[u] for u in range(split.train.num_users)]
+    flagged = (both.flagged_at([h[:6] for h in held]) > 0) | (both.flagged_at([h[-6:] for h in held]) > 0)
+    assert both.info_["held_flagged_share"] <= 0.05 + 1 / both.info_["genuine_users_held"] and flagged.mean() <= 0.15
+    with pytest.raises(ConfigError) as err:
+        QueryStreamDetector(windows="last")
+    assert err.value.param == "windows"
+
+
 def test_serve_names_the_defense_and_fits_the_guard_on_the_genuine_users(trained):
     from recguard.defenses.serving import check_defense, serve
 
