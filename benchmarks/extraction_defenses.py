@@ -93,8 +93,12 @@ def _label(cell: dict) -> str:
 
 
 def _file_part(token: str) -> str:
-    """``"data-free/shuffle:10,head=10"`` as a file-name part: ``data-free_shuffle-10_head10``."""
-    return token.replace("/", "_").replace(":", "-").replace(",", "_").replace("=", "")
+    """``"data-free/shuffle:10,head=10"`` as a file-name part: ``data-free_shuffle-10_head10``; a
+    defense with the guard also names the detector's revision (``_det2``) from revision 2 on."""
+    from recguard.defenses.querystream import DETECTOR_REVISION
+
+    part = token.replace("/", "_").replace(":", "-").replace(",", "_").replace("=", "")
+    return part + (f"_det{DETECTOR_REVISION}" if "guard" in token and DETECTOR_REVISION > 1 else "")
 
 
 def _costs(split, seeds: str, defenses: list[str], args) -> dict:

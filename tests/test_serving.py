@@ -347,3 +347,16 @@ def test_compare_puts_the_audits_of_each_api_defense_side_by_side(tmp_path, caps
     run_audit(spec, tmp_path / "other", progress=False)
     assert main(["compare", folders[0], str(tmp_path / "other"), "--out", str(tmp_path / "c4")]) == 2
     assert "one dataset and model" in capsys.readouterr().err
+
+
+def test_audit_cells_behind_the_guard_name_the_detectors_revision():
+    from recguard.audit import AuditSpec
+    from recguard.audit.cells import Cell
+    from recguard.defenses.querystream import DETECTOR_REVISION
+
+    guarded = AuditSpec(attacks=("extracted",), extraction={"defense": "truncate:10+guard"})
+    plain = AuditSpec(attacks=("extracted",), extraction={"defense": "truncate:10"})
+    for kind, args in (("extraction", ()), ("poisoned", ("extracted", 0.01, "none"))):
+        assert Cell.make(guarded, kind, 0, *args).key["guard_revision"] == DETECTOR_REVISION
+        assert "guard_revision" not in Cell.make(plain, kind, 0, *args).key
+    assert Cell.make(guarded, "extraction", 0).name != Cell.make(plain, "extraction", 0).name

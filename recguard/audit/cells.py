@@ -37,6 +37,15 @@ def short_hash(obj: Any) -> str:
 FORENSICS_REVISION = 1
 
 
+def guard_key_part(extraction: dict | None) -> dict:
+    """The query-stream detector's revision when the extraction runs behind the guard (revision 1 is
+    left out, so cells named before the field keep their names)."""
+    from ..defenses.querystream import DETECTOR_REVISION
+
+    uses_guard = "guard" in str((extraction or {}).get("defense") or "")
+    return {"guard_revision": DETECTOR_REVISION} if uses_guard and DETECTOR_REVISION > 1 else {}
+
+
 def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: float = 0.0, defense: str = "") -> dict:
     """Everything that determines a cell's numbers; its hash names the cell's file."""
     from .. import victims
@@ -53,10 +62,12 @@ def cell_key(spec: AuditSpec, kind: str, seed: int, attack: str = "", budget: fl
     if victims.TRAINING_REVISION > 1:  # revision 1 is left out of the key (its cells' names predate the field)
         base["training_revision"] = victims.TRAINING_REVISION
     if kind == "extraction":  # the clean victim's key, plus how it is extracted
-        return {**base, "kind": "extraction", "extraction": spec.extraction}
+        return {**base, "kind": "extraction", "extraction": spec.extraction, **guard_key_part(spec.extraction)}
     if kind == "poisoned":
         base.update(attack=attack, budget=float(budget), defense=defense, order=spec.order,
                     attack_params=spec.attack_params.get(attack, {}), **spec.attack_key_part(attack))
+        if "extraction" in base:  # its fake users come from a model stolen through the API
+            base.update(guard_key_part(base["extraction"]))
     if kind in ("poisoned", "control"):
         base["defense"] = defense
         if spec.defense_params.get(defense):  # only when set, so older cells keep their names
