@@ -245,15 +245,20 @@ class Objective:
         lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
         return ((lse - pos) * coef).sum()
 
-    def _sampled_per_prediction(self, h, table, targets, coef, gen, bias, offset):
-        """Sampled softmax (with the logQ correction) where each prediction draws its own ``M`` negatives."""
-        neg = self.draw(gen, h.device, rows=len(targets))  # [P, M]
+    def _own_scores(self, h, table, targets, neg, bias, offset):
+        """Scores of each prediction's positive ``[P]`` and of its own negatives ``neg`` ``[P, M]``."""
         pos = (h * F.embedding(targets + offset, table, sparse=self.sparse)).sum(-1)
         negl = torch.einsum("pd,pmd->pm", h, F.embedding(neg + offset, table, sparse=self.sparse))
         if bias is not None:
             col = bias.unsqueeze(1)
             pos = pos + F.embedding(targets + offset, col).squeeze(1)
             negl = negl + F.embedding(neg + offset, col).squeeze(-1)
+        return pos, negl
+
+    def _sampled_per_prediction(self, h, table, targets, coef, gen, bias, offset):
+        """Sampled softmax (with the logQ correction) where each prediction draws its own ``M`` negatives."""
+        neg = self.draw(gen, h.device, rows=len(targets))  # [P, M]
+        pos, negl = self._own_scores(h, table, targets, neg, bias, offset)
         if self.log_expected is not None:
             pos = pos - self.log_expected[targets]
             negl = negl - self.log_expected[neg]
@@ -264,12 +269,7 @@ class Objective:
     def _per_prediction(self, h, table, targets, coef, neg, beta, negw, bias, offset):
         """``Σ_i coef_i (β·softplus(−s_ip) + Σ_m negw_im·softplus(s_i,neg_im))`` with ``neg`` [P, M]
         negatives of each prediction's own (``negw`` None: every weight 1)."""
-        pos = (h * F.embedding(targets + offset, table, sparse=self.sparse)).sum(-1)
-        negl = torch.einsum("pd,pmd->pm", h, F.embedding(neg + offset, table, sparse=self.sparse))
-        if bias is not None:
-            col = bias.unsqueeze(1)
-            pos = pos + F.embedding(targets + offset, col).squeeze(1)
-            negl = negl + F.embedding(neg + offset, col).squeeze(-1)
+        pos, negl = self._own_scores(h, table, targets, neg, bias, offset)
         neg_term = F.softplus(negl) if negw is None else F.softplus(negl) * negw
         per = beta * F.softplus(-pos) + neg_term.sum(1)
         return (per * coef).sum()
