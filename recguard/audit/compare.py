@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, read_json
 from ..errors import ArtifactError, ConfigError
+from .report import format_interval
 from .results import mean_interval
 
 __all__ = ["compare_audits", "comparison_table", "render_comparison", "write_comparison"]
@@ -77,12 +78,6 @@ def compare_audits(folders: list[str | Path]) -> dict:
     return {"dataset": first["dataset"], "model": first["model"], "k": k, "baseline": labels[base], "audits": audits}
 
 
-def _fmt(ms: dict | None, digits: int = 4, pct: bool = False) -> str:
-    from .report import format_interval
-
-    return format_interval(ms, digits, pct=pct) if ms else "–"
-
-
 def comparison_table(cmp: dict) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of the comparison: one row per audit and attack row."""
     k = cmp["k"]
@@ -93,9 +88,10 @@ def comparison_table(cmp: dict) -> tuple[list[str], list[list[str]]]:
         e = a["extraction"] or {}
         for r in a["rows"] or [{}]:
             share = r.get("removed_share")
-            rows.append([a["label"], _fmt(e.get("Agreement@10"), 3), _fmt(e.get("served_cost_NDCG@10"), pct=True),
-                         str(r.get("attack", "–")), str(r.get("budget", "–")), str(r.get("defense", "–")), _fmt(r.get("lift")),
-                         _fmt(r.get("removed")), "–" if share is None else f"{100 * share:.0f}%"])
+            rows.append([a["label"], format_interval(e.get("Agreement@10"), 3), format_interval(e.get("served_cost_NDCG@10"), pct=True),
+                         str(r.get("attack", "–")), str(r.get("budget", "–")), str(r.get("defense", "–")),
+                         format_interval(r.get("lift")), format_interval(r.get("removed")),
+                         "–" if share is None else f"{100 * share:.0f}%"])
     return headers, rows
 
 

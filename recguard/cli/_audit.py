@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
-from ._common import KCoreOpt, MinRatingOpt, PathOpt, load_dataset, print_table
+from ._common import KCoreOpt, MinRatingOpt, PathOpt, load_dataset, print_columns, print_table
 from ._train import _parse_sets
 
 
@@ -164,11 +164,7 @@ def _print_summary(results: dict) -> None:
 
     clean = results["clean"]
     typer.echo(f"clean victim: NDCG@10 {clean['NDCG@10']['mean']:.4f}  HR@10 {clean['HR@10']['mean']:.4f}")
-    headers, rows = summary_table(results)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_columns(*summary_table(results))
 
 
 def report(out: Path = typer.Argument(..., help="An audit output folder holding results.json.")) -> None:
@@ -194,11 +190,7 @@ def compare(
     render_comparison(cmp)  # a rendering failure leaves --out untouched
     claim_output_dir(out, "comparison", overwrite=overwrite)
     write_comparison(cmp, out)
-    headers, rows = comparison_table(cmp)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_columns(*comparison_table(cmp))
     typer.echo(f"\nreport: {Path(out) / 'compare.html'}")
 
 

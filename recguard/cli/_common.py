@@ -35,6 +35,14 @@ def print_table(rows: list[tuple[str, str]]) -> None:
         typer.echo(f"  {k.ljust(width)}  {v}")
 
 
+def print_columns(headers: list[str], rows: list[list[str]]) -> None:
+    """A header line and one line per row, every column padded to its widest cell."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
 def victim_dataset(victim, run: Path, dataset: str | None, path: Path | None):
     """The dataset a saved victim was trained on (or the one named), checked against its catalogue.
 

@@ -237,7 +237,13 @@ class Objective:
             b = F.embedding(ids, bias.unsqueeze(1)).squeeze(1)
             pos = pos + b[:p]
             negl = negl + b[p:]
-        hit = neg[None, :] == targets[:, None]  # accidental hits: a negative is never the positive
+        return self._corrected_softmax(pos, negl, targets, neg, coef)
+
+    def _corrected_softmax(self, pos, negl, targets, neg, coef):
+        """``Σ_i coef_i (log(exp ŝ_ip + Σ_j exp ŝ_ij) − ŝ_ip)`` over the negatives ``neg`` (``[M]`` shared by
+        the batch, or ``[P, M]`` each prediction's own), every logit corrected by its log expected count,
+        and a draw equal to the row's positive left out (an accidental hit is never a negative)."""
+        hit = neg == targets[:, None]
         if self.log_expected is not None:
             pos = pos - self.log_expected[targets]
             negl = negl - self.log_expected[neg]
@@ -259,12 +265,7 @@ class Objective:
         """Sampled softmax (with the logQ correction) where each prediction draws its own ``M`` negatives."""
         neg = self.draw(gen, h.device, rows=len(targets))  # [P, M]
         pos, negl = self._own_scores(h, table, targets, neg, bias, offset)
-        if self.log_expected is not None:
-            pos = pos - self.log_expected[targets]
-            negl = negl - self.log_expected[neg]
-        negl = negl.masked_fill(neg == targets[:, None], float("-inf"))
-        lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
-        return ((lse - pos) * coef).sum()
+        return self._corrected_softmax(pos, negl, targets, neg, coef)
 
     def _per_prediction(self, h, table, targets, coef, neg, beta, negw, bias, offset):
         """``Σ_i coef_i (β·softplus(−s_ip) + Σ_m negw_im·softplus(s_i,neg_im))`` with ``neg`` [P, M]
