@@ -12,7 +12,10 @@ the blocks' linear layers 6·(4d² + 2d·f) per position of the padded batch, an
 attention 12·L·d per position. Elementwise work (softmax, LayerNorm, dropout) is not
 counted.
 
-Usage: python benchmarks/throughput.py [--threads 2] [--steps 30] [--repeats 3] [--tag NAME]
+With ``--precision bfloat16`` the step runs under bfloat16 autocast (as ``precision="bfloat16"``
+trains); its FLOP rate is then also compared with the bfloat16 matmul peak, measured the same way.
+
+Usage: python benchmarks/throughput.py [--threads 2] [--steps 30] [--repeats 3] [--precision bfloat16] [--tag NAME]
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import torch
 from _common import require_ml1m, write_result
 
 
-def matmul_peak(repeats: int = 5) -> dict:
+def matmul_peak(repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict:
     best = {}
     for n in (1024, 2048, 3072, 4096):
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
+        a = torch.randn(n, n, dtype=dtype)
+        b = torch.randn(n, n, dtype=dtype)
         a @ b  # warm-up
         rates = []
         for _ in range(repeats):
@@ -50,7 +53,7 @@ def _stock_ce(h, weight, targets, weights, bias=None):
     return (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
-def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> dict:
+def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False, precision: str = "float32") -> dict:
     import recguard
     import recguard.victims._objective as objective_mod
 
@@ -61,7 +64,7 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
 
     data = recguard.data.load("ml-1m", path=require_ml1m())
     train = data.split().train
-    victim = recguard.SASRec(hidden=64, num_blocks=2, max_len=200)
+    victim = recguard.SASRec(hidden=64, num_blocks=2, max_len=200, precision=precision)
     victim.num_items = data.num_items
     module = victim.new_module(data.num_items)
     module.train()
@@ -77,7 +80,8 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False) -> di
         lb = int(take[users].max())
         x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
         t = time.perf_counter()
-        loss = victim.training_loss(module, x, torch.ones(len(users)), gen, None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):  # as fit() does
+            loss = victim.training_loss(module, x, torch.ones(len(users)), gen, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -100,21 +104,31 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--stock-loss", action="store_true", help="use F.cross_entropy on materialised logits (for comparison)")
     ap.add_argument("--tag", default="", help="suffix of the result file (keeps earlier runs)")
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                    help="the step's precision (bfloat16: autocast, as SASRec(precision='bfloat16') trains); the "
+                         "float32 matmul peak stays the reference, and the bfloat16 peak is measured beside it")
     ap.add_argument("--repeats", type=int, default=1,
                     help="measure peak and SASRec this many times, alternating; report each and the medians")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = []
+    bf16 = args.precision == "bfloat16"
     for r in range(args.repeats):
         peak = matmul_peak()
-        thr = sasrec_throughput(args.steps, seed=r, stock_loss=args.stock_loss)
+        thr = sasrec_throughput(args.steps, seed=r, stock_loss=args.stock_loss, precision=args.precision)
         runs.append({"peak_gflops": peak["gflops"], "sasrec": thr, "fraction_of_peak": thr["gflops"] / peak["gflops"]})
+        if bf16:
+            runs[-1]["bf16_peak_gflops"] = matmul_peak(dtype=torch.bfloat16)["gflops"]
+            runs[-1]["fraction_of_bf16_peak"] = thr["gflops"] / runs[-1]["bf16_peak_gflops"]
         print(f"run {r}: peak {peak['gflops']:.0f} GFLOP/s, SASRec {thr['gflops']:.1f} GFLOP/s, "
-              f"{thr['positions_per_s']:.0f} positions/s, {100 * runs[-1]['fraction_of_peak']:.1f}% of peak", flush=True)
+              f"{thr['positions_per_s']:.0f} positions/s, {100 * runs[-1]['fraction_of_peak']:.1f}% of peak"
+              + (f", {100 * runs[-1]['fraction_of_bf16_peak']:.1f}% of the bfloat16 peak" if bf16 else ""), flush=True)
     med = lambda xs: float(np.median(xs))  # noqa: E731
-    write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else "") + args.tag, {
+    write_result(f"throughput_t{torch.get_num_threads()}" + ("_stock" if args.stock_loss else "") + ("_bf16" if bf16 else "") + args.tag, {
         "loss": "stock F.cross_entropy" if args.stock_loss else "fused chunked (recguard)",
+        "precision": args.precision,
+        "median_bf16_peak_gflops": med([r["bf16_peak_gflops"] for r in runs]) if bf16 else None,
         "threads": torch.get_num_threads(),
         "matmul_peak": peak,
         "sasrec_train": thr,

@@ -25,7 +25,9 @@ def test_gpu_benchmark_runs_every_section_and_names_the_crossover(tmp_path):
     assert {(r["loss"], r["bf16"]) for r in rows} == {("ce", False), ("sampled_ce", False), ("ce", True), ("sampled_ce", True)}
     assert all(r["positions_per_s"] > 0 for r in rows)
     assert "cuda_crossover_items" in result["throughput"]
-    assert result["ml1m"]["objective"]["loss"] == "ce" and result["ml1m"]["epochs_run"] >= 1
+    assert set(result["ml1m"]) == {"float32", "bfloat16"}
+    assert all(r["objective"]["loss"] == "ce" and r["epochs_run"] >= 1 for r in result["ml1m"].values())
+    assert result["ml1m"]["bfloat16"]["settings"]["precision"] == "bfloat16"
     assert set(result["beauty"]) == {"full_ce", "sampled_default_cpu"}
     assert result["beauty"]["sampled_default_cpu"]["objective"]["loss"] == "sampled_ce"
 

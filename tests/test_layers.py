@@ -33,6 +33,24 @@ def test_chunked_ce_matches_reference_value_and_gradients(with_bias, chunk):
         torch.testing.assert_close(weighted_softmax_ce(h, w_out, t, w, bias=b), ref.detach())
 
 
+def test_chunked_ce_under_bfloat16_autocast_keeps_a_float32_softmax():
+    g = torch.Generator().manual_seed(1)
+    h32 = torch.randn(40, 16, generator=g)
+    w_out = (0.3 * torch.randn(300, 16, generator=g)).requires_grad_()
+    t = torch.randint(0, 300, (40,), generator=g)
+    w = torch.rand(40, generator=g)
+    ref = weighted_softmax_ce(h32, w_out, t, w)
+    (ref_grad,) = torch.autograd.grad(ref, w_out)
+    # h in bfloat16, as a model's last Linear gives it under autocast; the weights stay float32
+    h16 = h32.to(torch.bfloat16).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        val = weighted_softmax_ce(h16, w_out, t, w, bias=None)
+        grads = torch.autograd.grad(val, [h16, w_out])
+    assert val.dtype == torch.float32 and grads[0].dtype == torch.bfloat16 and grads[1].dtype == torch.float32
+    torch.testing.assert_close(val, ref, rtol=2e-2, atol=0.0)
+    torch.testing.assert_close(grads[1], ref_grad, rtol=0.0, atol=0.05 * float(ref_grad.abs().max()))
+
+
 def test_ce_hand_computed():
     # two classes with logits (0, log 3): p = (1/4, 3/4); CE for class 1 = -log(3/4)
     h = torch.tensor([[1.0]])

@@ -150,7 +150,8 @@ def test_popularity_gbce_weights_each_negative_by_its_importance():
 
 
 def test_loss_settings_are_validated():
-    for bad, param in [(dict(loss="gbce", sampler="mixed"), "sampler"), (dict(loss="softmax"), "loss"),
+    for bad, param in [(dict(loss="gbce", sampler="mixed"), "sampler"), (dict(loss="gbce", sampler="mixed_logq"), "sampler"),
+                       (dict(loss="softmax"), "loss"),
                        (dict(num_negatives=0), "num_negatives"),
                        (dict(num_negatives=True), "num_negatives"), (dict(sampler="zipf"), "sampler"),
                        (dict(gbce_t=1.5), "gbce_t"), (dict(loss="bce", sampler="popularity"), "sampler")]:
@@ -213,6 +214,24 @@ def test_mixed_correction_estimates_the_softmax_normaliser_without_bias():
     assert float(estimate) == pytest.approx(float(torch.exp(scores).sum()), rel=0.02)
     # the in-batch half alone could never draw items 2 and 7 (no training target); the uniform half does
     assert {2, 7} <= set(draws.unique().tolist())
+
+
+def test_esasrec_mixing_draws_distinct_batch_items_and_corrects_every_logit_by_popularity():
+    h, w, t, wt = _problem(p=30, n=25)
+    counts = np.arange(25) * 3.0
+    obj = Objective("sampled_ce", 25, 40, "mixed_logq", counts=counts)
+    assert obj.in_batch == 20
+    skewed = torch.cat([torch.zeros(200, dtype=torch.long), torch.arange(1, 6)])  # item 0 is most of the batch
+    gen = torch.Generator().manual_seed(0)
+    picked = torch.cat([obj.draw(gen, "cpu", targets=skewed)[:20] for _ in range(300)])
+    assert set(picked.tolist()) <= set(range(6))
+    share_of_0 = float((picked == 0).float().mean())
+    assert abs(share_of_0 - 1 / 6) < 0.03  # uniform over the distinct items, not over the positions (200/205)
+    neg = obj.draw(torch.Generator().manual_seed(5), "cpu", targets=t)
+    val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
+    q = (counts + 1) / (counts + 1).sum()
+    expected = torch.tensor(q, dtype=torch.float32)  # exp(log q_j): the correction is −log q_j on every logit
+    assert float(val) == pytest.approx(_reference_sampled_softmax(h, w, t, wt, neg, expected), rel=1e-5)
 
 
 def _loss_settings(loss: str) -> dict:

@@ -7,6 +7,7 @@ import torch
 
 import recguard
 from recguard.errors import ConfigError
+from recguard.victims._layers import attention_bias
 from recguard.victims.sasrec import PublishedSASRecBlock
 
 from conftest import cyclic_data
@@ -47,7 +48,47 @@ def test_positions_counted_from_the_first_item_do_not_depend_on_padding():
     assert not torch.allclose(recent.hidden_states(short)[:, -1], module.hidden_states(short)[:, -1])
 
 
-@pytest.mark.parametrize("settings", [dict(block="published"), dict(block="published", positions="first", adam_beta2=0.999)])
+def test_the_rectools_initialisation_draws_every_matrix_from_xavier_normal():
+    torch.manual_seed(0)
+    module = recguard.SASRec(hidden=64, block="published", init="xavier_normal", scale_embeddings=False).build(2000)
+    emb = module.item_emb.weight.detach()
+    assert float(emb[0].abs().sum()) == 0.0  # the padding row stays zero
+    # Xavier normal: std sqrt(2 / (fan_in + fan_out)), the [3D, D] query/key/value matrix counted as one
+    torch.testing.assert_close(float(emb[1:].std()), (2 / (2001 + 64)) ** 0.5, rtol=0.05, atol=0.0)
+    torch.testing.assert_close(float(module.blocks[0].ff1.weight.detach().std()), (2 / 128) ** 0.5, rtol=0.1, atol=0.0)
+    torch.testing.assert_close(float(module.blocks[0].kv.weight.detach().std()), (2 / 256) ** 0.5, rtol=0.1, atol=0.0)
+    assert module.scale == 1.0 and recguard.SASRec(hidden=64).build(10).scale == 8.0
+    default = recguard.SASRec(hidden=64).build(2000)
+    torch.testing.assert_close(float(default.item_emb.weight.detach()[1:].std()), 0.02, rtol=0.05, atol=0.0)
+
+
+def test_attended_padding_equals_a_window_padded_to_max_len_without_a_key_mask():
+    torch.manual_seed(0)
+    module = recguard.SASRec(block="published", padding_keys="attended", max_len=8, hidden=16, num_heads=2, num_blocks=2,
+                             dropout=0.0).build(20).eval()
+    with torch.no_grad():
+        for blk in module.blocks:  # non-zero biases: the padding's key and value
+            blk.kv.bias.normal_()
+    got = module.hidden_states(torch.tensor([[0, 0, 3, 4, 5], [7, 8, 9, 10, 11]]))[:, -1]
+    # RecTools' way: every window padded to max_len, zero inputs there, a causal mask and no key padding mask
+    full = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5], [0, 0, 0, 7, 8, 9, 10, 11]])
+    valid = (full > 0).unsqueeze(-1)
+    h = (module.item_emb(full) * module.scale + module.pos_emb(torch.arange(8))[None]) * valid
+    causal = attention_bias(torch.ones(8, 8, dtype=torch.bool).tril()[None, None], h.dtype)
+    for blk in module.blocks:
+        h = blk(h, causal) * valid
+    torch.testing.assert_close(got, module.final_norm(h)[:, -1], rtol=1e-5, atol=1e-5)
+    hidden = recguard.SASRec(block="published", max_len=8, hidden=16, num_heads=2, dropout=0.0).build(20).eval()
+    hidden.load_state_dict(module.state_dict())
+    assert not torch.allclose(hidden.hidden_states(torch.tensor([[3, 4, 5]]))[:, -1], got[:1], atol=1e-4)
+    with pytest.raises(ConfigError) as e:
+        recguard.SASRec(padding_keys="attended")  # the pre-LN block's padding keys are not the biases
+    assert e.value.param == "padding_keys"
+
+
+@pytest.mark.parametrize("settings", [dict(block="published"), dict(block="published", positions="first", adam_beta2=0.999),
+                                      dict(block="published", init="xavier_normal", scale_embeddings=False),
+                                      dict(precision="bfloat16"), dict(block="published", padding_keys="attended")])
 def test_the_published_variants_learn_and_come_back_from_disk(settings, tmp_path):
     data = cyclic_data(num_users=150, num_items=30, length=12, noise=0.05)
     victim = recguard.SASRec(hidden=32, epochs=20, lr=5e-3, dropout=0.1, **settings).fit(data, rng=0, progress=False)
@@ -60,7 +101,9 @@ def test_the_published_variants_learn_and_come_back_from_disk(settings, tmp_path
 
 
 def test_unknown_variants_are_refused_by_name():
-    for bad, param in [(dict(block="post_ln"), "block"), (dict(positions="last"), "positions"), (dict(adam_beta2=1.0), "adam_beta2")]:
+    for bad, param in [(dict(block="post_ln"), "block"), (dict(positions="last"), "positions"), (dict(adam_beta2=1.0), "adam_beta2"),
+                       (dict(init="uniform"), "init"), (dict(precision="float16"), "precision"),
+                       (dict(scale_embeddings="no"), "scale_embeddings"), (dict(padding_keys="all"), "padding_keys")]:
         with pytest.raises(ConfigError) as e:
             recguard.SASRec(**bad)
         assert e.value.param == param

@@ -302,13 +302,13 @@ class SequentialVictim:
                 CPU) for training-data influence (:func:`recguard.probes.influence`); default: the
                 config's ``keep_checkpoints`` (0).
         """
-        from ._objective import resolve_objective
+        from ._objective import COUNTED_SAMPLERS, resolve_objective
         from ._train import train
 
         split = data if isinstance(data, Split) else data.split()
         iw = check_item_weights(item_weights, split.train.num_items)
         n_items = split.train.num_items
-        counts = np.bincount(split.train.items, minlength=n_items + 1)[1:] if self.config.sampler in ("popularity", "mixed") else None
+        counts = np.bincount(split.train.items, minlength=n_items + 1)[1:] if self.config.sampler in COUNTED_SAMPLERS else None
         self.objective_ = resolve_objective(self.config, n_items, counts, device=self.device)
         if keep_checkpoints is None:
             keep_checkpoints = self.config.keep_checkpoints

@@ -11,6 +11,8 @@ from .._params import check_field_types
 from ..errors import ConfigError
 
 T = TypeVar("T", bound="BaseConfig")
+#: Training precisions: float32 throughout, or the forward pass under bfloat16 autocast.
+PRECISIONS = ("float32", "bfloat16")
 
 @dataclass(frozen=True)
 class BaseConfig:
@@ -37,8 +39,10 @@ class BaseConfig:
             formulas in :mod:`recguard.victims._objective` and ``docs/victims.md``.
         num_negatives: negatives per batch (shared losses) or per prediction (``bce``);
             ``None`` = 1,024 (``sampled_ce``), 256 (``gbce``) or 1 (``bce``).
-        sampler: proposal of the shared negatives, ``"uniform"`` or ``"popularity"`` (training
-            counts + 1); the loss corrects for it.
+        sampler: proposal of the negatives, ``"uniform"``, ``"popularity"`` (training counts + 1),
+            ``"mixed"`` (half the batch's positives, half uniform) or ``"mixed_logq"`` (eSASRec's mix:
+            half the batch's distinct positives, half uniform, every logit corrected by −log popularity);
+            the loss corrects for it.
         negatives_per: ``"batch"`` (sampled softmax shares one set of negatives across the batch)
             or ``"prediction"`` (each prediction draws its own, as RecTools and eSASRec do).
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
@@ -50,6 +54,10 @@ class BaseConfig:
             (:mod:`recguard.victims._gro`; 0: off; causal models only). The paper used 1 on ML-1M.
         gro_k: length of the top-k lists GRO's student imitates (the API's list length).
         gro_positions: next-item positions per batch that take part in GRO (drawn at random).
+        precision: ``"float32"`` or ``"bfloat16"``: the training step's forward pass under bfloat16
+            autocast (matrix products in bfloat16; softmax, LayerNorm, the loss and the weights stay
+            float32). Pays on GPUs and on CPUs with bfloat16 matrix units (AMX); validation, scoring
+            and every audit read the model in float32.
     """
 
     hidden: int = 64
@@ -74,12 +82,15 @@ class BaseConfig:
     gro_lambda: float = 0.0
     gro_k: int = 100
     gro_positions: int = 256
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         check_field_types(self)
         from ._objective import check_objective_fields
 
         check_objective_fields(self)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", param="precision")
         if self.batching not in ("length", "random"):
             raise ConfigError(f"must be 'length' or 'random', got {self.batching!r}", param="batching")
         if not 0.0 <= float(self.adam_beta2) < 1.0:

@@ -33,6 +33,11 @@ weight times the target item's weight), normalised to sum to one over the batch.
     than either source's own correction). Popular items are contrasted often, as they are
     in the data; rare ones are still reached through the uniform half.
 
+    ``sampler="mixed_logq"`` mixes as eSASRec does: the in-batch half is drawn uniformly over the
+    *distinct* items among the batch's positives, the rest uniformly over the catalogue, and every
+    logit, the positive's included, is corrected by ``−log q_j`` (``q_j``: item ``j``'s share of the
+    training interactions, counts + 1), whichever source drew it.
+
 ``gbce``
     Generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023), with ``M``
     negatives drawn per prediction, as in gSASRec (shared ones made SASRec collapse on
@@ -71,7 +76,9 @@ __all__ = ["LOSSES", "NEGATIVES_PER", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEA
 
 LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
 NEGATIVES_PER = ("batch", "prediction")
-SAMPLERS = ("uniform", "popularity", "mixed")
+SAMPLERS = ("uniform", "popularity", "mixed", "mixed_logq")
+#: The samplers that need every item's training count.
+COUNTED_SAMPLERS = ("popularity", "mixed", "mixed_logq")
 #: Per device type, catalogues of at least this many items train with the sampled loss when
 #: ``loss="auto"``. CPU: the crossover measured on the 2-core development machine
 #: (benchmarks/catalogue_scale.py and benchmarks/sampled_losses.py; docs/victims.md). CUDA: full CE
@@ -107,10 +114,10 @@ def check_objective_fields(cfg) -> None:
                           "or 'sampled_ce' / 'gbce', which correct for the popularity proposal", param="sampler")
     if cfg.negatives_per not in NEGATIVES_PER:
         raise ConfigError(f"must be one of {', '.join(NEGATIVES_PER)}, got {cfg.negatives_per!r}", param="negatives_per")
-    if cfg.negatives_per == "prediction" and cfg.sampler == "mixed":
+    if cfg.negatives_per == "prediction" and cfg.sampler in ("mixed", "mixed_logq"):
         raise ConfigError("sampler='mixed' takes its in-batch half once per batch; use negatives_per='batch' with it",
                           param="negatives_per")
-    if cfg.loss == "gbce" and cfg.sampler == "mixed":
+    if cfg.loss == "gbce" and cfg.sampler in ("mixed", "mixed_logq"):
         raise ConfigError("sampler='mixed' shares in-batch negatives across the batch, which gBCE does not (it draws "
                           "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
                           param="sampler")
@@ -136,7 +143,7 @@ class Objective:
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
         n, m = self.num_items, self.num_negatives
         self.in_batch = 0  # negatives taken from the batch's own positives (sampler "mixed")
-        if sampler in ("popularity", "mixed"):
+        if sampler in COUNTED_SAMPLERS:
             if counts is None or len(counts) != num_items:
                 raise ConfigError(f"the {sampler} sampler needs the training counts of every item", param="sampler")
         if sampler == "popularity":
@@ -148,6 +155,11 @@ class Objective:
             share = c / max(c.sum(), 1.0)  # q_j: item j's share of the training targets
             expected = self.in_batch * share + (m - self.in_batch) / n  # M_b·q_j + M_u/N
             self.log_expected = torch.as_tensor(np.log(expected), dtype=torch.float32, device=device)
+            self.importance = None
+        elif sampler == "mixed_logq":
+            self.in_batch = (m + 1) // 2
+            c = np.asarray(counts, dtype=np.float64) + 1.0
+            self.log_expected = torch.as_tensor(np.log(c / c.sum()), dtype=torch.float32, device=device)  # log q_j, every logit
             self.importance = None
         elif self.probs is None:  # uniform: Q(j) = 1/N
             self.log_expected = None
@@ -184,7 +196,8 @@ class Objective:
         its in-batch half from ``targets`` (the batch's positives) and the rest uniformly."""
         shape = (rows, self.num_negatives) if rows else (self.num_negatives,)
         if self.in_batch:
-            picked = targets[torch.randint(0, len(targets), (self.in_batch,), generator=gen, device=device)]
+            pool = torch.unique(targets) if self.sampler == "mixed_logq" else targets  # distinct items, or each positive
+            picked = pool[torch.randint(0, len(pool), (self.in_batch,), generator=gen, device=device)]
             rest = torch.randint(0, self.num_items, (self.num_negatives - self.in_batch,), generator=gen, device=device)
             return torch.cat([picked, rest])
         if self.probs is None:

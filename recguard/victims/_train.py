@@ -28,7 +28,7 @@ __all__ = ["train", "batches", "make_optimizer", "Fitted", "BestState", "TRAININ
 
 # Bumped whenever a change alters what training produces at a given seed (history in CHANGELOG.md).
 # Audit cells record it, so a resumed audit never pairs models trained by different code.
-TRAINING_REVISION = 4
+TRAINING_REVISION = 5
 
 #: From this catalogue size on, sampled losses update the item table sparsely (lazy Adam).
 SPARSE_ROWS_FROM = 50_000
@@ -189,7 +189,13 @@ def train(
         gro = GROStep.for_victim(victim, data.num_items, make_optimizer)  # None unless gro_lambda > 0
         starts = data.offsets[:-1]
 
+        device_kind, bf16 = torch.device(device).type, cfg.precision == "bfloat16"
+
         def step_loss(x, users):
+            with torch.autocast(device_kind, dtype=torch.bfloat16, enabled=bf16):
+                return batch_loss(x, users)
+
+        def batch_loss(x, users):
             loss = victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
             if shift is not None:
                 eps, lam = adversarial
