@@ -11,7 +11,8 @@ changes one thing the code does differently from recguard's default SASRec:
   values from x, residuals from LN(x), Xavier-uniform query/key/value weights);
 - ``positions``: positions counted from the first item of the window (``positions="first"``);
 - ``adam``: Adam's second-moment decay 0.999 as in the paper's code, instead of recguard's 0.98;
-- ``published``: block, positions and betas together.
+- ``published``: block, positions and betas together;
+- ``published_bf16``: the same, trained with ``precision="bfloat16"``.
 
 Usage:
     python benchmarks/sasrec_recipe.py --dataset ml-100k --seeds 0,1 --variants default,block,positions,published
@@ -37,6 +38,7 @@ VARIANTS = {
     "positions": {"positions": "first"},
     "adam": {"adam_beta2": 0.999},
     "published": {"block": "published", "positions": "first", "adam_beta2": 0.999},
+    "published_bf16": {"block": "published", "positions": "first", "adam_beta2": 0.999, "precision": "bfloat16"},
 }
 
 

@@ -235,15 +235,15 @@ def test_esasrec_mixing_draws_distinct_batch_items_and_corrects_every_logit_by_p
 
 
 def _loss_settings(loss: str) -> dict:
-    """``"mixed"``: sampled softmax with the mixed sampler; ``"per_prediction"``: sampled softmax with
+    """``"mixed"``, ``"mixed_logq"``: sampled softmax with that sampler; ``"per_prediction"``: sampled softmax with
     each prediction's own negatives; any other name is a loss with its default sampler."""
     if loss == "per_prediction":
         return dict(loss="sampled_ce", negatives_per="prediction")
-    return dict(loss="sampled_ce", sampler="mixed") if loss == "mixed" else dict(loss=loss)
+    return dict(loss="sampled_ce", sampler=loss) if loss.startswith("mixed") else dict(loss=loss)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed", "per_prediction"])
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce", "mixed", "mixed_logq", "per_prediction"])
 def test_sampled_losses_train_every_architecture(arch, loss, tmp_path):
     data = cyclic_data(num_users=200, num_items=30, length=14, noise=0.05)
     slow = (arch, loss) == ("bert4rec", "gbce")
@@ -256,7 +256,7 @@ def test_sampled_losses_train_every_architecture(arch, loss, tmp_path):
     info = victim.fit_info_["objective"]
     assert info["loss"] == _loss_settings(loss)["loss"] and info["num_negatives"] == 8
     assert info["negatives_shared_per_batch"] == (loss not in ("gbce", "per_prediction"))
-    assert info.get("in_batch_negatives") == (4 if loss == "mixed" else None)
+    assert info.get("in_batch_negatives") == (4 if loss.startswith("mixed") else None)
     victim.save(tmp_path / "v")
     assert recguard.load(tmp_path / "v").fit_info_["objective"] == info
 

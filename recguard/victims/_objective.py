@@ -79,6 +79,8 @@ NEGATIVES_PER = ("batch", "prediction")
 SAMPLERS = ("uniform", "popularity", "mixed", "mixed_logq")
 #: The samplers that need every item's training count.
 COUNTED_SAMPLERS = ("popularity", "mixed", "mixed_logq")
+#: The samplers that take half their negatives from the batch's positives, once per batch.
+IN_BATCH_SAMPLERS = ("mixed", "mixed_logq")
 #: Per device type, catalogues of at least this many items train with the sampled loss when
 #: ``loss="auto"``. CPU: the crossover measured on the 2-core development machine
 #: (benchmarks/catalogue_scale.py and benchmarks/sampled_losses.py; docs/victims.md). CUDA: full CE
@@ -114,11 +116,11 @@ def check_objective_fields(cfg) -> None:
                           "or 'sampled_ce' / 'gbce', which correct for the popularity proposal", param="sampler")
     if cfg.negatives_per not in NEGATIVES_PER:
         raise ConfigError(f"must be one of {', '.join(NEGATIVES_PER)}, got {cfg.negatives_per!r}", param="negatives_per")
-    if cfg.negatives_per == "prediction" and cfg.sampler in ("mixed", "mixed_logq"):
-        raise ConfigError("sampler='mixed' takes its in-batch half once per batch; use negatives_per='batch' with it",
+    if cfg.negatives_per == "prediction" and cfg.sampler in IN_BATCH_SAMPLERS:
+        raise ConfigError(f"sampler={cfg.sampler!r} takes its in-batch half once per batch; use negatives_per='batch' with it",
                           param="negatives_per")
-    if cfg.loss == "gbce" and cfg.sampler in ("mixed", "mixed_logq"):
-        raise ConfigError("sampler='mixed' shares in-batch negatives across the batch, which gBCE does not (it draws "
+    if cfg.loss == "gbce" and cfg.sampler in IN_BATCH_SAMPLERS:
+        raise ConfigError(f"sampler={cfg.sampler!r} shares in-batch negatives across the batch, which gBCE does not (it draws "
                           "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
                           param="sampler")
 
@@ -142,7 +144,7 @@ class Objective:
         self.probs = None
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
         n, m = self.num_items, self.num_negatives
-        self.in_batch = 0  # negatives taken from the batch's own positives (sampler "mixed")
+        self.in_batch = 0  # negatives taken from the batch's own positives (IN_BATCH_SAMPLERS)
         if sampler in COUNTED_SAMPLERS:
             if counts is None or len(counts) != num_items:
                 raise ConfigError(f"the {sampler} sampler needs the training counts of every item", param="sampler")
