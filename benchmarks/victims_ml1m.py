@@ -1,6 +1,6 @@
 """Victim quality and cost on ML-1M (shared SASRec-format file), full ranking, leave-one-out.
 
-Usage:  python benchmarks/victims_ml1m.py --model sasrec [--epochs 200] [--threads 2]
+Usage:  python benchmarks/victims_ml1m.py --model sasrec [--epochs 200] [--threads 2] [--set KEY=VALUE ...]
 
 Writes benchmarks/results/victims_ml1m_<model>.json: test HR@10/NDCG@10 (best
 validation epoch), wall time, epochs, peak resident memory. Published figures on
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import parse_args, peak_rss_mb, require_ml1m, write_result
+from _common import parse_args, parse_setting, peak_rss_mb, require_ml1m, write_result
 
 
 def main() -> None:
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--init-std", type=float, default=None,
                     help="victim config 'init_std': every Linear/Embedding weight ~ N(0, std) (0.02 in Klenitskiy & Vasilev's code)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long (best weights kept)")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other victim setting, e.g. --set block=post_ln --set precision=bfloat16")
     args = parse_args(ap)
     import recguard
 
@@ -46,6 +48,7 @@ def main() -> None:
         cfg["batching"] = args.batching
     if args.init_std is not None:
         cfg["init_std"] = args.init_std
+    cfg.update(dict(parse_setting(s) for s in args.settings))
     victim = recguard.make_victim(args.model, **cfg)
     split = data.split()
     t1 = time.perf_counter()

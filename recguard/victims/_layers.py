@@ -87,10 +87,15 @@ class TransformerBlock(nn.Module):
         self.p = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, l, d = x.shape  # x: [B, L, D]
-        q, k, v = self.qkv(self.ln1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × [B, H, L, Dh]
+        x = x + self.drop(self.proj(self.attend(self.ln1(x), mask)))  # [B, L, D]
+        return self._ffn(x)
+
+    def attend(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Multi-head attention of ``y`` [B, L, D] over itself, before the output projection ([B, L, D])."""
+        b, l, d = y.shape
+        q, k, v = self.qkv(y).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × [B, H, L, Dh]
         if mask.dtype == torch.bool:
-            mask = attention_bias(mask, x.dtype)
+            mask = attention_bias(mask, y.dtype)
         if self.training and self.p > 0:
             bh, dh = b * self.heads, d // self.heads
             bias = mask.expand(b, self.heads, l, l).reshape(bh, l, l)
@@ -99,8 +104,7 @@ class TransformerBlock(nn.Module):
             a = torch.bmm(fast_dropout(att.softmax(dim=-1), self.p, True), v.reshape(bh, l, dh)).view(b, self.heads, l, dh)
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, l, d)))  # [B, L, D]
-        return self._ffn(x)
+        return a.transpose(1, 2).reshape(b, l, d)
 
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop(self.ff2(self.drop(self.act(self.ff1(self.ln2(x))))))
@@ -124,6 +128,18 @@ class TransformerBlock(nn.Module):
         att = att.masked_fill(~keep[:, None, None, :], float("-inf")).softmax(dim=-1)
         a = (fast_dropout(att, self.p, self.training) @ v).reshape(b, d)
         return self._ffn(x[:, 0] + self.drop(self.proj(a)))
+
+
+class PostLNTransformerBlock(TransformerBlock):
+    """Post-LayerNorm block, as HuggingFace's ``BertLayer`` computes it: ``x = LN1(x + Drop(Attn(x)))``;
+    ``LN2(x + Drop(FFN(x)))``, with no dropout inside the FFN (the same parameters as the pre-LN block)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.ln1(x + self.drop(self.proj(self.attend(x, mask))))
+        return self.ln2(x + self.drop(self.ff2(self.act(self.ff1(x)))))
+
+    def forward_first(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("forward_first is the pre-LayerNorm block's shortcut; call forward(x, mask)[:, 0]")
 
 
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

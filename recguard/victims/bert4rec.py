@@ -17,18 +17,39 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register, term_weights
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask
+from ._layers import FastDropout, PostLNTransformerBlock, TransformerBlock, attention_bias, attention_mask, reinitialise
+
+BLOCKS = ("pre_ln", "post_ln")
+HEADS = ("transform", "tied")
+POSITIONS = ("recent", "first")
 
 
 @dataclass(frozen=True)
 class BERT4RecConfig(BaseConfig):
+    """BERT4Rec settings (the loss fields are :class:`BaseConfig`'s).
+
+    ``block``: ``"pre_ln"`` (x + Attn(LN(x)); x + FFN(LN(x)), then a final LayerNorm) or ``"post_ln"``
+    (HuggingFace's ``BertLayer``: LN(x + Attn(x)); LN(x + FFN(x)), no final LayerNorm, every Linear and
+    Embedding weight from N(0, 0.02)), the model the SASRec-CE paper's code (Klenitskiy & Vasilev)
+    builds BERT4Rec from. ``head``: ``"transform"`` (BERT4Rec's GELU projection and LayerNorm before the
+    tied output, with an output bias) or ``"tied"`` (the last states times the item embeddings, no bias,
+    as that code does). ``positions``: ``"recent"`` (the latest item has the last position) or
+    ``"first"`` (the first item of the window has position 0, as in that code's right-padded batches).
+    """
+
     num_blocks: int = 2
     num_heads: int = 2
     mask_prob: float = 0.2
     dropout: float = 0.1
+    block: str = "pre_ln"
+    head: str = "transform"
+    positions: str = "recent"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name, allowed in (("block", BLOCKS), ("head", HEADS), ("positions", POSITIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name)
         if not 0.0 < self.mask_prob < 1.0:
             raise ConfigError(f"must be in (0, 1), got {self.mask_prob!r}", param="mask_prob")
         if self.hidden % self.num_heads:
@@ -45,15 +66,25 @@ class BERT4RecModule(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
         self.emb_drop = FastDropout(cfg.dropout)
+        self.count_from_first = cfg.positions == "first"
+        block = PostLNTransformerBlock if cfg.block == "post_ln" else TransformerBlock
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.hidden, cfg.num_heads, cfg.dropout, 4 * cfg.hidden, activation="gelu") for _ in range(cfg.num_blocks)
+            block(cfg.hidden, cfg.num_heads, cfg.dropout, 4 * cfg.hidden, activation="gelu") for _ in range(cfg.num_blocks)
         )
-        self.final_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
-        self.out_proj = nn.Linear(cfg.hidden, cfg.hidden)
-        self.out_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
-        self.out_bias = nn.Parameter(torch.zeros(num_items + 1))
-        nn.init.trunc_normal_(self.item_emb.weight, std=0.02)
-        nn.init.trunc_normal_(self.pos_emb.weight, std=0.02)
+        # post-LN blocks end normalised already
+        self.final_norm = nn.Identity() if cfg.block == "post_ln" else nn.LayerNorm(cfg.hidden, eps=1e-8)
+        self.transform_head = cfg.head == "transform"
+        if self.transform_head:
+            self.out_proj = nn.Linear(cfg.hidden, cfg.hidden)
+            self.out_norm = nn.LayerNorm(cfg.hidden, eps=1e-8)
+            self.out_bias = nn.Parameter(torch.zeros(num_items + 1))
+        else:
+            self.out_bias = None
+        if cfg.block == "post_ln":  # HuggingFace BERT's initialisation
+            reinitialise(self, 0.02)
+        else:
+            nn.init.trunc_normal_(self.item_emb.weight, std=0.02)
+            nn.init.trunc_normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
@@ -61,13 +92,16 @@ class BERT4RecModule(nn.Module):
         """``[B, L, D]`` output-head states at every position of left-padded ``x`` (may contain [MASK])."""
         b, l = x.shape
         valid = x > 0
-        pos = torch.arange(self.max_len - l, self.max_len, device=x.device)
-        h = self.emb_drop(self.emb_norm(self.item_emb(x) + self.pos_emb(pos)[None])) * valid.unsqueeze(-1)
+        if self.count_from_first:  # the first real item (or [MASK]) has position 0
+            pos_emb = self.pos_emb((valid.cumsum(1) - 1).clamp(0, self.max_len - 1))  # [B, L, D]
+        else:
+            pos_emb = self.pos_emb(torch.arange(self.max_len - l, self.max_len, device=x.device))[None]
+        h = self.emb_drop(self.emb_norm(self.item_emb(x) + pos_emb)) * valid.unsqueeze(-1)
         mask = attention_bias(attention_mask(valid, causal=False), h.dtype)  # additive, shared by the blocks
         for blk in self.blocks:
             h = blk(h, mask)
         h = self.final_norm(h)
-        return self.out_norm(F.gelu(self.out_proj(h)))
+        return self.out_norm(F.gelu(self.out_proj(h))) if self.transform_head else h
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         # the history followed by one [MASK]: its state predicts the next item
@@ -75,7 +109,8 @@ class BERT4RecModule(nn.Module):
         return self.hidden_states(masked)[:, -1]  # [B, D]
 
     def logits(self, rep: torch.Tensor) -> torch.Tensor:
-        return rep @ self.item_emb.weight[: self.num_items + 1].T + self.out_bias  # [B, N + 1]
+        scores = rep @ self.item_emb.weight[: self.num_items + 1].T  # [B, N + 1]
+        return scores if self.out_bias is None else scores + self.out_bias
 
     def output_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[: self.num_items + 1]
@@ -85,7 +120,8 @@ class BERT4RecModule(nn.Module):
         for i, blk in enumerate(self.blocks):
             yield f"block.{i}", blk
         yield "final_norm", self.final_norm
-        yield "output", self.out_norm
+        if self.transform_head:
+            yield "output", self.out_norm
 
 
 @register
