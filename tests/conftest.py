@@ -20,6 +20,17 @@ def cyclic_data(num_users: int = 120, num_items: int = 40, length: int = 12, noi
     return SequenceData.from_sequences(seqs, num_items=num_items, name="cyclic")
 
 
+def assert_variant_learns_and_round_trips(victim, data: SequenceData, settings: dict, tmp_path) -> None:
+    """A victim trained with ``settings`` learns the cyclic rule (test HR@10 > 0.8) and comes back from disk
+    with those settings and the same top-5 lists."""
+    assert recguard.evaluate(victim, data.split(), ks=(10,))["HR@10"] > 0.8
+    victim.save(tmp_path / "v")
+    back = recguard.load(tmp_path / "v")
+    assert {k: back.config.to_dict()[k] for k in settings} == settings
+    x = [data[u] for u in range(5)]
+    np.testing.assert_array_equal(np.asarray(back.recommend(x, k=5)), np.asarray(victim.recommend(x, k=5)))
+
+
 @pytest.fixture(scope="session")
 def tiny() -> SequenceData:
     return cyclic_data()

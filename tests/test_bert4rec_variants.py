@@ -1,7 +1,6 @@
 """BERT4Rec as the SASRec-CE paper's code builds it (issue 29): HuggingFace's post-LayerNorm BertLayer,
 a head tied to the item embeddings without a transform or bias, positions counted from the first item."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -9,7 +8,7 @@ import recguard
 from recguard.errors import ConfigError
 from recguard.victims._layers import PostLNTransformerBlock, attention_mask
 
-from conftest import cyclic_data
+from conftest import assert_variant_learns_and_round_trips, cyclic_data
 
 
 def test_the_post_ln_block_computes_what_huggingfaces_bert_layer_computes():
@@ -49,12 +48,7 @@ def test_the_published_bert4rec_learns_and_comes_back_from_disk(tmp_path):
     fresh = recguard.BERT4Rec(hidden=64, block="post_ln").build(2000)  # HuggingFace BERT's N(0, 0.02) everywhere
     for weight in (fresh.item_emb.weight, fresh.blocks[0].qkv.weight, fresh.blocks[1].ff2.weight):
         assert float(weight.detach()[1:].std()) == pytest.approx(0.02, rel=0.1)
-    assert recguard.evaluate(victim, data.split(), ks=(10,))["HR@10"] > 0.8
-    victim.save(tmp_path / "v")
-    back = recguard.load(tmp_path / "v")
-    assert {k: back.config.to_dict()[k] for k in settings} == settings
-    x = [data[u] for u in range(5)]
-    np.testing.assert_array_equal(np.asarray(back.recommend(x, k=5)), np.asarray(victim.recommend(x, k=5)))
+    assert_variant_learns_and_round_trips(victim, data, settings, tmp_path)
 
 
 def test_positions_counted_from_the_first_item_do_not_depend_on_padding():

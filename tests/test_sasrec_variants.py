@@ -1,7 +1,6 @@
 """SASRec's published-code variants (issue 29): the block of SASRec's public PyTorch code, positions
 counted from the first item, and Adam's second-moment decay, each selectable and saved with the model."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,7 +9,7 @@ from recguard.errors import ConfigError
 from recguard.victims._layers import attention_bias
 from recguard.victims.sasrec import PublishedSASRecBlock
 
-from conftest import cyclic_data
+from conftest import assert_variant_learns_and_round_trips, cyclic_data
 
 
 def test_the_published_block_is_the_public_codes_arithmetic():
@@ -92,12 +91,7 @@ def test_attended_padding_equals_a_window_padded_to_max_len_without_a_key_mask()
 def test_the_published_variants_learn_and_come_back_from_disk(settings, tmp_path):
     data = cyclic_data(num_users=150, num_items=30, length=12, noise=0.05)
     victim = recguard.SASRec(hidden=32, epochs=20, lr=5e-3, dropout=0.1, **settings).fit(data, rng=0, progress=False)
-    assert recguard.evaluate(victim, data.split(), ks=(10,))["HR@10"] > 0.8
-    victim.save(tmp_path / "v")
-    back = recguard.load(tmp_path / "v")
-    assert {k: back.config.to_dict()[k] for k in settings} == settings
-    x = [data[u] for u in range(5)]
-    np.testing.assert_array_equal(np.asarray(back.recommend(x, k=5)), np.asarray(victim.recommend(x, k=5)))
+    assert_variant_learns_and_round_trips(victim, data, settings, tmp_path)
 
 
 def test_unknown_variants_are_refused_by_name():
