@@ -80,7 +80,7 @@ def test_batches_cover_every_user_once_with_similar_lengths():
 
 
 def test_fast_dropout_rate_scale_gradient_and_seed():
-    from recguard.victims._layers import dropout_mask, fast_dropout
+    from recguard.victims._layers import fast_dropout, keep_mask
 
     x = torch.ones(400, 500, requires_grad=True)
     torch.manual_seed(3)
@@ -94,7 +94,7 @@ def test_fast_dropout_rate_scale_gradient_and_seed():
     torch.manual_seed(3)
     assert torch.equal(fast_dropout(x, 0.2, True).detach(), y.detach())  # torch's generator fixes it
     assert fast_dropout(x, 0.2, False) is x and fast_dropout(x, 0.0, True) is x
-    lanes = dropout_mask(torch.Size([7, 3]), 0.5, torch.device("cpu"))
+    lanes = keep_mask(torch.Size([7, 3]), 0.5, torch.device("cpu"))
     assert lanes.shape == (7, 3) and lanes.dtype == torch.bool
 
 

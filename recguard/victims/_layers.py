@@ -25,11 +25,6 @@ class _DropScale(torch.autograd.Function):
         return (grad * keep).mul_(ctx.scale), None, None
 
 
-def dropout_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Boolean ``drop`` mask with rate ``p`` (rounded to 1/32,768); see :func:`keep_mask`."""
-    return ~keep_mask(shape, p, device)
-
-
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
     """Boolean ``keep`` mask, False with rate ``p`` (rounded to 1/32,768). Four 15-bit draws come
     from each 64-bit random integer: on CPU this is several times cheaper than ``bernoulli_``, which
@@ -142,6 +137,21 @@ class PostLNTransformerBlock(TransformerBlock):
         raise NotImplementedError("forward_first is the pre-LayerNorm block's shortcut; call forward(x, mask)[:, 0]")
 
 
+#: How a model counts positions in its ``max_len`` window: from the latest item (always the last
+#: position) or from the first item (position 0, as right-padded published code counts them).
+POSITIONS = ("recent", "first")
+
+
+def window_position_embeddings(pos_emb: nn.Embedding, valid: torch.Tensor, count_from_first: bool) -> torch.Tensor:
+    """Position embeddings of a left-padded batch whose real items are ``valid`` ([B, L]): ``[B, L, D]`` when
+    counted from the first item (capped at the last position), else ``[1, L, D]`` counted from the right
+    edge of the ``max_len`` window, so the latest item has position ``max_len − 1`` whatever the padding."""
+    max_len = pos_emb.num_embeddings
+    if count_from_first:
+        return pos_emb((valid.cumsum(1) - 1).clamp(0, max_len - 1))
+    return pos_emb(torch.arange(max_len - valid.shape[1], max_len, device=valid.device))[None]
+
+
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Additive form of a boolean attention mask: 0 where attending is allowed, -inf elsewhere."""
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
@@ -206,6 +216,8 @@ class _LinearSoftmaxCE(torch.autograd.Function):
             z *= (cc / row_sum).unsqueeze(1)  # c_i · softmax
             cc = cc.unsqueeze(1)
             z.scatter_add_(1, tc, -cc)  # − c_i · onehot
+            if grad_b is not None:
+                grad_b += z.sum(dim=0)
             if not under_autocast:
                 grad_h[s : s + chunk] = z @ weight
                 grad_w.addmm_(z.T, hc)
@@ -213,8 +225,6 @@ class _LinearSoftmaxCE(torch.autograd.Function):
                 z = z.to(torch.get_autocast_dtype(h.device.type))
                 grad_h[s : s + chunk] = z @ weight
                 grad_w += z.T @ hc
-            if grad_b is not None:
-                grad_b += z.sum(dim=0)
         ctx.grads = (grad_h, grad_w, grad_b)
         return total
 

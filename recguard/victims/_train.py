@@ -98,6 +98,12 @@ def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Paramete
     return _Optimizers(dense, torch.optim.SparseAdam([sparse_table], lr=cfg.lr, betas=betas))
 
 
+def training_autocast(precision: str, device) -> torch.autocast:
+    """The autocast context of one training step's forward pass: bfloat16 when ``precision`` is
+    ``"bfloat16"``, else disabled (float32)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def training_optimizer(victim, module: torch.nn.Module, num_items: int, adversarial: bool = False):
     """The optimiser ``train`` uses for ``module``, and the item table it updates sparsely (or None).
 
@@ -189,13 +195,7 @@ def train(
         gro = GROStep.for_victim(victim, data.num_items, make_optimizer)  # None unless gro_lambda > 0
         starts = data.offsets[:-1]
 
-        device_kind, bf16 = torch.device(device).type, cfg.precision == "bfloat16"
-
         def step_loss(x, users):
-            with torch.autocast(device_kind, dtype=torch.bfloat16, enabled=bf16):
-                return batch_loss(x, users)
-
-        def batch_loss(x, users):
             loss = victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
             if shift is not None:
                 eps, lam = adversarial
@@ -220,7 +220,8 @@ def train(
                 users = trainable[idx]
                 x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max())))
                 x = x.pin_memory().to(device, non_blocking=True) if on_gpu else x
-                loss = step_loss(x, users)
+                with training_autocast(cfg.precision, device):
+                    loss = step_loss(x, users)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -17,11 +17,11 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register, term_weights
 from ._config import BaseConfig
-from ._layers import FastDropout, PostLNTransformerBlock, TransformerBlock, attention_bias, attention_mask, reinitialise
+from ._layers import (POSITIONS, FastDropout, PostLNTransformerBlock, TransformerBlock, attention_bias, attention_mask, reinitialise,
+                      window_position_embeddings)
 
 BLOCKS = ("pre_ln", "post_ln")
 HEADS = ("transform", "tied")
-POSITIONS = ("recent", "first")
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,8 @@ class BERT4RecModule(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` output-head states at every position of left-padded ``x`` (may contain [MASK])."""
-        b, l = x.shape
-        valid = x > 0
-        if self.count_from_first:  # the first real item (or [MASK]) has position 0
-            pos_emb = self.pos_emb((valid.cumsum(1) - 1).clamp(0, self.max_len - 1))  # [B, L, D]
-        else:
-            pos_emb = self.pos_emb(torch.arange(self.max_len - l, self.max_len, device=x.device))[None]
+        valid = x > 0  # [MASK] counts as an item
+        pos_emb = window_position_embeddings(self.pos_emb, valid, self.count_from_first)
         h = self.emb_drop(self.emb_norm(self.item_emb(x) + pos_emb)) * valid.unsqueeze(-1)
         mask = attention_bias(attention_mask(valid, causal=False), h.dtype)  # additive, shared by the blocks
         for blk in self.blocks:

@@ -16,10 +16,10 @@ from torch import nn
 from ..errors import ConfigError
 from ._base import SequentialVictim, register
 from ._config import BaseConfig
-from ._layers import FastDropout, TransformerBlock, attention_bias, attention_mask, fast_dropout, reinitialise
+from ._layers import (POSITIONS, FastDropout, TransformerBlock, attention_bias, attention_mask, fast_dropout, reinitialise,
+                      window_position_embeddings)
 
 BLOCKS = ("pre_ln", "published")
-POSITIONS = ("recent", "first")
 INITS = ("normal", "xavier_normal")
 PADDING_KEYS = ("hidden", "attended")
 
@@ -171,15 +171,8 @@ class SASRecModule(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, D]`` final-normalised states at every position of left-padded ``x`` ([B, L])."""
-        b, l = x.shape
         valid = x > 0
-        if self.count_from_first:  # the first real item has position 0 (capped at the last position)
-            pos_emb = self.pos_emb((valid.cumsum(1) - 1).clamp(0, self.max_len - 1))  # [B, L, D]
-        else:
-            # positions count from the right edge of a max_len window, so the most recent
-            # item always has position max_len - 1 whatever the batch's padded length
-            pos_emb = self.pos_emb(torch.arange(self.max_len - l, self.max_len, device=x.device))[None]
-        h = self.item_emb(x) * self.scale + pos_emb
+        h = self.item_emb(x) * self.scale + window_position_embeddings(self.pos_emb, valid, self.count_from_first)
         h = self.emb_drop(h) * valid.unsqueeze(-1)
         mask = attention_bias(attention_mask(valid, causal=True), h.dtype)  # additive, shared by the blocks
         if self.attend_padding:  # log of the padding count of each max_len window (-inf when there is none)
