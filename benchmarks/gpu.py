@@ -17,6 +17,9 @@ script at ``--budget-s``):
 3. ``beauty``: Amazon Beauty (max length 50), full CE against the CPU's sampled default
    (``sampled_ce``, 1,024 uniform negatives), each to convergence or ``--beauty-cap-s``.
 
+0. ``syncs``: how many times one training step makes the host wait for the GPU (CUDA's sync debug
+   mode), for SASRec (full CE and sampled), BERT4Rec and GRU4Rec, and at which source lines.
+
 GPU utilisation (``torch.cuda.utilization``, else ``nvidia-smi``) is sampled twice a second
 during every section. Everything goes to ``benchmarks/results/gpu.json`` (``--out`` to change),
 rewritten after each section so a stopped run keeps what it finished.
@@ -183,6 +186,67 @@ def beauty(args, device: str, deadline: float) -> dict:
     return rows
 
 
+SYNC_STEPS = (("sasrec", "ce"), ("sasrec", "sampled_ce"), ("bert4rec", "ce"), ("gru4rec", "ce"))
+
+
+def host_syncs(args, device: str, deadline: float) -> dict:
+    """Synchronising CUDA calls per training step, counted by ``torch.cuda.set_sync_debug_mode("warn")``
+    over ``fit``'s step (batch transfer, autocast forward, loss, backward, optimiser) on ML-1M batches,
+    for each victim: how often a step makes the host wait for the device, and at which lines."""
+    import warnings
+
+    import torch
+
+    import recguard
+    from recguard.data._core import pad_from_csr
+    from recguard.victims._train import batches, training_autocast, training_optimizer
+
+    train = load_split(args, "ml-1m").train
+    steps = 2 if args.smoke else 5
+    rows = {}
+    for arch, loss in SYNC_STEPS:
+        if time.perf_counter() > deadline:
+            break
+        victim = recguard.make_victim(arch, device=device, loss=loss, max_len=20 if args.smoke else 200, precision="bfloat16")
+        victim.num_items = train.num_items
+        module = victim.build(train.num_items)
+        module.train()
+        opt, _ = training_optimizer(victim, module, train.num_items)
+        take = np.minimum(train.lengths, victim.max_len + 1)
+        gen = torch.Generator(device=victim.device).manual_seed(0)
+        w_all = torch.ones(train.num_users, dtype=torch.float64)
+        counts, where = [], {}
+        for i, users in enumerate(batches(take, 128, np.random.default_rng(0))[: steps + 1]):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if device == "cuda":
+                    torch.cuda.set_sync_debug_mode("warn")
+                try:  # the step as fit runs it on a GPU
+                    x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], train.lengths[users], int(take[users].max())))
+                    w = w_all[users]
+                    if device == "cuda":
+                        x, w = (t.pin_memory().to(device, non_blocking=True) for t in (x, w))
+                    with training_autocast("bfloat16", device):
+                        out = victim.training_loss(module, x, w, gen, None)
+                    opt.zero_grad(set_to_none=True)
+                    out.backward()
+                    opt.step()
+                finally:
+                    if device == "cuda":
+                        torch.cuda.set_sync_debug_mode("default")
+            syncs = [c for c in caught if "synchroniz" in str(c.message)]
+            if i == 0:
+                continue  # the first step also builds the optimiser state
+            counts.append(len(syncs))
+            for c in syncs:
+                key = f"{Path(c.filename).name}:{c.lineno}"
+                where[key] = where.get(key, 0) + 1
+        rows[f"{arch}_{loss}"] = {"steps": len(counts), "syncs_per_step": float(np.mean(counts)) if counts else None,
+                                  "where": where, "objective": victim.objective.describe()}
+        print(f"host syncs {arch} {loss}: {rows[f'{arch}_{loss}']['syncs_per_step']} per step {where}", flush=True)
+    return rows
+
+
 def main() -> None:
     import torch
 
@@ -192,7 +256,7 @@ def main() -> None:
     ap.add_argument("--ml1m-cap-s", type=float, default=120.0, help="cap per ML-1M run")
     ap.add_argument("--ml1m-precisions", default="float32,bfloat16", help="ML-1M runs, one per training precision")
     ap.add_argument("--beauty-cap-s", type=float, default=60.0)
-    ap.add_argument("--sections", default="throughput,ml1m,beauty")
+    ap.add_argument("--sections", default="syncs,throughput,ml1m,beauty")
     ap.add_argument("--smoke", action="store_true", help="tiny synthetic data on the CPU: checks that every section runs")
     ap.add_argument("--out", default=str(RESULTS / "gpu.json"))
     args = ap.parse_args()
@@ -208,7 +272,7 @@ def main() -> None:
     start = time.perf_counter()
     deadline = start + args.budget_s
     out = {"machine": machine(), "device": device, "smoke": args.smoke, "budget_s": args.budget_s}
-    sections = {"throughput": throughput, "ml1m": ml1m, "beauty": beauty}
+    sections = {"syncs": host_syncs, "throughput": throughput, "ml1m": ml1m, "beauty": beauty}
     for name in [s for s in args.sections.split(",") if s]:
         if name not in sections:
             raise SystemExit(f"--sections: unknown section {name!r}; choose from {', '.join(sections)}")

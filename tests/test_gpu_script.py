@@ -30,6 +30,10 @@ def test_gpu_benchmark_runs_every_section_and_names_the_crossover(tmp_path):
     assert result["ml1m"]["bfloat16"]["settings"]["precision"] == "bfloat16"
     assert set(result["beauty"]) == {"full_ce", "sampled_default_cpu"}
     assert result["beauty"]["sampled_default_cpu"]["objective"]["loss"] == "sampled_ce"
+    syncs = result["syncs"]
+    assert set(syncs) == {"sasrec_ce", "sasrec_sampled_ce", "bert4rec_ce", "gru4rec_ce"}
+    assert all(r["steps"] >= 1 and r["syncs_per_step"] is not None for r in syncs.values())
+    assert syncs["sasrec_sampled_ce"]["objective"]["loss"] == "sampled_ce"
 
 
 def test_gpu_benchmark_refuses_to_run_without_a_gpu_unless_asked_for_the_smoke_run(tmp_path):

@@ -304,6 +304,50 @@ def test_zero_weight_users_and_items_do_not_move_sampled_gradients(arch, loss):
     assert any(not torch.allclose(a, b) for a, b in zip(grads(x3, ones), grads(x4, ones)))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("loss", ["ce", "sampled_ce"])
+def test_the_gpu_layout_of_loss_terms_gives_the_same_loss_and_gradients(arch, loss, monkeypatch):
+    """On a GPU every position is a loss term (those that predict nothing with weight 0), so that no
+    step waits for the device to count the predictions; on the CPU only the predictions are terms.
+    Forced on the CPU here, the GPU layout gives the loss and gradients of the compact one."""
+    from recguard.victims import _base, bert4rec
+
+    data = cyclic_data(num_users=6, num_items=20, length=10)
+    victim = make(arch, dropout=0.0, epochs=1, loss=loss, num_negatives=8).fit(data, rng=0, progress=False)
+    module = victim.module
+    module.train()
+    x = torch.from_numpy(data.padded(11)[:4])
+    x[1, :6] = 0  # a shorter history
+    w = torch.tensor([1.0, 0.5, 0.0, 2.0])  # a user without influence
+    item_w = torch.ones(data.num_items + 1)
+    item_w[int(x[0, -1])] = 0.0  # and a target without influence
+    term_counts = []
+
+    def loss_and_grads():
+        module.zero_grad()
+        value = victim.training_loss(module, x, w, torch.Generator().manual_seed(0), item_w)
+        value.backward()
+        return value.detach(), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
+
+    def counted(*args, dense):
+        terms = compact_terms(*args[:5], dense=dense)
+        term_counts.append(len(terms[1]))
+        return terms
+
+    compact_terms = _base.prediction_terms
+    for mod in (_base, bert4rec):
+        monkeypatch.setattr(mod, "prediction_terms", lambda *a: counted(*a, dense=False))
+    compact = loss_and_grads()
+    for mod in (_base, bert4rec):
+        monkeypatch.setattr(mod, "prediction_terms", lambda *a: counted(*a, dense=True))
+    monkeypatch.setattr(victim.objective, "drops_zero_weight_terms", False)
+    dense = loss_and_grads()
+    assert term_counts[1] > term_counts[0] > 0 and term_counts[1] % 4 == 0  # every position of the 4 rows
+    torch.testing.assert_close(dense[0], compact[0], rtol=1e-5, atol=1e-7)
+    for a, b in zip(dense[1], compact[1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_auto_victim_records_its_choice_in_the_audit_results(tmp_path):
     data = cyclic_data(num_users=30)
     v = make("sasrec", epochs=1).fit(data, rng=0, progress=False)

@@ -130,6 +130,25 @@ def term_weights(w: torch.Tensor, targets: torch.Tensor, item_weights: torch.Ten
     return w if item_weights is None else w * item_weights[targets]
 
 
+def prediction_terms(h: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor,
+                     item_weights: torch.Tensor | None, dense: bool | None = None):
+    """The loss terms at the ``keep`` positions ([B, L] bool) of states ``h`` [B, L, D] whose items are
+    ``targets`` [B, L], for users of ``weights`` [B]: ``(h [P, D], targets [P], w [P])``.
+
+    Compact (``dense=False``, the default on a CPU): only the kept positions, P = ``keep.sum()``.
+    Dense (``dense=True``, the default on a GPU): every position, P = B·L, the others with weight 0 and
+    item 1 as a stand-in target. Selecting by a mask sizes the result by a count only the device knows,
+    so on a GPU the host would wait for the device at every step; a weight-0 term adds exactly nothing
+    to the loss or to any gradient of :class:`~recguard.victims._objective.Objective`.
+    """
+    w = weights[:, None].expand_as(targets)
+    if h.is_cuda if dense is None else dense:
+        t = torch.where(keep, targets, torch.ones_like(targets)).reshape(-1)
+        return h.reshape(-1, h.shape[-1]), t, term_weights(w.reshape(-1), t, item_weights) * keep.reshape(-1)
+    t = targets[keep]
+    return h[keep], t, term_weights(w[keep], t, item_weights)
+
+
 @contextlib.contextmanager
 def eval_mode(target, training: bool = False):
     """Run a block with a victim's module (or a module) in eval mode (``training=True``: train
@@ -237,18 +256,17 @@ class SequentialVictim:
         raise NotImplementedError
 
     @staticmethod
-    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None):
+    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None,
+                         dense: bool | None = None):
         """States, targets (ids) and weights of every next-item prediction in ``batch``.
 
         ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
         both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P] (user weight
-        times the target item's weight, when ``fit`` got ``item_weights``).
+        times the target item's weight, when ``fit`` got ``item_weights``), laid out as
+        :func:`prediction_terms` does (``dense``: its choice, by default dense on a GPU).
         """
         inp, tgt = batch[:, :-1], batch[:, 1:]
-        keep = (tgt > 0) & (inp > 0)
-        h = module.hidden_states(inp)[keep]
-        t = tgt[keep]
-        return h, t, term_weights(weights[:, None].expand_as(tgt)[keep], t, item_weights)
+        return prediction_terms(module.hidden_states(inp), tgt, weights, (tgt > 0) & (inp > 0), item_weights, dense)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -142,6 +142,12 @@ class Objective:
         self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
         self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
+        # Zero-weight terms are dropped before anything is drawn (a host-device synchronisation on a
+        # GPU) where it matters: on the CPU, and for the in-batch samplers, whose pool is the batch's
+        # targets. Elsewhere on a GPU they stay: their weight 0 removes them from the loss and every
+        # gradient, and no draw depends on their targets (shared draws ignore the rows, per-prediction
+        # draws depend on the row's place only).
+        self.drops_zero_weight_terms = torch.device(device).type != "cuda" or sampler in IN_BATCH_SAMPLERS
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
         n, m = self.num_items, self.num_negatives
         self.in_batch = 0  # negatives taken from the batch's own positives (IN_BATCH_SAMPLERS)
@@ -216,11 +222,12 @@ class Objective:
         those zero-filled gradients were half of a step).
         """
         n = self.num_items
-        keep = w > 0
-        if not bool(keep.all()):  # zero-weight terms leave the batch before any negative is drawn, so
-            h, targets, w = h[keep], targets[keep], w[keep]  # their data cannot shift other terms' draws
-            if len(targets) == 0:
-                return (h.sum() + table.sum()) * 0.0
+        if self.drops_zero_weight_terms:
+            keep = w > 0
+            if not bool(keep.all()):  # zero-weight terms leave the batch before any negative is drawn, so
+                h, targets, w = h[keep], targets[keep], w[keep]  # their data cannot shift other terms' draws
+                if len(targets) == 0:
+                    return (h.sum() + table.sum()) * 0.0
         if self.loss == "ce":
             return weighted_softmax_ce(h, table[offset : offset + n], targets, w,
                                        bias=None if bias is None else bias[offset : offset + n])

@@ -195,14 +195,14 @@ def train(
         gro = GROStep.for_victim(victim, data.num_items, make_optimizer)  # None unless gro_lambda > 0
         starts = data.offsets[:-1]
 
-        def step_loss(x, users):
-            loss = victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
+        def step_loss(x, w):
+            loss = victim.training_loss(module, x, w, gen_t, item_weights)
             if shift is not None:
                 eps, lam = adversarial
                 (g,) = torch.autograd.grad(loss, emb_param, retain_graph=True)
                 scale = emb_param.detach()[1:].norm(dim=1).mean()  # eps is relative to the typical embedding norm
                 shift.delta = eps * scale * torch.nn.functional.normalize(g, dim=1)
-                loss = loss + lam * victim.training_loss(module, x, state["w_all"][users].to(device), gen_t, item_weights)
+                loss = loss + lam * victim.training_loss(module, x, w, gen_t, item_weights)
                 shift.delta = None
             if gro is not None:
                 loss = loss + gro(module, x, gen_t)
@@ -219,9 +219,11 @@ def train(
             for idx in batches(take[trainable], cfg.batch_size, gen_np, bucket=64 if cfg.batching == "length" else 1):
                 users = trainable[idx]
                 x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max())))
-                x = x.pin_memory().to(device, non_blocking=True) if on_gpu else x
+                w = state["w_all"][users]
+                if on_gpu:  # pinned and asynchronous: a pageable copy would make the host wait for the device
+                    x, w = (t.pin_memory().to(device, non_blocking=True) for t in (x, w))
                 with training_autocast(cfg.precision, device):
-                    loss = step_loss(x, users)
+                    loss = step_loss(x, w)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

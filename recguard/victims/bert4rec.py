@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._base import SequentialVictim, register, term_weights
+from ._base import SequentialVictim, register, prediction_terms
 from ._config import BaseConfig
 from ._layers import (POSITIONS, FastDropout, PostLNTransformerBlock, TransformerBlock, attention_bias, attention_mask, reinitialise,
                       window_position_embeddings)
@@ -137,10 +137,7 @@ class BERT4Rec(SequentialVictim):
         r = torch.rand(x.shape, generator=gen, device=x.device)
         masked = (r < self.config.mask_prob) & valid
         # every sequence predicts at least one item: its last one when the draw masked none
-        none = ~masked.any(1)
-        masked[none, -1] = valid[none, -1]
+        masked[:, -1] |= ~masked.any(1) & valid[:, -1]
         inp = torch.where(masked, torch.full_like(x, module.mask_id), x)
-        h = module.hidden_states(inp)[masked]  # [P, D]
-        t = x[masked]
-        w = term_weights(weights[:, None].expand_as(x)[masked], x[masked], item_weights)
+        h, t, w = prediction_terms(module.hidden_states(inp), x, weights, masked, item_weights)  # [P, D], [P], [P]
         return self.objective(h, module.item_emb.weight, t - 1, w, gen, bias=module.out_bias)
