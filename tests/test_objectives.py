@@ -348,6 +348,15 @@ def test_the_gpu_layout_of_loss_terms_gives_the_same_loss_and_gradients(arch, lo
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_which_objectives_drop_zero_weight_terms_before_drawing():
+    # on the CPU always; on a GPU only where the terms' rows feed a draw or cost more than one wait
+    gpu = {(loss, per): Objective(loss, 50, 8, negatives_per=per, device="cuda").drops_zero_weight_terms
+           for loss, per in (("ce", "batch"), ("sampled_ce", "batch"), ("sampled_ce", "prediction"), ("gbce", "batch"), ("bce", "batch"))}
+    assert gpu == {("ce", "batch"): False, ("sampled_ce", "batch"): False, ("sampled_ce", "prediction"): True,
+                   ("gbce", "batch"): True, ("bce", "batch"): True}
+    assert all(Objective(loss, 50, 8).drops_zero_weight_terms for loss in ("ce", "sampled_ce", "gbce"))
+
+
 def test_auto_victim_records_its_choice_in_the_audit_results(tmp_path):
     data = cyclic_data(num_users=30)
     v = make("sasrec", epochs=1).fit(data, rng=0, progress=False)

@@ -143,11 +143,12 @@ class Objective:
         self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
         # Zero-weight terms are dropped before anything is drawn (a host-device synchronisation on a
-        # GPU) where it matters: on the CPU, and for the in-batch samplers, whose pool is the batch's
-        # targets. Elsewhere on a GPU they stay: their weight 0 removes them from the loss and every
-        # gradient, and no draw depends on their targets (shared draws ignore the rows, per-prediction
-        # draws depend on the row's place only).
-        self.drops_zero_weight_terms = torch.device(device).type != "cuda" or sampler in IN_BATCH_SAMPLERS
+        # GPU) on the CPU; on a GPU too for the in-batch samplers, whose pool is the batch's targets, and
+        # where each term draws its own negatives, whose gathered rows cost far more than one wait.
+        # Otherwise on a GPU they stay: weight 0 removes them from the loss and every gradient, and no
+        # draw depends on them (full CE draws nothing; shared negatives ignore the rows).
+        on_gpu = torch.device(device).type == "cuda"
+        self.drops_zero_weight_terms = not on_gpu or sampler in IN_BATCH_SAMPLERS or not (loss == "ce" or self.shared)
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
         n, m = self.num_items, self.num_negatives
         self.in_batch = 0  # negatives taken from the batch's own positives (IN_BATCH_SAMPLERS)
