@@ -355,6 +355,15 @@ def test_which_objectives_drop_zero_weight_terms_before_drawing():
     assert gpu == {("ce", "batch"): False, ("sampled_ce", "batch"): False, ("sampled_ce", "prediction"): True,
                    ("gbce", "batch"): True, ("bce", "batch"): True}
     assert all(Objective(loss, 50, 8).drops_zero_weight_terms for loss in ("ce", "sampled_ce", "gbce"))
+    # with a sparse item table a zero-weight term's row never enters the gradient, where lazy Adam would move it
+    obj = Objective("sampled_ce", 50, 2, device="cuda")
+    obj.sparse = True
+    table = torch.randn(51, 4, requires_grad=True)
+    h, targets, w = torch.randn(3, 4), torch.tensor([3, 7, 11]), torch.tensor([1.0, 0.0, 1.0])
+    obj(h, table, targets, w, torch.Generator().manual_seed(0)).backward()
+    negatives = obj.draw(torch.Generator().manual_seed(0), "cpu", targets=targets[[0, 2]])
+    rows = set(table.grad.coalesce().indices()[0].tolist())
+    assert rows == {4, 12} | {int(j) + 1 for j in negatives}
 
 
 def test_auto_victim_records_its_choice_in_the_audit_results(tmp_path):

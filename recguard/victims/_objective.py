@@ -146,7 +146,8 @@ class Objective:
         # GPU) on the CPU; on a GPU too for the in-batch samplers, whose pool is the batch's targets, and
         # where each term draws its own negatives, whose gathered rows cost far more than one wait.
         # Otherwise on a GPU they stay: weight 0 removes them from the loss and every gradient, and no
-        # draw depends on them (full CE draws nothing; shared negatives ignore the rows).
+        # draw depends on them (full CE draws nothing; shared negatives ignore the rows). A sparse item
+        # table drops them too (``__call__``): its gradient would list their rows, and lazy Adam move them.
         on_gpu = torch.device(device).type == "cuda"
         self.drops_zero_weight_terms = not on_gpu or sampler in IN_BATCH_SAMPLERS or not (loss == "ce" or self.shared)
         self.sparse = False  # gradients of the gathered item rows as sparse tensors (set by the training loop)
@@ -223,7 +224,7 @@ class Objective:
         those zero-filled gradients were half of a step).
         """
         n = self.num_items
-        if self.drops_zero_weight_terms:
+        if self.drops_zero_weight_terms or self.sparse:  # a sparse gradient would list their rows, and lazy Adam move them
             keep = w > 0
             if not bool(keep.all()):  # zero-weight terms leave the batch before any negative is drawn, so
                 h, targets, w = h[keep], targets[keep], w[keep]  # their data cannot shift other terms' draws
