@@ -3,6 +3,8 @@
 Measured, one after another on the GPU alone (each section stops at its own time cap, the whole
 script at ``--budget-s``):
 
+0. ``syncs``: how many times one training step makes the host wait for the GPU (CUDA's sync debug
+   mode), for SASRec (full CE and sampled), BERT4Rec and GRU4Rec, and at which source lines.
 1. ``throughput``: SASRec training steps (64-dim, 2 blocks, max length 50) on synthetic Zipf
    catalogues of 3k to 200k items, full CE against the sampled default (``sampled_ce``, 1,024
    shared negatives), fp32 at batch 128; then at 200k items batch 512 and bfloat16 autocast.
@@ -16,9 +18,6 @@ script at ``--budget-s``):
    NDCG@10 / HR@10, positions per second.
 3. ``beauty``: Amazon Beauty (max length 50), full CE against the CPU's sampled default
    (``sampled_ce``, 1,024 uniform negatives), each to convergence or ``--beauty-cap-s``.
-
-0. ``syncs``: how many times one training step makes the host wait for the GPU (CUDA's sync debug
-   mode), for SASRec (full CE and sampled), BERT4Rec and GRU4Rec, and at which source lines.
 
 GPU utilisation (``torch.cuda.utilization``, else ``nvidia-smi``) is sampled twice a second
 during every section. Everything goes to ``benchmarks/results/gpu.json`` (``--out`` to change),
@@ -199,7 +198,7 @@ def host_syncs(args, device: str, deadline: float) -> dict:
 
     import recguard
     from recguard.data._core import pad_from_csr
-    from recguard.victims._train import batches, training_autocast, training_optimizer
+    from recguard.victims._train import batches, to_training_device, training_autocast, training_optimizer
 
     train = load_split(args, "ml-1m").train
     steps = 2 if args.smoke else 5
@@ -223,9 +222,7 @@ def host_syncs(args, device: str, deadline: float) -> dict:
                     torch.cuda.set_sync_debug_mode("warn")
                 try:  # the step as fit runs it on a GPU
                     x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], train.lengths[users], int(take[users].max())))
-                    w = w_all[users]
-                    if device == "cuda":
-                        x, w = (t.pin_memory().to(device, non_blocking=True) for t in (x, w))
+                    x, w = to_training_device(device, x, w_all[users])
                     with training_autocast("bfloat16", device):
                         out = victim.training_loss(module, x, w, gen, None)
                     opt.zero_grad(set_to_none=True)

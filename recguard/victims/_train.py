@@ -98,6 +98,15 @@ def make_optimizer(module: torch.nn.Module, cfg, sparse_table: torch.nn.Paramete
     return _Optimizers(dense, torch.optim.SparseAdam([sparse_table], lr=cfg.lr, betas=betas))
 
 
+def to_training_device(device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors`` (a step's batch and user weights, built on the host) on the training ``device``: on a
+    GPU through pinned memory without blocking (a pageable copy would make the host wait for the
+    device); on a CPU as they are."""
+    if torch.device(device).type != "cuda":
+        return tensors
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+
+
 def training_autocast(precision: str, device) -> torch.autocast:
     """The autocast context of one training step's forward pass: bfloat16 when ``precision`` is
     ``"bfloat16"``, else disabled (float32)."""
@@ -219,9 +228,7 @@ def train(
             for idx in batches(take[trainable], cfg.batch_size, gen_np, bucket=64 if cfg.batching == "length" else 1):
                 users = trainable[idx]
                 x = torch.from_numpy(pad_from_csr(data.items, starts[users], lengths[users], int(take[users].max())))
-                w = state["w_all"][users]
-                if on_gpu:  # pinned and asynchronous: a pageable copy would make the host wait for the device
-                    x, w = (t.pin_memory().to(device, non_blocking=True) for t in (x, w))
+                x, w = to_training_device(device, x, state["w_all"][users])
                 with training_autocast(cfg.precision, device):
                     loss = step_loss(x, w)
                 opt.zero_grad(set_to_none=True)
