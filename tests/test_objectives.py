@@ -348,6 +348,16 @@ def test_the_gpu_layout_of_loss_terms_gives_the_same_loss_and_gradients(arch, lo
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_gru4rec_unpacked_as_on_a_gpu_gives_the_packed_states():
+    # on a GPU GRU4Rec runs over the trailing padding instead of packing (which needs the lengths on the host)
+    data = cyclic_data(num_users=6, num_items=20, length=10)
+    module = make("gru4rec", epochs=1).fit(data, rng=0, progress=False).module.eval()
+    x = torch.from_numpy(data.padded(11)[:4])
+    x[1, :6] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(module.hidden_states(x, packed=False), module.hidden_states(x, packed=True), rtol=1e-5, atol=1e-6)
+
+
 def test_which_objectives_drop_zero_weight_terms_before_drawing():
     # on the CPU always; on a GPU only where the terms' rows feed a draw or cost more than one wait
     gpu = {(loss, per): Objective(loss, 50, 8, negatives_per=per, device="cuda").drops_zero_weight_terms

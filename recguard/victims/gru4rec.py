@@ -1,7 +1,7 @@
 """GRU4Rec (Hidasi et al., ICLR'16) with a loss at every position (full softmax or sampled).
 
-Left-padded batches are packed (right-aligned internally) so padding never enters
-the recurrent state.
+Left-padded batches are right-aligned internally so padding never enters the recurrent
+state of a real item.
 """
 
 from __future__ import annotations
@@ -36,8 +36,13 @@ class GRU4RecModule(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, D]`` states aligned with left-padded ``x``; zero at padding."""
+    def hidden_states(self, x: torch.Tensor, packed: bool | None = None) -> torch.Tensor:
+        """``[B, L, D]`` states aligned with left-padded ``x``; zero at padding.
+
+        The GRU reads the sequences right-aligned, so padding only follows the real items. ``packed``
+        (default: on a CPU) packs them, skipping the padding's steps; unpacked (the default on a GPU),
+        the GRU also runs over the trailing padding, which cannot reach an earlier state, and the
+        host never waits for the lengths that packing needs on the host."""
         b, l = x.shape
         lengths = (x > 0).sum(1)
         lengths_c = lengths.clamp_min(1)
@@ -45,9 +50,11 @@ class GRU4RecModule(nn.Module):
         cols = (torch.arange(l, device=x.device)[None] + (l - lengths_c)[:, None]).clamp_max(l - 1)
         right = x.gather(1, cols) * (torch.arange(l, device=x.device)[None] < lengths[:, None])
         e = self.emb_drop(self.item_emb(right))
-        packed = pack_padded_sequence(e, lengths_c.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=l)  # [B, L, D], right-padded
+        if not x.is_cuda if packed is None else packed:
+            out, _ = self.gru(pack_padded_sequence(e, lengths_c.cpu(), batch_first=True, enforce_sorted=False))
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=l)  # [B, L, D], right-padded
+        else:
+            out, _ = self.gru(e)  # [B, L, D]; states past each row's length are never read
         out = self.out(out)
         # back to left alignment
         back = (torch.arange(l, device=x.device)[None] - (l - lengths_c)[:, None]).clamp_min(0)
