@@ -256,17 +256,16 @@ class SequentialVictim:
         raise NotImplementedError
 
     @staticmethod
-    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None,
-                         dense: bool | None = None):
+    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None):
         """States, targets (ids) and weights of every next-item prediction in ``batch``.
 
         ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
         both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P] (user weight
         times the target item's weight, when ``fit`` got ``item_weights``), laid out as
-        :func:`prediction_terms` does (``dense``: its choice, by default dense on a GPU).
+        :func:`prediction_terms` lays them out on the batch's device.
         """
         inp, tgt = batch[:, :-1], batch[:, 1:]
-        return prediction_terms(module.hidden_states(inp), tgt, weights, (tgt > 0) & (inp > 0), item_weights, dense)
+        return prediction_terms(module.hidden_states(inp), tgt, weights, (tgt > 0) & (inp > 0), item_weights)
 
     # ------------------------------------------------------------------ properties
     @property
