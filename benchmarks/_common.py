@@ -17,6 +17,21 @@ SHARED = Path(os.environ.get("RECGUARD_SHARED", HERE.parent.parent / "shared"))
 ML1M = SHARED / "data" / "ml-1m"
 
 
+def training_step(victim, module, opt, x, w, gen, precision: str = "float32"):
+    """One training step as ``fit`` takes it, for benchmarks that time or inspect steps: the host-built
+    batch ``x`` and user weights ``w`` to the victim's device, the forward pass and loss under the
+    precision's autocast, backward, optimiser step. Returns the loss (on the device)."""
+    from recguard.victims._train import to_training_device, training_autocast
+
+    x, w = to_training_device(victim.device, x, w)
+    with training_autocast(precision, victim.device):
+        loss = victim.training_loss(module, x, w, gen, None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def machine() -> dict:
     import torch
 

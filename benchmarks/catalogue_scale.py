@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from _common import SHARED, parse_args, write_result
+from _common import SHARED, parse_args, training_step, write_result
 
 
 def beauty_lengths(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -53,8 +53,6 @@ def train_rate(num_items: int, loss: str, steps: int, seed: int = 0, *, device: 
                bf16: bool = False, max_len: int = 50) -> dict:
     """Positions per second of SASRec training steps (optimiser included) on a synthetic catalogue of
     ``num_items`` items, after 3 warm-up steps; ``bf16``: the forward and loss under bfloat16 autocast."""
-    import contextlib
-
     import recguard
     from recguard.data._core import pad_from_csr
     from recguard.victims._train import batches, training_optimizer
@@ -68,19 +66,13 @@ def train_rate(num_items: int, loss: str, steps: int, seed: int = 0, *, device: 
     take = np.minimum(data.lengths, max_len + 1)
     gen = torch.Generator(device=victim.device).manual_seed(seed)
     on_gpu = victim.device.type == "cuda"
-    cast = torch.autocast(victim.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     positions, elapsed = 0, 0.0
     for i, users in enumerate(batches(take, batch_size, np.random.default_rng(seed))[: steps + 3]):
         x = torch.from_numpy(pad_from_csr(data.items, data.offsets[:-1][users], data.lengths[users], int(take[users].max())))
-        x = x.to(victim.device)
         if on_gpu:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        with cast:
-            out = victim.training_loss(module, x, torch.ones(len(users), device=victim.device), gen, None)
-        opt.zero_grad(set_to_none=True)
-        out.backward()
-        opt.step()
+        training_step(victim, module, opt, x, torch.ones(len(users)), gen, "bfloat16" if bf16 else "float32")
         if on_gpu:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, SHARED, machine, positions_per_epoch
+from _common import RESULTS, SHARED, machine, positions_per_epoch, training_step
 
 SIZES = (3_000, 12_000, 24_000, 50_000, 100_000, 200_000)
 
@@ -198,7 +198,7 @@ def host_syncs(args, device: str, deadline: float) -> dict:
 
     import recguard
     from recguard.data._core import pad_from_csr
-    from recguard.victims._train import batches, to_training_device, training_autocast, training_optimizer
+    from recguard.victims._train import batches, training_optimizer
 
     train = load_split(args, "ml-1m").train
     steps = 2 if args.smoke else 5
@@ -220,14 +220,9 @@ def host_syncs(args, device: str, deadline: float) -> dict:
                 warnings.simplefilter("always")
                 if device == "cuda":
                     torch.cuda.set_sync_debug_mode("warn")
-                try:  # the step as fit runs it on a GPU
+                try:
                     x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], train.lengths[users], int(take[users].max())))
-                    x, w = to_training_device(device, x, w_all[users])
-                    with training_autocast("bfloat16", device):
-                        out = victim.training_loss(module, x, w, gen, None)
-                    opt.zero_grad(set_to_none=True)
-                    out.backward()
-                    opt.step()
+                    training_step(victim, module, opt, x, w_all[users], gen, "bfloat16")
                 finally:
                     if device == "cuda":
                         torch.cuda.set_sync_debug_mode("default")

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from _common import require_ml1m, write_result
+from _common import require_ml1m, training_step, write_result
 
 
 def matmul_peak(repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict:
@@ -60,7 +60,7 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False, preci
     if stock_loss:  # the full-softmax path of every victim goes through the objective module
         objective_mod.weighted_softmax_ce = _stock_ce
     from recguard.data._core import pad_from_csr
-    from recguard.victims._train import batches, training_autocast, training_optimizer
+    from recguard.victims._train import batches, training_optimizer
 
     data = recguard.data.load("ml-1m", path=require_ml1m())
     train = data.split().train
@@ -80,11 +80,7 @@ def sasrec_throughput(steps: int, seed: int = 0, stock_loss: bool = False, preci
         lb = int(take[users].max())
         x = torch.from_numpy(pad_from_csr(train.items, train.offsets[:-1][users], lengths[users], lb))
         t = time.perf_counter()
-        with training_autocast(precision, "cpu"):  # as fit() does
-            loss = victim.training_loss(module, x, torch.ones(len(users)), gen, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(victim, module, opt, x, torch.ones(len(users)), gen, precision)  # as fit() takes it
         dt = time.perf_counter() - t
         if i < 2:  # warm-up steps
             continue
