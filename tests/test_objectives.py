@@ -91,6 +91,38 @@ def test_sampled_softmax_under_uniform_needs_no_correction():
     assert float(val) == pytest.approx(float((per * wt / wt.sum()).sum()), rel=1e-5)
 
 
+@pytest.mark.parametrize("sampler", ["uniform", "popularity", "mixed"])
+def test_negatives_only_correction_leaves_the_positive_logit_exact(sampler):
+    h, w, t, wt = _problem()
+    counts = np.arange(25) * 3
+    obj = Objective("sampled_ce", 25, 40, sampler, counts=None if sampler == "uniform" else counts, sampled_correction="negatives")
+    assert obj.describe()["sampled_correction"] == "negatives"
+    val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
+    neg = obj.draw(torch.Generator().manual_seed(5), "cpu", targets=t)
+    log_count = torch.full((25,), math.log(40 / 25)) if sampler == "uniform" else obj.log_expected
+    s = (h @ w.T).detach()
+    ref = 0.0
+    for i in range(len(t)):
+        row = [s[i, t[i]]] + [s[i, j] - log_count[j] for j in neg.tolist() if j != int(t[i])]
+        ref += float(wt[i] / wt.sum()) * float(torch.logsumexp(torch.stack(row), 0) - s[i, t[i]])
+    assert float(val) == pytest.approx(ref, rel=1e-5)
+
+
+def test_negatives_only_correction_tends_to_full_ce_and_the_default_does_not():
+    h, w, t, wt = _problem(p=20, n=30)
+    full = float(Objective("ce", 30, 1)(h, w, t, wt, None, offset=0))
+    many = {c: float(Objective("sampled_ce", 30, 30_000, sampled_correction=c)(h, w, t, wt, torch.Generator().manual_seed(0), offset=0))
+            for c in ("negatives", "all")}
+    assert many["negatives"] == pytest.approx(full, rel=0.01)
+    assert many["all"] > full + 5.0  # a softmax over 30,000 draws of 30 items: log(1000) too high
+    for bad in (dict(loss="gbce", sampled_correction="negatives"), dict(loss="sampled_ce", sampler="mixed_logq",
+                                                                        sampled_correction="negatives"),
+                dict(sampled_correction="positive")):
+        with pytest.raises(ConfigError) as e:
+            recguard.SASRec(**bad)
+        assert e.value.param == "sampled_correction"
+
+
 @pytest.mark.parametrize("t_cal", [0.0, 0.75, 1.0])
 def test_gbce_is_the_gsasrec_formula(t_cal):
     h, w, t, wt = _problem()

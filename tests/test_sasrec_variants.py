@@ -87,7 +87,8 @@ def test_attended_padding_equals_a_window_padded_to_max_len_without_a_key_mask()
 
 @pytest.mark.parametrize("settings", [dict(block="published"), dict(block="published", positions="first", adam_beta2=0.999),
                                       dict(block="published", init="xavier_normal", scale_embeddings=False),
-                                      dict(precision="bfloat16"), dict(block="published", padding_keys="attended")])
+                                      dict(precision="bfloat16"), dict(block="published", padding_keys="attended"),
+                                      dict(item_dropout=0.2, loss="sampled_ce", num_negatives=8)])
 def test_the_published_variants_learn_and_come_back_from_disk(settings, tmp_path):
     data = cyclic_data(num_users=150, num_items=30, length=12, noise=0.05)
     victim = recguard.SASRec(hidden=32, epochs=20, lr=5e-3, dropout=0.1, **settings).fit(data, rng=0, progress=False)
@@ -97,7 +98,50 @@ def test_the_published_variants_learn_and_come_back_from_disk(settings, tmp_path
 def test_unknown_variants_are_refused_by_name():
     for bad, param in [(dict(block="post_ln"), "block"), (dict(positions="last"), "positions"), (dict(adam_beta2=1.0), "adam_beta2"),
                        (dict(init="uniform"), "init"), (dict(precision="float16"), "precision"),
-                       (dict(scale_embeddings="no"), "scale_embeddings"), (dict(padding_keys="all"), "padding_keys")]:
+                       (dict(scale_embeddings="no"), "scale_embeddings"), (dict(padding_keys="all"), "padding_keys"),
+                       (dict(item_dropout=1.0), "item_dropout"), (dict(item_dropout="0.2"), "item_dropout")]:
         with pytest.raises(ConfigError) as e:
             recguard.SASRec(**bad)
         assert e.value.param == param
+
+
+def test_item_dropout_drops_the_table_once_for_the_inputs_and_the_outputs():
+    victim = recguard.SASRec(item_dropout=0.5, max_len=6, hidden=8, dropout=0.0, loss="ce")
+    module = victim.build(30).train()
+    torch.manual_seed(0)
+    table = module.item_table()
+    weight = module.item_emb.weight
+    kept = table != 0
+    assert 0.3 < float(kept[1:].float().mean()) < 0.7  # half the entries, the kept ones scaled by 1 / (1 - p)
+    torch.testing.assert_close(table[kept], weight[kept] * 2.0)
+    assert module.eval().item_table() is weight  # evaluation reads the table as it is
+    module.train()
+    # one training step reads the inputs and the outputs from the same dropped table
+    seen, objective = [], victim.objective
+
+    class Spy:
+        num_items = objective.num_items
+
+        def __call__(self, h, tbl, targets, w, gen):
+            seen.extend([tbl, h])
+            return objective(h, tbl, targets, w, gen)
+
+    victim.objective_ = Spy()
+    batch = torch.tensor([[0, 3, 4, 5, 6, 7, 8], [0, 0, 0, 9, 10, 11, 12]])
+    loss = victim.training_loss(module, batch, torch.ones(2), None, None)
+    states = module.hidden_states(batch[:, :-1], seen[0])
+    torch.testing.assert_close(seen[1], states[(batch[:, 1:] > 0) & (batch[:, :-1] > 0)])
+    module.item_drop = 0.0
+    assert not torch.allclose(states, module.hidden_states(batch[:, :-1]))
+    loss.backward()
+    assert float(weight.grad[0].abs().sum()) == 0.0  # the padding row takes no gradient
+
+
+def test_item_dropout_keeps_the_item_table_dense_on_large_catalogues():
+    from recguard.victims._train import SPARSE_ROWS_FROM, training_optimizer
+
+    for item_dropout, sparse in [(0.0, True), (0.2, False)]:
+        victim = recguard.SASRec(item_dropout=item_dropout, loss="sampled_ce", hidden=8, max_len=4)
+        module = victim.build(SPARSE_ROWS_FROM)
+        _, table = training_optimizer(victim, module, SPARSE_ROWS_FROM)
+        assert (table is not None) == sparse

@@ -23,6 +23,15 @@ weight times the target item's weight), normalised to sum to one over the batch.
     constant for every logit and cancels; under the popularity proposal it removes the
     bias towards penalising popular items.
 
+    ``sampled_correction="negatives"`` corrects the negatives only and leaves the positive's logit
+    exact: ``L_i = log(exp s_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − s_ip``, where the corrected sum is the
+    importance-sampling estimate of the full softmax's ``Σ_{j≠p_i} exp s_ij`` (Bengio & Senécal), so
+    the loss tends to full CE's as ``M`` grows. Under the uniform proposal each negative's logit rises
+    by ``log(N/M)``: the positive no longer wins once it beats the ``M`` drawn items, only once it beats
+    the ``N/M`` times larger mass they stand for. The default, ``"all"``, corrects every logit as above
+    (the in-batch form of Yi et al., where the positive is itself a draw); with uniform negatives that
+    is a softmax over the positive and the sample alone.
+
     ``sampler="mixed"`` draws from two sources at once (the mixed negative sampling of Yang et
     al., WWW 2020; eSASRec mixes the same two): ``M_b = ⌈M/2⌉`` *in-batch* negatives, the
     positives of randomly chosen predictions of the same batch (so item ``j`` comes with
@@ -64,6 +73,8 @@ weight times the target item's weight), normalised to sum to one over the batch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -71,11 +82,12 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ._layers import weighted_softmax_ce
 
-__all__ = ["LOSSES", "NEGATIVES_PER", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEASURED", "AUTO_SAMPLED_LOSS", "DEFAULT_NEGATIVES",
-           "Objective", "auto_crossover", "resolve_objective"]
+__all__ = ["LOSSES", "NEGATIVES_PER", "SAMPLED_CORRECTIONS", "SAMPLERS", "AUTO_SAMPLED_FROM", "AUTO_MEASURED", "AUTO_SAMPLED_LOSS",
+           "DEFAULT_NEGATIVES", "Objective", "auto_crossover", "resolve_objective"]
 
 LOSSES = ("auto", "ce", "sampled_ce", "gbce", "bce")
 NEGATIVES_PER = ("batch", "prediction")
+SAMPLED_CORRECTIONS = ("all", "negatives")
 SAMPLERS = ("uniform", "popularity", "mixed", "mixed_logq")
 #: The samplers that need every item's training count.
 COUNTED_SAMPLERS = ("popularity", "mixed", "mixed_logq")
@@ -119,6 +131,13 @@ def check_objective_fields(cfg) -> None:
     if cfg.negatives_per == "prediction" and cfg.sampler in IN_BATCH_SAMPLERS:
         raise ConfigError(f"sampler={cfg.sampler!r} takes its in-batch half once per batch; use negatives_per='batch' with it",
                           param="negatives_per")
+    if cfg.sampled_correction not in SAMPLED_CORRECTIONS:
+        raise ConfigError(f"must be one of {', '.join(SAMPLED_CORRECTIONS)}, got {cfg.sampled_correction!r}",
+                          param="sampled_correction")
+    if cfg.sampled_correction == "negatives" and (cfg.loss not in ("auto", "sampled_ce") or cfg.sampler == "mixed_logq"):
+        raise ConfigError("the negatives-only correction is sampled softmax's estimate of the full normaliser: it needs "
+                          "loss='sampled_ce' (or 'auto') and a sampler whose correction is an expected count (not "
+                          f"'mixed_logq'); got loss={cfg.loss!r}, sampler={cfg.sampler!r}", param="sampled_correction")
     if cfg.loss == "gbce" and cfg.sampler in IN_BATCH_SAMPLERS:
         raise ConfigError(f"sampler={cfg.sampler!r} shares in-batch negatives across the batch, which gBCE does not (it draws "
                           "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
@@ -135,13 +154,14 @@ class Objective:
 
     def __init__(self, loss: str, num_items: int, num_negatives: int, sampler: str = "uniform", gbce_t: float = 0.75,
                  counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu",
-                 negatives_per: str = "batch"):
+                 negatives_per: str = "batch", sampled_correction: str = "all"):
         if loss not in LOSSES[1:]:
             raise ConfigError(f"must be one of {', '.join(LOSSES[1:])}, got {loss!r}", param="loss")
         self.loss, self.num_items, self.num_negatives = loss, int(num_items), int(num_negatives)
         self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
         self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
+        self.sampled_correction = sampled_correction if loss == "sampled_ce" else "all"
         # Zero-weight terms are dropped before anything is drawn (a host-device synchronisation on a
         # GPU) on the CPU; on a GPU too for the in-batch samplers, whose pool is the batch's targets, and
         # where each term draws its own negatives, whose gathered rows cost far more than one wait.
@@ -189,6 +209,8 @@ class Objective:
             d["negatives_per"] = self.negatives_per
             if self.in_batch:
                 d["in_batch_negatives"] = self.in_batch
+        if self.loss == "sampled_ce":
+            d["sampled_correction"] = self.sampled_correction
         if self.loss == "gbce":
             d["gbce_t"] = self.gbce_t
             d["gbce_beta"] = self.beta
@@ -265,12 +287,16 @@ class Objective:
 
     def _corrected_softmax(self, pos, negl, targets, neg, coef):
         """``Σ_i coef_i (log(exp ŝ_ip + Σ_j exp ŝ_ij) − ŝ_ip)`` over the negatives ``neg`` (``[M]`` shared by
-        the batch, or ``[P, M]`` each prediction's own), every logit corrected by its log expected count,
-        and a draw equal to the row's positive left out (an accidental hit is never a negative)."""
+        the batch, or ``[P, M]`` each prediction's own), each logit corrected by its log expected count (the
+        positive's too unless ``sampled_correction="negatives"``), and a draw equal to the row's positive
+        left out (an accidental hit is never a negative)."""
         hit = neg == targets[:, None]
         if self.log_expected is not None:
-            pos = pos - self.log_expected[targets]
+            if self.sampled_correction == "all":
+                pos = pos - self.log_expected[targets]
             negl = negl - self.log_expected[neg]
+        elif self.sampled_correction == "negatives":  # uniform: every negative's expected count is M/N
+            negl = negl - math.log(self.num_negatives / self.num_items)
         negl = negl.masked_fill(hit, float("-inf"))
         lse = torch.logsumexp(torch.cat([pos[:, None], negl], dim=1), dim=1)
         return ((lse - pos) * coef).sum()
@@ -322,4 +348,4 @@ def resolve_objective(cfg, num_items: int, counts: np.ndarray | None = None, dev
     if loss != "ce" and num_items < 2:
         raise ConfigError(f"a sampled loss needs at least 2 items, the catalogue has {num_items}", param="loss")
     return Objective(loss, num_items, m, cfg.sampler if loss != "bce" else "uniform", cfg.gbce_t, counts, chosen_by, device,
-                     negatives_per=cfg.negatives_per)
+                     negatives_per=cfg.negatives_per, sampled_correction=cfg.sampled_correction)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._base import SequentialVictim, register
+from ._base import SequentialVictim, prediction_terms, register
 from ._config import BaseConfig
 from ._layers import (POSITIONS, FastDropout, TransformerBlock, attention_bias, attention_mask, fast_dropout, reinitialise,
                       window_position_embeddings)
@@ -48,6 +49,12 @@ class SASRecConfig(BaseConfig):
     zero, so each has the key and value of the projection biases; they enter the softmax as one
     key with ``log(max_len − length)`` added to its score (exact, whatever padding the batch
     has; attention dropout then drops that key's weight as one).
+    ``item_dropout``: dropout on the item embedding table itself during training, one mask per step
+    over the whole ``[N + 1, D]`` table, shared by the input embeddings and the output layer (each
+    item is dropped the same way wherever the step reads it). ``0`` (the default) reads the table as
+    it is; RecTools 0.13, the version eSASRec's benchmark trains, drops its item table with the
+    model's dropout rate. The whole table then takes a gradient every step, so the item table is
+    updated densely at every catalogue size.
     """
 
     num_blocks: int = 2
@@ -57,6 +64,7 @@ class SASRecConfig(BaseConfig):
     init: str = "normal"
     scale_embeddings: bool = True
     padding_keys: str = "hidden"
+    item_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +81,9 @@ class SASRecConfig(BaseConfig):
         if self.padding_keys == "attended" and self.block != "published":
             raise ConfigError("padding keys are attended only in block='published' (keys and values from x itself); "
                               "set block='published' or padding_keys='hidden'", param="padding_keys")
+        if isinstance(self.item_dropout, bool) or not isinstance(self.item_dropout, (int, float)) \
+                or not 0.0 <= float(self.item_dropout) < 1.0:
+            raise ConfigError(f"must be a number in [0, 1), got {self.item_dropout!r}", param="item_dropout")
         if not isinstance(self.scale_embeddings, bool):
             raise ConfigError(f"must be true or false, got {self.scale_embeddings!r}", param="scale_embeddings")
 
@@ -148,6 +159,7 @@ class SASRecModule(nn.Module):
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_drop = FastDropout(cfg.dropout)
+        self.item_drop = float(cfg.item_dropout)
         self.count_from_first = cfg.positions == "first"
         self.attend_padding = cfg.padding_keys == "attended"
         if cfg.block == "published":
@@ -169,10 +181,17 @@ class SASRecModule(nn.Module):
             if isinstance(blk, PublishedSASRecBlock):
                 blk.draw_projections("normal" if cfg.init == "xavier_normal" else "uniform")
 
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, L, D]`` final-normalised states at every position of left-padded ``x`` ([B, L])."""
+    def item_table(self) -> torch.Tensor:
+        """The ``[N + 1, D]`` item table one training step reads for its inputs and its outputs: the
+        embedding weight, with ``item_dropout`` applied while training."""
+        return fast_dropout(self.item_emb.weight, self.item_drop, self.training)
+
+    def hidden_states(self, x: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, D]`` final-normalised states at every position of left-padded ``x`` ([B, L]);
+        the inputs are read from ``table`` (an :meth:`item_table`) when given, else from the embedding."""
         valid = x > 0
-        h = self.item_emb(x) * self.scale + window_position_embeddings(self.pos_emb, valid, self.count_from_first)
+        emb = self.item_emb(x) if table is None else F.embedding(x, table, padding_idx=0)
+        h = emb * self.scale + window_position_embeddings(self.pos_emb, valid, self.count_from_first)
         h = self.emb_drop(h) * valid.unsqueeze(-1)
         mask = attention_bias(attention_mask(valid, causal=True), h.dtype)  # additive, shared by the blocks
         if self.attend_padding:  # log of the padding count of each max_len window (-inf when there is none)
@@ -210,5 +229,10 @@ class SASRec(SequentialVictim):
         return SASRecModule(num_items, self.config)
 
     def training_loss(self, module, batch, weights, gen, item_weights):
-        h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
-        return self.objective(h, module.item_emb.weight, t - 1, w, gen)
+        if not module.item_drop:
+            h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
+            return self.objective(h, module.item_emb.weight, t - 1, w, gen)
+        table = module.item_table()  # one dropout mask for the step's inputs and outputs
+        inp, tgt = batch[:, :-1], batch[:, 1:]
+        h, t, w = prediction_terms(module.hidden_states(inp, table), tgt, weights, (tgt > 0) & (inp > 0), item_weights)
+        return self.objective(h, table, t - 1, w, gen)
