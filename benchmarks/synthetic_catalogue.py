@@ -15,8 +15,9 @@ training time and positions per second; and what one epoch of full CE would take
 
 Usage:
     python benchmarks/synthetic_catalogue.py [--items 100000] [--users 20000] [--threads 2]
+    python benchmarks/synthetic_catalogue.py --set sampled_correction=negatives --tag _neg --skip-ce-rate
 
-Writes benchmarks/results/synthetic_catalogue_<items>.json.
+Writes benchmarks/results/synthetic_catalogue_<items><tag>.json.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 
 import numpy as np
 
-from _common import parse_args, positions_per_epoch, write_result
+from _common import parse_args, parse_setting, positions_per_epoch, write_result
 
 
 def generate(num_items: int, num_users: int, follow: float, seed: int):
@@ -89,6 +90,10 @@ def main() -> None:
     ap.add_argument("--follow", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=20.0)
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="a victim setting, e.g. --set sampled_correction=negatives")
+    ap.add_argument("--skip-ce-rate", action="store_true", help="do not time full CE's step (its estimate is left out)")
+    ap.add_argument("--tag", default="")
     args = parse_args(ap)
     import recguard
     from catalogue_scale import train_rate
@@ -96,7 +101,8 @@ def main() -> None:
     data, succ, succ_p, pop = generate(args.items, args.users, args.follow, args.seed)
     split = data.split()
     reference = oracle_metrics(split, succ, succ_p, pop, args.follow)
-    victim = recguard.SASRec(max_len=50, eval_every=1)
+    settings = dict(parse_setting(text) for text in args.settings)
+    victim = recguard.SASRec(max_len=50, eval_every=1, **settings)
     deadline = time.perf_counter() + 60 * args.max_minutes
     t0 = time.perf_counter()
     victim.fit(split, rng=args.seed, progress=True, on_epoch_end=lambda e, v: time.perf_counter() > deadline)
@@ -104,8 +110,9 @@ def main() -> None:
     test = recguard.evaluate(victim, split, which="test", ks=(10,))
     info = victim.fit_info_
     per_epoch = positions_per_epoch(split, victim.max_len)
-    ce_rate = train_rate(args.items, "ce", 3)["positions_per_s"]
-    write_result(f"synthetic_catalogue_{args.items}", {
+    ce_rate = None if args.skip_ce_rate else train_rate(args.items, "ce", 3)["positions_per_s"]
+    write_result(f"synthetic_catalogue_{args.items}{args.tag}", {
+        "settings": settings, "seed": args.seed,
         "items": args.items, "users": args.users, "interactions": int(data.num_interactions), "follow": args.follow,
         "objective": info["objective"], "test": {"HR@10": test["HR@10"], "NDCG@10": test["NDCG@10"]},
         "oracle": reference["oracle"], "popularity": reference["popularity"],
@@ -113,7 +120,7 @@ def main() -> None:
         "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"], "wall_s": wall, "train_s": info["train_time_s"],
         "positions_per_epoch": per_epoch, "positions_per_s": per_epoch * info["epochs_run"] / info["train_time_s"],
         "stopped_by_time_limit": wall > 60 * args.max_minutes,
-        "full_ce_positions_per_s": ce_rate, "full_ce_seconds_per_epoch_estimate": per_epoch / ce_rate})
+        "full_ce_positions_per_s": ce_rate, "full_ce_seconds_per_epoch_estimate": None if ce_rate is None else per_epoch / ce_rate})
 
 
 if __name__ == "__main__":

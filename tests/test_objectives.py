@@ -49,7 +49,7 @@ def _draw(obj, seed, rows=0):
 def test_sampled_softmax_is_the_logq_corrected_formula(sampler):
     h, w, t, wt = _problem()
     counts = np.arange(25) * 3
-    obj = Objective("sampled_ce", 25, 40, sampler, counts=counts if sampler == "popularity" else None)
+    obj = Objective("sampled_ce", 25, 40, sampler, counts=counts if sampler == "popularity" else None, sampled_correction="all")
     val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
     neg = _draw(obj, 5)
     q = torch.full((25,), 1 / 25) if sampler == "uniform" else torch.tensor((counts + 1) / (counts + 1).sum(), dtype=torch.float32)
@@ -61,7 +61,7 @@ def test_sampled_softmax_per_prediction_is_the_formula_row_by_row(sampler):
     h, w, t, wt = _problem()
     counts = np.arange(25) * 3
     obj = Objective("sampled_ce", 25, 12, sampler, counts=counts if sampler == "popularity" else None,
-                    negatives_per="prediction")
+                    negatives_per="prediction", sampled_correction="all")
     assert not obj.shared and obj.describe()["negatives_per"] == "prediction"
     val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
     neg = _draw(obj, 5, rows=len(t))  # [P, M]: each row its own
@@ -81,7 +81,7 @@ def test_sampled_softmax_per_prediction_is_the_formula_row_by_row(sampler):
 def test_sampled_softmax_under_uniform_needs_no_correction():
     # log(M·Q) is one constant for every logit under the uniform proposal: it cancels
     h, w, t, wt = _problem()
-    obj = Objective("sampled_ce", 25, 40)
+    obj = Objective("sampled_ce", 25, 40, sampled_correction="all")
     neg = _draw(obj, 1)
     s = (h @ w.T).detach()
     hit = neg[None] == t[:, None]
@@ -95,6 +95,8 @@ def test_sampled_softmax_under_uniform_needs_no_correction():
 def test_negatives_only_correction_leaves_the_positive_logit_exact(sampler):
     h, w, t, wt = _problem()
     counts = np.arange(25) * 3
+    default = Objective("sampled_ce", 25, 40, sampler, counts=None if sampler == "uniform" else counts)
+    assert default.describe()["sampled_correction"] == ("negatives" if sampler == "uniform" else "all")
     obj = Objective("sampled_ce", 25, 40, sampler, counts=None if sampler == "uniform" else counts, sampled_correction="negatives")
     assert obj.describe()["sampled_correction"] == "negatives"
     val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
@@ -160,7 +162,8 @@ def test_a_negative_is_never_the_positive(loss):
     s = h @ w.T
     if loss == "sampled_ce":
         only = neg[neg == 1]
-        ref = (torch.logsumexp(torch.cat([s[:, :1], s[:, only]], 1), 1) - s[:, 0]).mean()
+        shift = math.log(64 / 2)  # the default correction: each negative stands for N/M items
+        ref = (torch.logsumexp(torch.cat([s[:, :1], s[:, only] - shift], 1), 1) - s[:, 0]).mean()
     else:
         ref = (obj.beta * F.softplus(-s[:, 0]) + F.softplus(s[:, 1]) * (neg == 1).sum(1)).mean()
     torch.testing.assert_close(val, ref)
@@ -224,7 +227,7 @@ def test_auto_follows_the_device_it_trains_on():
 def test_mixed_negatives_are_half_from_the_batch_with_the_balance_correction():
     h, w, t, wt = _problem(p=30, n=25)
     counts = np.arange(25) * 3.0
-    obj = Objective("sampled_ce", 25, 40, "mixed", counts=counts)
+    obj = Objective("sampled_ce", 25, 40, "mixed", counts=counts, sampled_correction="all")
     assert obj.in_batch == 20 and obj.describe()["in_batch_negatives"] == 20
     neg = obj.draw(torch.Generator().manual_seed(5), "cpu", targets=t)
     assert set(neg[:20].tolist()) <= set(t.tolist())  # the in-batch half is made of the batch's positives
@@ -252,7 +255,7 @@ def test_esasrec_mixing_draws_distinct_batch_items_and_corrects_every_logit_by_p
     h, w, t, wt = _problem(p=30, n=25)
     counts = np.arange(25) * 3.0
     obj = Objective("sampled_ce", 25, 40, "mixed_logq", counts=counts)
-    assert obj.in_batch == 20
+    assert obj.in_batch == 20 and obj.describe()["sampled_correction"] == "all"  # eSASRec's form, by default
     skewed = torch.cat([torch.zeros(200, dtype=torch.long), torch.arange(1, 6)])  # item 0 is most of the batch
     gen = torch.Generator().manual_seed(0)
     picked = torch.cat([obj.draw(gen, "cpu", targets=skewed)[:20] for _ in range(300)])
