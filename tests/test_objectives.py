@@ -96,7 +96,7 @@ def test_negatives_only_correction_leaves_the_positive_logit_exact(sampler):
     h, w, t, wt = _problem()
     counts = np.arange(25) * 3
     default = Objective("sampled_ce", 25, 40, sampler, counts=None if sampler == "uniform" else counts)
-    assert default.describe()["sampled_correction"] == ("negatives" if sampler == "uniform" else "all")
+    assert default.describe()["sampled_correction"] == "all"
     obj = Objective("sampled_ce", 25, 40, sampler, counts=None if sampler == "uniform" else counts, sampled_correction="negatives")
     assert obj.describe()["sampled_correction"] == "negatives"
     val = obj(h, w, t, wt, torch.Generator().manual_seed(5), offset=0)
@@ -162,8 +162,7 @@ def test_a_negative_is_never_the_positive(loss):
     s = h @ w.T
     if loss == "sampled_ce":
         only = neg[neg == 1]
-        shift = math.log(64 / 2)  # the default correction: each negative stands for N/M items
-        ref = (torch.logsumexp(torch.cat([s[:, :1], s[:, only] - shift], 1), 1) - s[:, 0]).mean()
+        ref = (torch.logsumexp(torch.cat([s[:, :1], s[:, only]], 1), 1) - s[:, 0]).mean()
     else:
         ref = (obj.beta * F.softplus(-s[:, 0]) + F.softplus(s[:, 1]) * (neg == 1).sum(1)).mean()
     torch.testing.assert_close(val, ref)
@@ -255,7 +254,7 @@ def test_esasrec_mixing_draws_distinct_batch_items_and_corrects_every_logit_by_p
     h, w, t, wt = _problem(p=30, n=25)
     counts = np.arange(25) * 3.0
     obj = Objective("sampled_ce", 25, 40, "mixed_logq", counts=counts)
-    assert obj.in_batch == 20 and obj.describe()["sampled_correction"] == "all"  # eSASRec's form, by default
+    assert obj.in_batch == 20 and obj.describe()["sampled_correction"] == "all"  # eSASRec's form
     skewed = torch.cat([torch.zeros(200, dtype=torch.long), torch.arange(1, 6)])  # item 0 is most of the batch
     gen = torch.Generator().manual_seed(0)
     picked = torch.cat([obj.draw(gen, "cpu", targets=skewed)[:20] for _ in range(300)])

@@ -45,10 +45,9 @@ class BaseConfig:
             the loss corrects for it.
         negatives_per: ``"batch"`` (sampled softmax shares one set of negatives across the batch)
             or ``"prediction"`` (each prediction draws its own, as RecTools and eSASRec do).
-        sampled_correction: ``None`` (the sampler's default: ``"negatives"`` for ``"uniform"``,
-            ``"all"`` for the others), ``"negatives"`` (sampled softmax corrects the negatives only: their
-            corrected sum estimates the full softmax's normaliser, and the positive's logit stays
-            exact) or ``"all"`` (every logit, the positive's included, by its log expected count).
+        sampled_correction: ``"all"`` (sampled softmax corrects every logit, the positive's included,
+            by its log expected count) or ``"negatives"`` (the negatives only: their corrected sum
+            estimates the full softmax's normaliser, and the positive's logit stays exact).
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
         keep_checkpoints: checkpoints ``fit`` keeps for training-data influence unless its own
             ``keep_checkpoints`` says otherwise (0: none).
@@ -80,7 +79,7 @@ class BaseConfig:
     num_negatives: int | None = None
     sampler: str = "uniform"
     negatives_per: str = "batch"
-    sampled_correction: str | None = None
+    sampled_correction: str = "all"
     gbce_t: float = 0.75
     keep_checkpoints: int = 0
     adam_beta2: float = 0.98

@@ -13,22 +13,19 @@ weight times the target item's weight), normalised to sum to one over the batch.
     Sampled softmax with the logQ correction (Bengio & Senécal, IEEE TNN 2008; Jean et al.,
     ACL 2015; Yi et al., RecSys 2019). One set ``S`` of ``M`` negatives is drawn per batch
     (with replacement) from the proposal ``Q`` and shared by every prediction of the batch.
-    Each negative's logit is corrected by its expected count ``M·Q(j)``,
-    ``ŝ_ij = s_ij − log(M·Q(j))``, and
-    ``L_i = log(exp s_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − s_ip``
-    (``sampled_correction="negatives"``, the default with uniform negatives): the corrected sum is
-    the importance-sampling estimate of the full softmax's ``Σ_{j≠p_i} exp s_ij``, so the loss tends
-    to full CE's as ``M`` grows, and under the uniform proposal each negative's logit rises by
-    ``log(N/M)`` (the positive wins only once it beats the ``N/M`` times larger mass the sample
-    stands for). ``sampled_correction="all"`` corrects the positive's logit too, ``ŝ_ip = s_ip −
-    log(M·Q(p_i))`` (the in-batch form of Yi et al., where the positive is itself a draw); under the
-    uniform proposal the correction then cancels, leaving a softmax over the positive and the
-    sample alone. ``"all"`` is the default of the popularity and mixed samplers (with a
-    non-uniform proposal the negatives-only estimate weighs rare items' draws by large importance
-    ratios, and on a toy catalogue it slowed BERT4Rec down) and was every sampler's before training
-    revision 6. On Amazon Beauty (1,024 negatives, 4 seeds) ``"negatives"`` raised SASRec's test
-    NDCG@10 by 0.0009 [0.0006, 0.0012], on Amazon Office (256 negatives, unseen, 7 seeds) by 0.0019
-    [0.0003, 0.0034].
+    Each logit is corrected by its expected count ``M·Q(j)``, the positive's too:
+    ``ŝ_ij = s_ij − log(M·Q(j))`` and
+    ``L_i = log(exp ŝ_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − ŝ_ip`` (``sampled_correction="all"``, the
+    default: the in-batch form of Yi et al., where the positive is itself a draw). Under the uniform
+    proposal the correction cancels, leaving a softmax over the positive and the sample alone.
+    ``sampled_correction="negatives"`` corrects the negatives only and keeps the positive's logit
+    exact, ``L_i = log(exp s_ip + Σ_{j∈S, j≠p_i} exp ŝ_ij) − s_ip``: the corrected sum is the
+    importance-sampling estimate of the full softmax's ``Σ_{j≠p_i} exp s_ij``, so the loss tends to
+    full CE's as ``M`` grows, and under the uniform proposal each negative's logit rises by
+    ``log(N/M)``. Measured (docs/benchmarks.md): it raised SASRec's test NDCG@10 on Amazon Beauty
+    (+0.0009 [0.0006, 0.0012], 4 seeds) and Office (+0.0019 [0.0003, 0.0034], 7 seeds), not
+    BERT4Rec's on Office (−0.0027 [−0.0078, +0.0023], 7 seeds), and on a 100k-item catalogue it
+    needed 1.8× the epochs for +0.003; so it is not the default.
     Draws that hit the positive ("accidental hits") are removed from that row's sum, so a
     negative is never the positive. With ``negatives_per="prediction"`` every prediction draws
     its own ``M`` negatives instead (as RecTools' and eSASRec's sampled softmax do), at the cost
@@ -134,9 +131,8 @@ def check_objective_fields(cfg) -> None:
     if cfg.negatives_per == "prediction" and cfg.sampler in IN_BATCH_SAMPLERS:
         raise ConfigError(f"sampler={cfg.sampler!r} takes its in-batch half once per batch; use negatives_per='batch' with it",
                           param="negatives_per")
-    if cfg.sampled_correction is not None and cfg.sampled_correction not in SAMPLED_CORRECTIONS:
-        raise ConfigError(f"must be None (the sampler's default) or one of {', '.join(SAMPLED_CORRECTIONS)}, "
-                          f"got {cfg.sampled_correction!r}",
+    if cfg.sampled_correction not in SAMPLED_CORRECTIONS:
+        raise ConfigError(f"must be one of {', '.join(SAMPLED_CORRECTIONS)}, got {cfg.sampled_correction!r}",
                           param="sampled_correction")
     if cfg.sampled_correction == "negatives" and (cfg.loss not in ("auto", "sampled_ce") or cfg.sampler == "mixed_logq"):
         raise ConfigError("the negatives-only correction is sampled softmax's estimate of the full normaliser: it needs "
@@ -158,14 +154,14 @@ class Objective:
 
     def __init__(self, loss: str, num_items: int, num_negatives: int, sampler: str = "uniform", gbce_t: float = 0.75,
                  counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu",
-                 negatives_per: str = "batch", sampled_correction: str | None = None):
+                 negatives_per: str = "batch", sampled_correction: str = "all"):
         if loss not in LOSSES[1:]:
             raise ConfigError(f"must be one of {', '.join(LOSSES[1:])}, got {loss!r}", param="loss")
         self.loss, self.num_items, self.num_negatives = loss, int(num_items), int(num_negatives)
         self.sampler, self.gbce_t, self.chosen_by = sampler, float(gbce_t), chosen_by
         self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
-        self.sampled_correction = default_correction(sampler, sampled_correction) if loss == "sampled_ce" else "all"
+        self.sampled_correction = sampled_correction if loss == "sampled_ce" else "all"
         # Zero-weight terms are dropped before anything is drawn (a host-device synchronisation on a
         # GPU) on the CPU; on a GPU too for the in-batch samplers, whose pool is the batch's targets, and
         # where each term draws its own negatives, whose gathered rows cost far more than one wait.
@@ -328,14 +324,6 @@ class Objective:
         neg_term = F.softplus(negl) if negw is None else F.softplus(negl) * negw
         per = beta * F.softplus(-pos) + neg_term.sum(1)
         return (per * coef).sum()
-
-
-def default_correction(sampler: str, sampled_correction: str | None) -> str:
-    """Which logits sampled softmax corrects: ``sampled_correction`` when set, else ``"negatives"`` (the
-    estimate of the full normaliser) for uniform negatives and ``"all"`` for the other samplers."""
-    if sampled_correction is not None:
-        return sampled_correction
-    return "negatives" if sampler == "uniform" else "all"
 
 
 def auto_crossover(device) -> tuple[str, int, bool]:
