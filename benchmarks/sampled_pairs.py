@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from _common import HERE, parse_args, write_result
+from _common import RESULTS, parse_args, write_result
 
 METRICS = {"test_ndcg@10": ("test", "NDCG@10"), "test_hr@10": ("test", "HR@10"),
            "best_valid_ndcg@10": ("best_valid_ndcg@10",), "wall_s": ("wall_s",)}
 
 
 def _read(dataset: str, tag: str, run: str) -> dict:
-    path = HERE / "results" / f"sampled_{dataset}{tag}_{run}.json"
+    path = RESULTS / f"sampled_{dataset}{tag}_{run}.json"
     if not path.is_file():
         raise SystemExit(f"{path}: no such result; run benchmarks/sampled_losses.py with --tag {tag} first")
     return json.loads(path.read_text())

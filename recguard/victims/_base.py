@@ -256,16 +256,18 @@ class SequentialVictim:
         raise NotImplementedError
 
     @staticmethod
-    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None):
+    def _next_item_terms(module: nn.Module, batch: torch.Tensor, weights: torch.Tensor, item_weights: torch.Tensor | None,
+                         **state_args):
         """States, targets (ids) and weights of every next-item prediction in ``batch``.
 
         ``batch`` [B, L+1] is left-padded; input position t predicts item t+1 wherever
         both are real items. Returns ``h`` [P, D], ``targets`` [P], ``w`` [P] (user weight
         times the target item's weight, when ``fit`` got ``item_weights``), laid out as
-        :func:`prediction_terms` lays them out on the batch's device.
+        :func:`prediction_terms` lays them out on the batch's device. ``state_args`` go to
+        ``module.hidden_states`` (SASRec's item table under item dropout).
         """
         inp, tgt = batch[:, :-1], batch[:, 1:]
-        return prediction_terms(module.hidden_states(inp), tgt, weights, (tgt > 0) & (inp > 0), item_weights)
+        return prediction_terms(module.hidden_states(inp, **state_args), tgt, weights, (tgt > 0) & (inp > 0), item_weights)
 
     # ------------------------------------------------------------------ properties
     @property

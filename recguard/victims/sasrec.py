@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._base import SequentialVictim, prediction_terms, register
+from ._base import SequentialVictim, register
 from ._config import BaseConfig
 from ._layers import (POSITIONS, FastDropout, TransformerBlock, attention_bias, attention_mask, fast_dropout, reinitialise,
                       window_position_embeddings)
@@ -229,10 +229,7 @@ class SASRec(SequentialVictim):
         return SASRecModule(num_items, self.config)
 
     def training_loss(self, module, batch, weights, gen, item_weights):
-        if not module.item_drop:
-            h, t, w = self._next_item_terms(module, batch, weights, item_weights)  # [P, D], [P], [P]
-            return self.objective(h, module.item_emb.weight, t - 1, w, gen)
-        table = module.item_table()  # one dropout mask for the step's inputs and outputs
-        inp, tgt = batch[:, :-1], batch[:, 1:]
-        h, t, w = prediction_terms(module.hidden_states(inp, table), tgt, weights, (tgt > 0) & (inp > 0), item_weights)
+        table = module.item_table()  # the embedding weight; with item_dropout, one dropped copy for inputs and outputs
+        inputs_from = {"table": table} if module.item_drop else {}
+        h, t, w = self._next_item_terms(module, batch, weights, item_weights, **inputs_from)  # [P, D], [P], [P]
         return self.objective(h, table, t - 1, w, gen)
