@@ -118,12 +118,14 @@ def training_optimizer(victim, module: torch.nn.Module, num_items: int, adversar
 
     On a large catalogue a sampled loss touches few item rows per step: their gradients stay
     sparse (no dense [N, D] gradient and optimiser pass per step) unless weight decay or APR's
-    shift, or item dropout, need the whole table. Below :data:`SPARSE_ROWS_FROM` items the dense update costs
-    little, and lazy Adam cost quality (Beauty: test NDCG@10 0.0429 against 0.0451)."""
+    shift need the whole table, or the module declares that every step reads all of it
+    (``reads_whole_item_table``, as SASRec's item dropout does). Below :data:`SPARSE_ROWS_FROM` items the
+    dense update costs little, and lazy Adam cost quality (Beauty: test NDCG@10 0.0429 against 0.0451)."""
     cfg = victim.config
     table = getattr(module, "item_emb", None)
     sparse_rows = (victim.objective.loss != "ce" and num_items >= SPARSE_ROWS_FROM and not adversarial
-                   and not cfg.weight_decay and not getattr(cfg, "item_dropout", 0.0) and isinstance(table, torch.nn.Embedding))
+                   and not cfg.weight_decay and not getattr(module, "reads_whole_item_table", False)
+                   and isinstance(table, torch.nn.Embedding))
     if sparse_rows:
         table.sparse = victim.objective.sparse = True
     return make_optimizer(module, cfg, sparse_table=table.weight if sparse_rows else None), (table if sparse_rows else None)

@@ -160,6 +160,7 @@ class SASRecModule(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_drop = FastDropout(cfg.dropout)
         self.item_drop = float(cfg.item_dropout)
+        self.reads_whole_item_table = self.item_drop > 0  # one dropped copy of the whole table per step
         self.count_from_first = cfg.positions == "first"
         self.attend_padding = cfg.padding_keys == "attended"
         if cfg.block == "published":
