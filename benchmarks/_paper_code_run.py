@@ -3,7 +3,8 @@
 argv: SRC_DIR SEED THREADS HYDRA_OVERRIDES... ; SRC_DIR is the reference checkout's ``src`` folder.
 Three shims, nothing else: ``clearml`` is stubbed (the configs name no ClearML project, so
 ``run.py`` never calls it), ``pytorch_lightning.Trainer(gpus=1)`` becomes a CPU trainer that logs
-each validation to ``lightning_logs/version_*/metrics.csv`` in Hydra's run folder, and every
+each validation to ``lightning_logs/version_*/metrics.csv`` in the working directory (Hydra does not
+change it here; paper_code.py starts this script in the run folder), and every
 generator is seeded with SEED (``run.py`` seeds nothing). Runs inside a separate virtual
 environment (pytorch_lightning, hydra-core, omegaconf, pandas, ``recommenders`` without its
 dependencies, transformers, torch); called by paper_code.py, never imported by recguard.

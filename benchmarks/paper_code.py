@@ -141,10 +141,12 @@ def model_equivalence(src: str, seed: int = 0) -> dict:
         return {name: p.grad.clone() for name, p in model.named_parameters()}
 
     with torch.no_grad():
-        logit_gap = (reference(right, real_r.float())[real_r] - (ours.hidden_states(left) @ ours.item_emb.weight.T)[real_l]).abs().max()
-    loss_all, loss_items = reference_loss(False), reference_loss(True)
+        reference_logits = reference(right, real_r.float())[real_r]
+        logit_gap = (reference_logits - (ours.hidden_states(left) @ ours.item_emb.weight.T)[real_l]).abs().max()
+    loss_all = reference_loss(False)
     grad_all = gradients(loss_all, reference)
-    grad_items = gradients(reference_loss(True), reference)
+    loss_items = reference_loss(True)
+    grad_items = gradients(loss_items, reference)
     loss_ours = F.cross_entropy(ours.hidden_states(left)[real_l] @ ours.item_emb.weight[1:].T, targets_left[real_l] - 1)
     grad_ours = gradients(loss_ours, ours)
 
@@ -152,7 +154,7 @@ def model_equivalence(src: str, seed: int = 0) -> dict:
         return float((a["item_emb.weight"][1:] - b["item_emb.weight"][1:]).abs().max())
 
     return {
-        "max_abs_logit": float(reference(right, real_r.float())[real_r].abs().max()),
+        "max_abs_logit": float(reference_logits.abs().max()),
         "logits_max_abs_difference": float(logit_gap),
         "loss_reference_all_columns": float(loss_all), "loss_reference_items_only": float(loss_items),
         "loss_recguard": float(loss_ours),
