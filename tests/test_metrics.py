@@ -30,3 +30,47 @@ def test_ranks_filter_seen_but_never_the_target():
 def test_ranks_without_seen():
     scores = torch.tensor([[0.0, 1.0, 3.0, 2.0]])
     assert ranks_from_scores(scores, torch.tensor([1])).tolist() == [3]
+
+
+class _FixedScores:
+    """A stand-in model with a two-item input window that scores item i as i (higher ids rank first)."""
+
+    max_len = 2
+    num_items = 6
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.arange(self.num_items + 1, dtype=torch.float32).expand(len(x), -1).clone()
+
+
+def _two_user_split():
+    from recguard.data import SequenceData
+
+    # user 0: history 6, 5, 4 then valid 2, test 1; user 1: history 3 then valid 6, test 5
+    return SequenceData.from_sequences([[6, 5, 4, 2, 1], [3, 6, 5]], num_items=6).split()
+
+
+def test_split_history_is_every_item_before_the_held_out_one():
+    split = _two_user_split()
+    assert split.history("valid").tolist() == [[6, 5, 4], [0, 0, 3]]
+    assert split.history("test", rows=[1]).tolist() == [[3, 6]]
+    assert split.inputs("test", 2)[0].tolist() == [[4, 2], [3, 6]]  # the model's window is cut at max_len
+
+
+def test_evaluate_masks_the_whole_history_unless_told_the_window():
+    from recguard.metrics import evaluate
+
+    split = _two_user_split()
+    history = evaluate(_FixedScores(), split, which="test", ks=(1, 10), return_ranks=True)[1]
+    window = evaluate(_FixedScores(), split, which="test", ks=(1, 10), return_ranks=True, seen="window")[1]
+    # user 0 (test item 1): history masks 6, 5, 4, 2, leaving 3 above it; the window (4, 2) leaves 6, 5 and 3
+    # user 1 (test item 5): both mask 3 and 6, so no candidate scores above 5
+    assert history.tolist() == [2, 1]
+    assert window.tolist() == [4, 1]
+
+
+def test_evaluate_refuses_an_unknown_seen_rule():
+    from recguard.errors import ConfigError
+    from recguard.metrics import evaluate
+
+    with pytest.raises(ConfigError, match="seen"):
+        evaluate(_FixedScores(), _two_user_split(), seen="everything")

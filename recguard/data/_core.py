@@ -335,6 +335,19 @@ class Split:
             return pad_from_csr(d.items, starts, lengths - 1, max_len), np.array(self.test_target)
         raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
 
+    def history(self, which: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Left-padded ``[R, W]`` matrix of every item each evaluated user had before the held-out item
+        of ``which`` ("valid": the training part; "test": it and the validation item), for the rows
+        ``rows`` of :meth:`inputs` (default: all), ``W`` the longest of those histories. Unlike
+        :meth:`inputs`, nothing is cut at a model's ``max_len``: these are the items full-ranking
+        evaluation masks ("filter seen")."""
+        if which not in ("valid", "test"):
+            raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+        users = self.eval_users if rows is None else self.eval_users[np.asarray(rows, dtype=np.int64)]
+        d = self.full
+        lengths = d.lengths[users] - (2 if which == "valid" else 1)
+        return pad_from_csr(d.items, d.offsets[users], lengths, max(1, int(lengths.max(initial=0))))
+
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + l)`` for each (s, l), vectorised."""

@@ -1,8 +1,10 @@
 """Full-ranking metrics (PROTOCOLS §1): pure functions of ranks, plus a batched evaluator.
 
 A rank is 1 + the number of candidate items scored strictly higher than the target,
-where candidates are all items except padding and the items already in the user's
-input sequence ("filter seen"; the target itself is never filtered).
+where candidates are all items except padding and the items the user already had before
+the held-out item ("filter seen"; the target itself is never filtered). :func:`evaluate`
+masks the user's whole history by default, as the SASRec-CE paper's code and RecBole do;
+``seen="window"`` masks only the items in the model's input window.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ import numpy as np
 import torch
 
 from .._finite import check_scores, score_rows
+from ..errors import ConfigError
 
-__all__ = ["hit_rate", "ndcg", "mrr", "ranks_from_scores", "evaluate", "summarize_ranks"]
+__all__ = ["hit_rate", "ndcg", "mrr", "ranks_from_scores", "evaluate", "summarize_ranks", "SEEN_MASKS"]
+
+#: What full-ranking evaluation removes from the candidates: every item the user had before the
+#: held-out one (``"history"``), or only those in the model's input window of ``max_len`` items
+#: (``"window"``, recguard's rule before training revision 6).
+SEEN_MASKS = ("history", "window")
 
 
 def hit_rate(ranks: np.ndarray | Sequence[float], k: int) -> float:
@@ -81,6 +89,7 @@ def evaluate(
     users: np.ndarray | None = None,
     batch_size: int | None = None,
     return_ranks: bool = False,
+    seen: str = "history",
 ):
     """Full-ranking HR@k / NDCG@k / MRR of ``victim`` on a leave-one-out :class:`~recguard.data.Split`.
 
@@ -91,14 +100,22 @@ def evaluate(
         batch_size: users scored at once; default: as many as keep the score matrix within
             16 MB (``recguard._finite.SCORE_BUDGET``), so memory does not grow with the catalogue.
         return_ranks: also return the per-user ranks.
+        seen: which of the user's items leave the candidates: ``"history"`` (every item before the
+            held-out one, as the SASRec-CE paper's code and RecBole mask them) or ``"window"``
+            (only the last ``max_len`` of them, the model's input). They differ for users with a
+            history longer than ``max_len``: on ML-1M (max_len 200, a quarter of the users) the
+            window rule gave SASRec a test NDCG@10 about 0.004 lower.
 
     Ranks are exact (every item is scored); scores are computed in user batches and ranked
     in place.
     """
+    if seen not in SEEN_MASKS:
+        raise ConfigError(f"must be one of {', '.join(SEEN_MASKS)}, got {seen!r}", param="seen")
     x, y = split.inputs(which, victim.max_len)
+    rows = np.arange(len(y))
     if users is not None:
-        sel = np.isin(split.eval_users, np.asarray(users))
-        x, y = x[sel], y[sel]
+        rows = np.flatnonzero(np.isin(split.eval_users, np.asarray(users)))
+        x, y = x[rows], y[rows]
     if batch_size is None:
         batch_size = score_rows(victim.num_items)
     own = _owns_scores(victim)
@@ -116,7 +133,8 @@ def evaluate(
         xb = torch.from_numpy(np.ascontiguousarray(xb))
         yb = torch.from_numpy(y[sel])
         scores = victim.score(xb) if own else check_scores(victim.score(xb), victim)
-        ranks[sel] = ranks_from_scores(scores, yb, xb, inplace=own, checked=True).cpu().numpy()
+        masked = xb if seen == "window" else torch.from_numpy(split.history(which, rows[sel]))
+        ranks[sel] = ranks_from_scores(scores, yb, masked, inplace=own, checked=True).cpu().numpy()
     out = summarize_ranks(ranks, ks)
     return (out, ranks) if return_ranks else out
 

@@ -157,14 +157,15 @@ class SAEProbe:
     def _eval(self, edit, which: str = "test", users: np.ndarray | None = None, k: int = 10):
         split = self.split_
         x, y = split.inputs(which, self.victim.max_len)
-        if users is not None:
-            x, y = x[users], y[users]
+        rows = np.arange(len(y)) if users is None else np.asarray(users)
+        x, y = x[rows], y[rows]
         ranks, tops = [], []
         for s, xb in zip(range(0, len(x), 512), self._batches(x)):
             scores = self.site.scores(xb, edit)
             yb = torch.from_numpy(y[s : s + len(xb)]).to(scores.device)
-            ranks.append(ranks_from_scores(scores, yb, xb).cpu().numpy())
-            masked = scores.scatter(1, xb, float("-inf"))
+            seen = torch.from_numpy(split.history(which, rows[s : s + len(xb)])).to(scores.device)  # as evaluate masks
+            ranks.append(ranks_from_scores(scores, yb, seen).cpu().numpy())
+            masked = scores.scatter(1, seen, float("-inf"))
             tops.append(masked.topk(k, dim=1).indices.cpu().numpy())
         return np.concatenate(ranks), np.concatenate(tops)
 

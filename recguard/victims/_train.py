@@ -28,7 +28,7 @@ __all__ = ["train", "batches", "make_optimizer", "Fitted", "BestState", "TRAININ
 
 # Bumped whenever a change alters what training produces at a given seed (history in CHANGELOG.md).
 # Audit cells record it, so a resumed audit never pairs models trained by different code.
-TRAINING_REVISION = 5
+TRAINING_REVISION = 6
 
 #: From this catalogue size on, sampled losses update the item table sparsely (lazy Adam).
 SPARSE_ROWS_FROM = 50_000
