@@ -326,14 +326,9 @@ class Split:
 
         Validation input = the training part; test input = training part + validation item.
         """
-        d = self.full
-        starts = d.offsets[self.eval_users]
-        lengths = d.lengths[self.eval_users]
-        if which == "valid":
-            return pad_from_csr(d.items, starts, lengths - 2, max_len), np.array(self.valid_target)
-        if which == "test":
-            return pad_from_csr(d.items, starts, lengths - 1, max_len), np.array(self.test_target)
-        raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+        starts, lengths = self._before_held_out(which, self.eval_users)
+        targets = self.valid_target if which == "valid" else self.test_target
+        return pad_from_csr(self.full.items, starts, lengths, max_len), np.array(targets)
 
     def history(self, which: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Left-padded ``[R, W]`` matrix of every item each evaluated user had before the held-out item
@@ -341,12 +336,17 @@ class Split:
         ``rows`` of :meth:`inputs` (default: all), ``W`` the longest of those histories. Unlike
         :meth:`inputs`, nothing is cut at a model's ``max_len``: these are the items full-ranking
         evaluation masks ("filter seen")."""
+        users = self.eval_users if rows is None else self.eval_users[np.asarray(rows, dtype=np.int64)]
+        starts, lengths = self._before_held_out(which, users)
+        return pad_from_csr(self.full.items, starts, lengths, max(1, int(lengths.max(initial=0))))
+
+    def _before_held_out(self, which: str, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each of ``users`` starts in ``full`` and how many items it had before its ``which``
+        held-out item (the validation item is second to last, the test item last)."""
         if which not in ("valid", "test"):
             raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
-        users = self.eval_users if rows is None else self.eval_users[np.asarray(rows, dtype=np.int64)]
         d = self.full
-        lengths = d.lengths[users] - (2 if which == "valid" else 1)
-        return pad_from_csr(d.items, d.offsets[users], lengths, max(1, int(lengths.max(initial=0))))
+        return d.offsets[users], d.lengths[users] - (2 if which == "valid" else 1)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
