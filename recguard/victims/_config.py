@@ -48,6 +48,8 @@ class BaseConfig:
         sampled_correction: ``"all"`` (sampled softmax corrects every logit, the positive's included,
             by its log expected count) or ``"negatives"`` (the negatives only: their corrected sum
             estimates the full softmax's normaliser, and the positive's logit stays exact).
+        softmax_temperature: ``ce`` and ``sampled_ce`` divide every training score by it before the
+            softmax (1: the plain softmax; below 1 sharper); rankings do not depend on it.
         gbce_t: gBCE's calibration t in [0, 1] (0.75 as in gSASRec).
         keep_checkpoints: checkpoints ``fit`` keeps for training-data influence unless its own
             ``keep_checkpoints`` says otherwise (0: none).
@@ -80,6 +82,7 @@ class BaseConfig:
     sampler: str = "uniform"
     negatives_per: str = "batch"
     sampled_correction: str = "all"
+    softmax_temperature: float = 1.0
     gbce_t: float = 0.75
     keep_checkpoints: int = 0
     adam_beta2: float = 0.98

@@ -47,6 +47,12 @@ weight times the target item's weight), normalised to sum to one over the batch.
     logit, the positive's included, is corrected by ``−log q_j`` (``q_j``: item ``j``'s share of the
     training interactions, counts + 1), whichever source drew it.
 
+``softmax_temperature``
+    ``ce`` and ``sampled_ce`` divide every score by ``τ`` before the softmax (``s_ij / τ``, then the
+    logQ correction), so ``τ < 1`` sharpens the softmax and puts more of the negatives' gradient on the
+    highest-scored ones; 1 (the default) leaves the loss as written above. Only training sees it: a
+    ranking by ``s_ij`` is the same at any ``τ``.
+
 ``gbce``
     Generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023), with ``M``
     negatives drawn per prediction, as in gSASRec (shared ones made SASRec collapse on
@@ -138,6 +144,12 @@ def check_objective_fields(cfg) -> None:
         raise ConfigError("the negatives-only correction is sampled softmax's estimate of the full normaliser: it needs "
                           "loss='sampled_ce' (or 'auto') and a sampler whose correction is an expected count (not "
                           f"'mixed_logq'); got loss={cfg.loss!r}, sampler={cfg.sampler!r}", param="sampled_correction")
+    t = cfg.softmax_temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(float(t)) and float(t) > 0):
+        raise ConfigError(f"must be a finite number > 0 (1: the plain softmax), got {t!r}", param="softmax_temperature")
+    if float(t) != 1.0 and cfg.loss in ("gbce", "bce"):
+        raise ConfigError(f"the temperature scales a softmax; loss={cfg.loss!r} has none: use loss='ce', 'sampled_ce' or "
+                          "'auto' with it, or softmax_temperature=1", param="softmax_temperature")
     if cfg.loss == "gbce" and cfg.sampler in IN_BATCH_SAMPLERS:
         raise ConfigError(f"sampler={cfg.sampler!r} shares in-batch negatives across the batch, which gBCE does not (it draws "
                           "per prediction); use loss='sampled_ce' (or 'auto') with it, or sampler='uniform'/'popularity'",
@@ -154,7 +166,7 @@ class Objective:
 
     def __init__(self, loss: str, num_items: int, num_negatives: int, sampler: str = "uniform", gbce_t: float = 0.75,
                  counts: np.ndarray | None = None, chosen_by: str = "config", device: torch.device | str = "cpu",
-                 negatives_per: str = "batch", sampled_correction: str = "all"):
+                 negatives_per: str = "batch", sampled_correction: str = "all", temperature: float = 1.0):
         if loss not in LOSSES[1:]:
             raise ConfigError(f"must be one of {', '.join(LOSSES[1:])}, got {loss!r}", param="loss")
         self.loss, self.num_items, self.num_negatives = loss, int(num_items), int(num_negatives)
@@ -162,6 +174,7 @@ class Objective:
         self.negatives_per = negatives_per if loss == "sampled_ce" else ("batch" if loss == "ce" else "prediction")
         self.probs = None
         self.sampled_correction = sampled_correction if loss == "sampled_ce" else "all"
+        self.temperature = float(temperature) if loss in ("ce", "sampled_ce") else 1.0
         # Zero-weight terms are dropped before anything is drawn (a host-device synchronisation on a
         # GPU) on the CPU; on a GPU too for the in-batch samplers, whose pool is the batch's targets, and
         # where each term draws its own negatives, whose gathered rows cost far more than one wait.
@@ -211,6 +224,8 @@ class Objective:
                 d["in_batch_negatives"] = self.in_batch
         if self.loss == "sampled_ce":
             d["sampled_correction"] = self.sampled_correction
+        if self.temperature != 1.0:
+            d["softmax_temperature"] = self.temperature
         if self.loss == "gbce":
             d["gbce_t"] = self.gbce_t
             d["gbce_beta"] = self.beta
@@ -252,6 +267,9 @@ class Objective:
                 h, targets, w = h[keep], targets[keep], w[keep]  # their data cannot shift other terms' draws
                 if len(targets) == 0:
                     return (h.sum() + table.sum()) * 0.0
+        if self.temperature != 1.0:  # s_ij / τ = (h_i / τ)·e_j + b_j / τ
+            h = h / self.temperature
+            bias = None if bias is None else bias / self.temperature
         if self.loss == "ce":
             return weighted_softmax_ce(h, table[offset : offset + n], targets, w,
                                        bias=None if bias is None else bias[offset : offset + n])
@@ -348,4 +366,5 @@ def resolve_objective(cfg, num_items: int, counts: np.ndarray | None = None, dev
     if loss != "ce" and num_items < 2:
         raise ConfigError(f"a sampled loss needs at least 2 items, the catalogue has {num_items}", param="loss")
     return Objective(loss, num_items, m, cfg.sampler if loss != "bce" else "uniform", cfg.gbce_t, counts, chosen_by, device,
-                     negatives_per=cfg.negatives_per, sampled_correction=cfg.sampled_correction)
+                     negatives_per=cfg.negatives_per, sampled_correction=cfg.sampled_correction,
+                     temperature=cfg.softmax_temperature)
