@@ -144,8 +144,8 @@ def check_objective_fields(cfg) -> None:
         raise ConfigError("the negatives-only correction is sampled softmax's estimate of the full normaliser: it needs "
                           "loss='sampled_ce' (or 'auto') and a sampler whose correction is an expected count (not "
                           f"'mixed_logq'); got loss={cfg.loss!r}, sampler={cfg.sampler!r}", param="sampled_correction")
-    t = cfg.softmax_temperature
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(float(t)) and float(t) > 0):
+    t = cfg.softmax_temperature  # a finite number already (check_field_types)
+    if not float(t) > 0:
         raise ConfigError(f"must be a finite number > 0 (1: the plain softmax), got {t!r}", param="softmax_temperature")
     if float(t) != 1.0 and cfg.loss in ("gbce", "bce"):
         raise ConfigError(f"the temperature scales a softmax; loss={cfg.loss!r} has none: use loss='ce', 'sampled_ce' or "
