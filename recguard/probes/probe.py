@@ -157,8 +157,10 @@ class SAEProbe:
     def _eval(self, edit, which: str = "test", users: np.ndarray | None = None, k: int = 10):
         split = self.split_
         x, y = split.inputs(which, self.victim.max_len)
-        rows = np.arange(len(y)) if users is None else np.asarray(users)
-        x, y = x[rows], y[rows]
+        rows = np.arange(len(y))
+        if users is not None:
+            rows = np.asarray(users)
+            x, y = x[rows], y[rows]
         ranks, tops = [], []
         for s, xb in zip(range(0, len(x), 512), self._batches(x)):
             scores = self.site.scores(xb, edit)
