@@ -1,7 +1,7 @@
 """Markdown tables for docs/benchmarks.md from the result files of the benchmark scripts.
 
 Usage: python benchmarks/render_tables.py poisoning|defenses|mnar|decision|ceiling|attacks|lockstep|forensics|sae_scorers|
-           extraction_defenses|query_detector [RESULT_NAME]
+           extraction_defenses|query_detector|published_sasrec [RESULT_NAME]
        python benchmarks/render_tables.py cells AUDIT_DIR DEFENSE REVISION
 
 Reads benchmarks/results/<name>.json (poisoning_ml1m, defenses_ml-100k_random,
@@ -295,9 +295,56 @@ def query_detector(name: str = "query_detector_amazon-office") -> None:
               f"{_interval(m.get('genuine_flagged_last_window'), 4)} | {_interval(m.get('genuine_flagged_either'), 4)} |")
 
 
+def _mean_interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95% Student-t interval (None for a single value)."""
+    from scipy.stats import t
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, float(t.ppf(0.975, n - 1)) * sd / n**0.5
+
+
+def published_sasrec(pattern: str = "victims_ml1m_sasrec_published_rev6_s*.json") -> None:
+    """SASRec on ML-1M with the published recipe: recguard's runs beside the paper's code's runs, each run's
+    test NDCG@10 and HR@10, each side's mean with its 95% interval, and their difference (Welch)."""
+    from scipy.stats import t
+
+    sides = {
+        "recguard, published variant": [(p.stem, json.loads(p.read_text())["test"]) for p in sorted(RESULTS.glob(pattern))],
+        "the paper's code": [(p.stem, {"NDCG@10": m["metrics"]["test_ndcg@10"], "HR@10": m["metrics"]["test_hit_rate@10"]})
+                             for p in sorted(RESULTS.glob("paper_code_SASRec_ml-1m_s*.json"))
+                             for m in [json.loads(p.read_text())] if "test_ndcg@10" in m.get("metrics", {})],
+    }
+    print("| side | run | test NDCG@10 | HR@10 |")
+    print("|---|---|---|---|")
+    ndcg = {}
+    for side, runs in sides.items():
+        ndcg[side] = [r["NDCG@10"] for _, r in runs]
+        for stem, r in runs:
+            print(f"| {side} | `{stem}` | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} |")
+        if runs:
+            m, h = _mean_interval(ndcg[side])
+            hr, hh = _mean_interval([r["HR@10"] for _, r in runs])
+            print(f"| **{side}, mean of {len(runs)}** | – | {m:.4f}" + (f" [{m - h:.4f}, {m + h:.4f}]" if h is not None else "")
+                  + f" | {hr:.4f}" + (f" [{hr - hh:.4f}, {hr + hh:.4f}]" if hh is not None else "") + " |")
+    a, b = ndcg["the paper's code"], ndcg["recguard, published variant"]
+    if len(a) >= 2 and len(b) >= 2:
+        va, vb = (_mean_interval(x)[1] / float(t.ppf(0.975, len(x) - 1)) for x in (a, b))
+        se = (va**2 + vb**2) ** 0.5
+        dof = se**4 / (va**4 / (len(a) - 1) + vb**4 / (len(b) - 1))
+        diff = sum(a) / len(a) - sum(b) / len(b)
+        half = float(t.ppf(0.975, dof)) * se
+        print(f"\nthe paper's code minus recguard (Welch, {dof:.1f} degrees of freedom): "
+              f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]")
+
+
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"
     fn = {"poisoning": poisoning, "defenses": defenses, "mnar": mnar, "decision": decision, "ceiling": ceiling, "cells": cells,
           "attacks": attacks, "lockstep": lockstep, "forensics": forensics, "sae_scorers": sae_scorers,
-          "extraction_defenses": extraction_defenses, "query_detector": query_detector}[kind]
+          "extraction_defenses": extraction_defenses, "query_detector": query_detector,
+          "published_sasrec": published_sasrec}[kind]
     fn(*sys.argv[2:])

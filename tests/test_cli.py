@@ -32,9 +32,25 @@ def test_train_evaluate_on_a_user_file(tmp_path, capsys):
     assert metrics["users"] == 40 and 0 <= metrics["NDCG@10"] <= 1
 
 
+def test_a_recipe_fills_the_victim_settings_and_explicit_ones_win(tmp_path):
+    data = tmp_path / "log.txt"
+    data.write_text("".join(f"{u} {(u + t) % 15 + 1}\n" for u in range(1, 41) for t in range(8)))
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", str(data), "--recipe", "recsys23", "--set", "lr=0.002", "--set", "hidden=8", "--epochs", "1",
+            "--max-len", "8", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert (cfg["block"], cfg["positions"], cfg["adam_beta2"], cfg["dropout"], cfg["patience"], cfg["batching"]) == (
+        "published", "first", 0.999, 0.1, 10, "random")
+    assert (cfg["lr"], cfg["hidden"], cfg["epochs"], cfg["max_len"]) == (0.002, 8, 1, 8)
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
+        (["train", "--out", "x", "--recipe", "nope"], "--recipe: 'nope' is not a recipe"),
+        (["train", "--out", "x", "--model", "gru4rec", "--recipe", "recsys23"], "not 'gru4rec'"),
+        (["audit", "--out", "x", "--model", "gru4rec", "--recipe", "recsys23"], "not 'gru4rec'"),
         (["datasets", "info", "nope-dataset"], "unknown dataset"),
         (["train", "--out", "x", "--model", "lstm"], "unknown model"),
         (["train", "--out", "x", "--set", "hiden=3"], "unknown key"),

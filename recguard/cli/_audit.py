@@ -9,7 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from ._common import KCoreOpt, MinRatingOpt, PathOpt, load_dataset, print_columns, print_table
-from ._train import _parse_sets
+from ._train import _parse_sets, recipe_settings
 
 
 def _csv(value: str | None, cast=str) -> tuple | None:
@@ -51,6 +51,9 @@ def audit(
     surrogate: str | None = typer.Option(None, "--surrogate", help="victim (white-box), retrain, or a saved victim directory."),
     inject: list[Path] = typer.Option([], "--inject", help="JSON file of externally crafted fake users (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Victim config KEY=VALUE (e.g. --set max_len=50)."),
+    recipe_name: str | None = typer.Option(None, "--recipe", help="Named training recipe for the victim (recsys23: the "
+                                           "SASRec-CE paper's ML-1M settings); the config file's model_config and --set "
+                                           "override its settings."),
     extraction: list[str] = typer.Option([], "--extraction", help="Option of the `extracted` attack's model extraction, KEY=VALUE "
                                          "(mode=few-shot, num_sequences=5000, k=100, surrogate=gru4rec, epochs=30, ...)."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes of the local backend (each gets its share of "
@@ -85,8 +88,8 @@ def audit(
     text_opts = {k: v for k, v in (("known", known), ("encoder", encoder), ("user_text", user_text)) if v is not None}
     if text_opts or defense_param:
         changes["defense_params"] = _defense_params(spec, changes.get("defenses", spec.defenses), text_opts, defense_param)
-    if set_:
-        changes["model_config"] = {**spec.model_config, **_parse_sets(set_)}
+    if set_ or recipe_name:
+        changes["model_config"] = {**recipe_settings(recipe_name, model or spec.model), **spec.model_config, **_parse_sets(set_)}
     if extraction:
         changes["extraction"] = {**spec.extraction, **_parse_sets(extraction)}
     if changes:

@@ -24,6 +24,13 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+def recipe_settings(name: str | None, model: str) -> dict:
+    """``--recipe``: the settings the named recipe gives ``model`` (none without one)."""
+    from ..victims import recipe
+
+    return recipe(name, model, param="--recipe") if name else {}
+
+
 def train(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for the trained victim (weights.safetensors + config.json)."),
     dataset: str = DatasetOpt,
@@ -40,6 +47,8 @@ def train(
                                     "--set num_negatives=N / sampler=popularity tune the sampled ones."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model)."),
     set_: list[str] = typer.Option([], "--set", help="Extra config KEY=VALUE (e.g. --set hidden=128 --set num_negatives=1024)."),
+    recipe_name: str | None = typer.Option(None, "--recipe", help="Named training recipe (recsys23: the SASRec-CE paper's ML-1M "
+                                           "settings); --set and the flags here override its settings."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a victim saved earlier at --out (never anything else)."),
     keep_checkpoints: int = typer.Option(0, "--keep-checkpoints", help="Save K checkpoints evenly spaced over training "
                                          "(checkpoints.safetensors) for `recguard forensics`."),
@@ -52,7 +61,7 @@ def train(
     from ..victims import is_factory_path
 
     check_artifact_target(out, "victim", overwrite=overwrite)  # a bad --out fails before training, not after
-    cfg = _parse_sets(set_)
+    cfg = {**recipe_settings(recipe_name, model), **_parse_sets(set_)}
     if epochs is not None:
         cfg["epochs"] = epochs
     if max_len is not None:

@@ -12,12 +12,13 @@ from .trainer import BestState, Trainer, TrainingRecord
 from .bert4rec import BERT4Rec, BERT4RecConfig
 from .gru4rec import GRU4Rec, GRU4RecConfig
 from .sasrec import SASRec, SASRecConfig
+from .recipes import RECIPES, recipe
 
 __all__ = [
     "Victim", "WhiteBoxVictim", "SequentialVictim", "BaseConfig",
     "SASRec", "SASRecConfig", "BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig",
     "TorchVictim", "BlackBoxVictim", "ListsOnly", "load", "architectures", "as_batch", "eval_mode", "mask_seen_", "resolve_device",
-    "make_victim", "build_victim", "load_factory", "model_identity", "is_factory_path", "TRAINING_REVISION",
+    "make_victim", "build_victim", "RECIPES", "recipe", "load_factory", "model_identity", "is_factory_path", "TRAINING_REVISION",
     "Trainer", "TrainingRecord", "BestState", "capture", "TransformerBlock", "attention_mask",
     "CAPABILITIES", "CAPABILITY_TABLE", "Capability", "capabilities", "require", "EpochUpdate", "STOP",
 ]
