@@ -119,6 +119,16 @@ def test_spec_from_toml_and_errors(tmp_path):
         AuditSpec(defenses=("lorec2",))
 
 
+def test_a_recipe_in_the_toml_file_becomes_model_config_under_the_files_own_settings(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text('recipe = "recsys23"\nmodel = "bert4rec"\n[model_config]\nlr = 0.002\n')
+    spec = AuditSpec.from_toml(p)
+    assert spec.model_config["mask_prob"] == 0.2 and spec.model_config["patience"] == 20 and spec.model_config["lr"] == 0.002
+    p.write_text('recipe = "recsys23"\nmodel = "gru4rec"\n')
+    with pytest.raises(ConfigError, match=f"{p}: recipe: 'recsys23' has settings for bert4rec, sasrec, not 'gru4rec'"):
+        AuditSpec.from_toml(p)
+
+
 def test_cli_audit_and_report(atomic, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["audit", "--dataset", str(atomic), "--model", "gru4rec", "--attacks", "random,popular", "--budgets", "0.05",

@@ -7,6 +7,7 @@ Filled from CLI flags or a TOML file (a top-level table ``[audit]`` or bare keys
     attacks = ["random", "popular", "segment", "surrogate"]
     budgets = [0.01, 0.03]
     seeds = [0, 1, 2]
+    recipe = "recsys23"        # optional: a named recipe's victim settings, under model_config
     [model_config]
     max_len = 50
     [attack_params.popular]
@@ -348,6 +349,14 @@ def read_toml(path: str | Path) -> tuple[AuditSpec, dict]:
     """A TOML audit file: (the spec, its execution options — ``backend``, ``jobs``, ``threads``,
     ``address``, ``max_retries``, ``transport`` — which never change a number)."""
     obj = AuditSpec.toml_table(path)
+    if "recipe" in obj:  # a named recipe becomes the settings it stands for; the file's own model_config wins
+        from ..victims import recipe
+
+        try:
+            settings = recipe(obj.pop("recipe"), obj.get("model", AuditSpec.model))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        obj["model_config"] = {**settings, **obj.get("model_config", {})}
     execution = {}
     for key, ann in EXECUTION_TYPES.items():
         if key in obj:
