@@ -339,6 +339,11 @@ def published_sasrec(pattern: str = "victims_ml1m_sasrec_published_rev6_s*.json"
         half = float(t.ppf(0.975, dof)) * se
         print(f"\nthe paper's code minus recguard (Welch, {dof:.1f} degrees of freedom): "
               f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]")
+        pooled_dof = len(a) + len(b) - 2  # one spread for both: the two train the same function (paper_code.py --check-model)
+        pooled_sd = ((va**2 * len(a) * (len(a) - 1) + vb**2 * len(b) * (len(b) - 1)) / pooled_dof) ** 0.5
+        half = float(t.ppf(0.975, pooled_dof)) * pooled_sd * (1 / len(a) + 1 / len(b)) ** 0.5
+        print(f"the same with one pooled spread (Student, {pooled_dof} degrees of freedom): "
+              f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]")
 
 
 if __name__ == "__main__":
