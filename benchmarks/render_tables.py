@@ -295,21 +295,18 @@ def query_detector(name: str = "query_detector_amazon-office") -> None:
               f"{_interval(m.get('genuine_flagged_last_window'), 4)} | {_interval(m.get('genuine_flagged_either'), 4)} |")
 
 
-def _mean_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its 95% Student-t interval (None for a single value)."""
-    from scipy.stats import t
-
+def _spread(values: list[float]) -> dict:
+    """``mean``, ``sd`` (n − 1) and ``n`` of some runs, with ``ci95`` (Student t) from :func:`_with_ci`."""
     n = len(values)
     mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    return mean, float(t.ppf(0.975, n - 1)) * sd / n**0.5
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else None
+    return _with_ci({"mean": mean, "sd": sd, "n": n})
 
 
 def published_sasrec(pattern: str = "victims_ml1m_sasrec_published_rev6_s*.json") -> None:
     """SASRec on ML-1M with the published recipe: recguard's runs beside the paper's code's runs, each run's
-    test NDCG@10 and HR@10, each side's mean with its 95% interval, and their difference (Welch)."""
+    test NDCG@10 and HR@10, each side's mean with its 95% interval, and their difference (Welch, and with
+    one pooled spread)."""
     from scipy.stats import t
 
     sides = {
@@ -322,29 +319,26 @@ def published_sasrec(pattern: str = "victims_ml1m_sasrec_published_rev6_s*.json"
     print("|---|---|---|---|")
     ndcg = {}
     for side, runs in sides.items():
-        ndcg[side] = [r["NDCG@10"] for _, r in runs]
         for stem, r in runs:
             print(f"| {side} | `{stem}` | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} |")
         if runs:
-            m, h = _mean_interval(ndcg[side])
-            hr, hh = _mean_interval([r["HR@10"] for _, r in runs])
-            print(f"| **{side}, mean of {len(runs)}** | – | {m:.4f}" + (f" [{m - h:.4f}, {m + h:.4f}]" if h is not None else "")
-                  + f" | {hr:.4f}" + (f" [{hr - hh:.4f}, {hr + hh:.4f}]" if hh is not None else "") + " |")
-    a, b = ndcg["the paper's code"], ndcg["recguard, published variant"]
-    if len(a) >= 2 and len(b) >= 2:
-        va, vb = (_mean_interval(x)[1] / float(t.ppf(0.975, len(x) - 1)) for x in (a, b))
-        se = (va**2 + vb**2) ** 0.5
-        dof = se**4 / (va**4 / (len(a) - 1) + vb**4 / (len(b) - 1))
-        diff = sum(a) / len(a) - sum(b) / len(b)
+            ndcg[side] = _spread([r["NDCG@10"] for _, r in runs])
+            hr = _spread([r["HR@10"] for _, r in runs])
+            print(f"| **{side}, mean of {len(runs)}** | – | {_interval(ndcg[side], 4)} | {_interval(hr, 4)} |")
+    a, b = ndcg.get("the paper's code"), ndcg.get("recguard, published variant")
+    if a and b and a["n"] >= 2 and b["n"] >= 2:
+        diff = a["mean"] - b["mean"]
+        se_a, se_b = a["sd"] / a["n"] ** 0.5, b["sd"] / b["n"] ** 0.5
+        se = (se_a**2 + se_b**2) ** 0.5
+        dof = se**4 / (se_a**4 / (a["n"] - 1) + se_b**4 / (b["n"] - 1))
         half = float(t.ppf(0.975, dof)) * se
         print(f"\nthe paper's code minus recguard (Welch, {dof:.1f} degrees of freedom): "
               f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]")
-        pooled_dof = len(a) + len(b) - 2  # one spread for both: the two train the same function (paper_code.py --check-model)
-        pooled_sd = ((va**2 * len(a) * (len(a) - 1) + vb**2 * len(b) * (len(b) - 1)) / pooled_dof) ** 0.5
-        half = float(t.ppf(0.975, pooled_dof)) * pooled_sd * (1 / len(a) + 1 / len(b)) ** 0.5
+        pooled_dof = a["n"] + b["n"] - 2  # one spread for both: the two train the same function (paper_code.py --check-model)
+        pooled_sd = ((a["sd"] ** 2 * (a["n"] - 1) + b["sd"] ** 2 * (b["n"] - 1)) / pooled_dof) ** 0.5
+        half = float(t.ppf(0.975, pooled_dof)) * pooled_sd * (1 / a["n"] + 1 / b["n"]) ** 0.5
         print(f"the same with one pooled spread (Student, {pooled_dof} degrees of freedom): "
               f"{diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]")
-
 
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "poisoning"

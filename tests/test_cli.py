@@ -12,13 +12,15 @@ def test_help_on_every_command(capsys):
     assert "--model" in capsys.readouterr().out
 
 
-def test_train_evaluate_on_a_user_file(tmp_path, capsys):
-    lines = []
-    for u in range(1, 41):
-        for t in range(8):
-            lines.append(f"{u} {(u + t) % 15 + 1}")
+def _user_log(tmp_path):
+    """A 40-user, 15-item interaction file (user item per line)."""
     data = tmp_path / "log.txt"
-    data.write_text("\n".join(lines) + "\n")
+    data.write_text("".join(f"{u} {(u + t) % 15 + 1}\n" for u in range(1, 41) for t in range(8)))
+    return data
+
+
+def test_train_evaluate_on_a_user_file(tmp_path, capsys):
+    data = _user_log(tmp_path)
     out = tmp_path / "run"
     argv = ["train", "--dataset", str(data), "--model", "gru4rec", "--epochs", "2", "--max-len", "8",
             "--set", "hidden=8", "--out", str(out), "--no-progress"]
@@ -33,8 +35,7 @@ def test_train_evaluate_on_a_user_file(tmp_path, capsys):
 
 
 def test_a_recipe_fills_the_victim_settings_and_explicit_ones_win(tmp_path):
-    data = tmp_path / "log.txt"
-    data.write_text("".join(f"{u} {(u + t) % 15 + 1}\n" for u in range(1, 41) for t in range(8)))
+    data = _user_log(tmp_path)
     out = tmp_path / "run"
     argv = ["train", "--dataset", str(data), "--recipe", "recsys23", "--set", "lr=0.002", "--set", "hidden=8", "--epochs", "1",
             "--max-len", "8", "--out", str(out), "--no-progress"]
